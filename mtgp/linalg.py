@@ -1,0 +1,103 @@
+"""Numerically careful dense linear algebra shared by every model.
+
+Everything is Cholesky based: solves and log-determinants never form an
+explicit inverse. ``safe_cholesky`` adds a diagonal jitter *only* when the
+plain factorisation fails, growing it tenfold per try, and returns the jitter
+it used so that the caller can report it (``report_jitter``) instead of
+hiding it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class JitterWarning(UserWarning):
+    """A matrix was not numerically positive definite and a diagonal jitter
+    was added before factorising it."""
+
+
+def safe_cholesky(A, base_jitter: float = 1e-10, max_tries: int = 10):
+    """Lower Cholesky factor of the symmetric matrix ``A`` (n, n).
+
+    Tries the plain factorisation first; if it fails (non-finite factor),
+    retries with ``jitter * mean(diag(A)) * I`` for jitter = base_jitter,
+    10 * base_jitter, ... (at most ``max_tries`` times).
+
+    Returns ``(L, added)`` where ``added`` is the absolute diagonal value that
+    was added (0.0 when none was needed; NaN factor if every try failed).
+    Not reverse-differentiable (it loops); objectives use ``cholesky``.
+    """
+    A = 0.5 * (A + A.T)
+    n = A.shape[-1]
+    scale = jnp.maximum(jnp.mean(jnp.abs(jnp.diagonal(A))), 1e-300)
+    eye = jnp.eye(n, dtype=A.dtype)
+
+    def failed(L):
+        return ~jnp.all(jnp.isfinite(L))
+
+    def cond(carry):
+        L, jitter, k = carry
+        return failed(L) & (k < max_tries)
+
+    def body(carry):
+        _, jitter, k = carry
+        jitter = jnp.where(jitter == 0.0, base_jitter, 10.0 * jitter)
+        return jnp.linalg.cholesky(A + jitter * scale * eye), jitter, k + 1
+
+    L0 = jnp.linalg.cholesky(A)
+    L, jitter, _ = jax.lax.while_loop(cond, body, (L0, jnp.zeros((), A.dtype), 0))
+    return L, jitter * scale
+
+
+def report_jitter(added, where: str) -> None:
+    """Warn (once per call) when ``safe_cholesky`` had to add a jitter."""
+    added = np.asarray(added)
+    if added.size and np.any(added > 0):
+        warnings.warn(
+            f"{where}: matrix not numerically positive definite; added a diagonal "
+            f"jitter of up to {float(np.max(added)):.3g} to factorise it",
+            JitterWarning,
+            stacklevel=3,
+        )
+    if added.size and np.any(~np.isfinite(added)):
+        raise FloatingPointError(f"{where}: Cholesky factorisation failed even with jitter")
+
+
+def cholesky(A):
+    """Plain lower Cholesky (differentiable); NaN on failure."""
+    return jnp.linalg.cholesky(0.5 * (A + jnp.swapaxes(A, -1, -2)))
+
+
+def cho_solve(L, B):
+    """Solve (L L^T) X = B."""
+    return jsl.cho_solve((L, True), B)
+
+
+def tri_solve(L, B, trans: bool = False):
+    """Solve L X = B (or L^T X = B with trans=True)."""
+    return jsl.solve_triangular(L, B, lower=True, trans=1 if trans else 0)
+
+
+def logdet_from_chol(L):
+    return 2.0 * jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+
+
+def gaussian_logpdf(r, L, n=None):
+    """log N(r; 0, L L^T). ``n`` overrides the dimension in the constant
+    (used with padded vectors whose padding contributes zero otherwise)."""
+    alpha = tri_solve(L, r)
+    n = r.shape[-1] if n is None else n
+    return -0.5 * (jnp.sum(alpha**2) + logdet_from_chol(L) + n * LOG_2PI)
+
+
+def symmetrize(A):
+    return 0.5 * (A + jnp.swapaxes(A, -1, -2))
