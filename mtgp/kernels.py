@@ -120,6 +120,14 @@ class Kernel:
         """Flat {name: positive value} dictionary (for display and tables)."""
         raise NotImplementedError
 
+    def structure(self) -> tuple:
+        """Hashable description of the kernel's form (types and parameter
+        shapes, not values): equal structures share compiled programs."""
+        raise NotImplementedError
+
+    def static(self) -> "StaticKernel":
+        return StaticKernel(self)
+
     @property
     def n_params(self) -> int:
         leaves = jax.tree_util.tree_leaves(self.init_params())
@@ -171,6 +179,9 @@ class _Leaf(Kernel):
 
     def hyperparameters(self):
         return {p: getattr(self, p) for p in self.param_names}
+
+    def structure(self):
+        return (type(self).__name__,) + tuple((p, np.shape(getattr(self, p))) for p in self.param_names)
 
     def to_dict(self):
         return {
@@ -321,6 +332,9 @@ class _Combination(Kernel):
                 out[f"{prefix}.{name}"] = v
         return out
 
+    def structure(self):
+        return (type(self).__name__, self.k1.structure(), self.k2.structure())
+
     def to_dict(self):
         return {"type": type(self).__name__, "k1": self.k1.to_dict(), "k2": self.k2.to_dict()}
 
@@ -350,6 +364,30 @@ class Product(_Combination):
 
     def evaluate_diag(self, params, X):
         return self.k1.evaluate_diag(params[0], X) * self.k2.evaluate_diag(params[1], X)
+
+
+class StaticKernel:
+    """Wraps a kernel for use as a static ``jax.jit`` argument: hashed and
+    compared by structure only, so refits and new models with the same kernel
+    form reuse compiled programs (values travel as traced log params)."""
+
+    __slots__ = ("kernel", "_key")
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+        self._key = kernel.structure()
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, StaticKernel) and self._key == other._key
+
+    def evaluate(self, params, X1, X2):
+        return self.kernel.evaluate(params, X1, X2)
+
+    def evaluate_diag(self, params, X):
+        return self.kernel.evaluate_diag(params, X)
 
 
 _REGISTRY = {

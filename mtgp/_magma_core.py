@@ -1,0 +1,293 @@
+"""Pure-JAX numerics of Magma (Leroy et al. 2022), batched over individuals.
+
+Notation (paper): pooled grid t (N distinct inputs), prior mean m0, mean
+kernel matrix K0 = k_theta0(t, t), individual covariances
+Psi_i = c_theta_i(t_i, t_i) + sigma_i^2 I, gathered into the grid by P_i.
+
+Exact formulation without K0^-1
+-------------------------------
+Props. 1 and 4 write the hyper-posterior precision K0^-1 + sum_i P_i' Psi_i^-1 P_i.
+On densely spaced inputs K0 is numerically singular, so we never invert it.
+With S = sum_i P_i' Psi_i^-1 P_i = L_S L_S' (positive definite: every grid
+point is observed by someone) and c = sum_i P_i' Psi_i^-1 (y_i - m0(t_i)):
+
+    B      = I + L_S' K0 L_S                     (eigenvalues >= 1: stable)
+    alpha  = (I + S K0)^-1 c = c - L_S B^-1 L_S' K0 c
+    m_hat(X)      = m0(X) + k0(X, t) alpha
+    K_hat(X, X')  = k0(X, X') - V_X' V_X',   V_X = L_B^-1 L_S' k0(t, X)
+
+which is algebraically identical to Props. 1/4 on t and, for any other
+inputs X, to computing Prop. 4 on the union [X, t] and marginalising (the
+data only touch mu0 through t). The exact marginal likelihood follows from
+the matrix determinant lemma and Woodbury:
+
+    log p({y_i}) = sum_i log N(y_i; m0(t_i), Psi_i) + c' K0 alpha / 2 - log|B| / 2.
+
+Every individual-level quantity is computed for all individuals at once on
+a padded layout (see :mod:`mtgp.data`): padded rows/columns of Psi_i are the
+identity and padded outputs 0, so they contribute nothing.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from .linalg import (LOG_2PI, cho_solve, cholesky, logdet_from_chol, safe_cholesky,
+                     symmetrize, tri_solve)
+from .optim import batched_lbfgs_minimize, lbfgs_minimize
+
+# Relative diagonal jitter used only inside the paper's expected-log-likelihood
+# objective for theta_0 (mean_update="expected"), which needs K0^-1.
+EXPECTED_Q_JITTER = 1e-8
+
+
+class MeanPosterior(NamedTuple):
+    """Hyper-posterior of mu0 on the pooled grid, in factored form."""
+
+    L_S: jnp.ndarray  # (N, N) Cholesky of S
+    L_B: jnp.ndarray  # (N, N) Cholesky of B = I + L_S' K0 L_S
+    alpha: jnp.ndarray  # (N,)  (I + S K0)^-1 c
+    c: jnp.ndarray  # (N,)  sum_i P_i' Psi_i^-1 (y_i - m0(t_i))
+    mean: jnp.ndarray  # (N,)  m_hat(t)
+    cov: jnp.ndarray  # (N, N) K_hat(t, t)
+    loglik: jnp.ndarray  # exact log p({y_i} | Theta)
+    jitter_S: jnp.ndarray
+    jitter_B: jnp.ndarray
+
+
+def masked_cov(kernel, params, log_noise, X, mask):
+    """Psi = k(X, X) + sigma^2 I on real points; identity on padding."""
+    K = kernel.evaluate(params, X, X)
+    mm = mask[:, None] * mask[None, :]
+    return K * mm + jnp.diag(jnp.exp(log_noise) * mask + (1.0 - mask))
+
+
+def individual_covs(ki, common, theta, X, mask):
+    """Batched Psi_i (M, n, n); ``theta`` is shared (common) or batched."""
+    f = lambda th, x, m: masked_cov(ki, th["kernel"], th["log_noise"], x, m)
+    return jax.vmap(f, in_axes=(None if common else 0, 0, 0))(theta, X, mask)
+
+
+def _scatter_stats(Pinv, r, idx, N):
+    """S = sum_i P_i' Psi_i^-1 P_i and c = sum_i P_i' Psi_i^-1 r_i, accumulated
+    straight into one (N, N) array (padding goes to the dropped index N)."""
+    S = jnp.zeros((N + 1, N + 1), Pinv.dtype).at[idx[:, :, None], idx[:, None, :]].add(Pinv)
+    c = jnp.zeros(N + 1, Pinv.dtype).at[idx].add(jnp.einsum("mij,mj->mi", Pinv, r))
+    return S[:N, :N], c[:N]
+
+
+def mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx):
+    """E step (Props. 1 and 4) and exact marginal log-likelihood."""
+    N = grid.shape[0]
+    n = X.shape[1]
+    Psi = individual_covs(ki, common, theta, X, mask)
+    L = jax.vmap(cholesky)(Psi)
+    eye_n = jnp.eye(n, dtype=Psi.dtype)
+    mm = mask[:, :, None] * mask[:, None, :]
+    Pinv = jax.vmap(lambda l: cho_solve(l, eye_n))(L) * mm
+    m0_ext = jnp.concatenate([m0_grid, jnp.zeros(1, m0_grid.dtype)])
+    r = (y - m0_ext[idx]) * mask
+    S, c = _scatter_stats(Pinv, r, idx, N)
+    # sum_i log N(r_i; 0, Psi_i) with the constants of real points only
+    a = jax.vmap(tri_solve)(L, r)
+    ll_indiv = -0.5 * (jnp.sum(a**2) + jnp.sum(jax.vmap(logdet_from_chol)(L))
+                       + jnp.sum(mask) * LOG_2PI)
+
+    K0 = symmetrize(k0.evaluate(theta0, grid, grid))
+    L_S, jit_S = safe_cholesky(symmetrize(S))
+    B = jnp.eye(N, dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
+    L_B, jit_B = safe_cholesky(B)
+    K0c = K0 @ c
+    alpha = c - L_S @ cho_solve(L_B, L_S.T @ K0c)
+    mean = m0_grid + K0 @ alpha
+    V = tri_solve(L_B, L_S.T @ K0)
+    cov = K0 - V.T @ V
+    loglik = ll_indiv + 0.5 * jnp.dot(c, K0 @ alpha) - 0.5 * logdet_from_chol(L_B)
+    return MeanPosterior(L_S, L_B, alpha, c, mean, cov, loglik, jit_S, jit_B)
+
+
+def mean_posterior_at(k0, theta0, post: MeanPosterior, grid, X, m0_X):
+    """Hyper-posterior mean (n,) and covariance (n, n) of mu0 at any inputs X
+    (Prop. 4 on the union of X and the grid, marginalised; exact)."""
+    KXt = k0.evaluate(theta0, X, grid)
+    mean = m0_X + KXt @ post.alpha
+    V = tri_solve(post.L_B, post.L_S.T @ KXt.T)
+    cov = symmetrize(k0.evaluate(theta0, X, X) - V.T @ V)
+    return mean, cov
+
+
+# ---------------------------------------------------------------- M step
+
+def _expected_loglik_terms(ki, common, theta, X, y, mask, m_hat_i, K_hat_i):
+    """Per individual: log N(y_i; m_hat(t_i), Psi_i) - Tr(K_hat_i Psi_i^-1) / 2
+    (the objective L^{t_i} of Props. 2 and 3), constants dropped."""
+    Psi = individual_covs(ki, common, theta, X, mask)
+    L = jax.vmap(cholesky)(Psi)
+    r = (y - m_hat_i) * mask
+    a = jax.vmap(tri_solve)(L, r)
+    quad = jnp.sum(a**2, axis=1)
+    logdet = jax.vmap(logdet_from_chol)(L)
+    trace = jnp.trace(jax.vmap(cho_solve)(L, K_hat_i), axis1=1, axis2=2)
+    return -0.5 * (quad + logdet + trace)
+
+
+def _theta0_expected_objective(k0, theta0, grid, m0_grid, post):
+    """-(log N(m_hat; m0, K0) - Tr(K_hat K0^-1) / 2), Props. 2/3, first line."""
+    K0 = symmetrize(k0.evaluate(theta0, grid, grid))
+    K0 = K0 + EXPECTED_Q_JITTER * jnp.mean(jnp.diagonal(K0)) * jnp.eye(K0.shape[0], dtype=K0.dtype)
+    L = cholesky(K0)
+    a = tri_solve(L, post.mean - m0_grid)
+    trace = jnp.trace(cho_solve(L, post.cov))
+    return 0.5 * (jnp.sum(a**2) + logdet_from_chol(L) + trace) / grid.shape[0]
+
+
+def _theta0_marginal_objective(k0, theta0, grid, post):
+    """-log p({y_i} | theta0, fixed individual HPs) up to constants: an exact
+    conditional maximisation step (ECM) that needs no K0^-1."""
+    K0 = symmetrize(k0.evaluate(theta0, grid, grid))
+    L_S = post.L_S
+    B = jnp.eye(grid.shape[0], dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
+    L_B = cholesky(B)
+    K0c = K0 @ post.c
+    quad = jnp.dot(post.c, K0c) - jnp.sum(tri_solve(L_B, L_S.T @ K0c) ** 2)
+    return 0.5 * (logdet_from_chol(L_B) - quad) / grid.shape[0]
+
+
+def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
+           X, y, mask, idx):
+    """M step: theta0 (Props. 2/3 first line, or exact ECM), then individual
+    HPs: one joint problem (Common HP, Prop. 3) or M independent ones solved
+    in lock-step by a vmapped L-BFGS (Different HP, Prop. 2)."""
+    if mean_update == "expected":
+        f0 = lambda p: _theta0_expected_objective(k0, p, grid, m0_grid, post)
+    else:
+        f0 = lambda p: _theta0_marginal_objective(k0, p, grid, post)
+    theta0 = lbfgs_minimize(f0, theta0, max_iter=max_iter).params
+
+    ext = lambda v: jnp.concatenate([v, jnp.zeros(1, v.dtype)])
+    m_hat_i = ext(post.mean)[idx]
+    cov_ext = jnp.pad(post.cov, ((0, 1), (0, 1)))
+    K_hat_i = cov_ext[idx[:, :, None], idx[:, None, :]]
+    n_points = jnp.sum(mask)
+    if common:
+        fi = lambda th: -jnp.sum(_expected_loglik_terms(ki, True, th, X, y, mask, m_hat_i, K_hat_i)) / n_points
+        theta = lbfgs_minimize(fi, theta, max_iter=max_iter).params
+    else:
+        def fi(th, x, yy, mk, mh, kh):
+            one = lambda a: a[None]
+            v = _expected_loglik_terms(ki, False, jax.tree_util.tree_map(one, th), one(x), one(yy),
+                                       one(mk), one(mh), one(kh))
+            return -v[0] / jnp.maximum(jnp.sum(mk), 1.0)
+        theta = batched_lbfgs_minimize(fi, theta, X, y, mask, m_hat_i, K_hat_i,
+                                       max_iter=max_iter).params
+    return theta0, theta
+
+
+@partial(jax.jit, static_argnames=("k0", "ki", "common"))
+def e_step_jit(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx):
+    return mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx)
+
+
+@partial(jax.jit, static_argnames=("k0", "ki", "common", "mean_update", "max_iter"))
+def em_iteration_jit(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
+                     X, y, mask, idx):
+    """One M step followed by the E step at the new hyper-parameters."""
+    theta0, theta = m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid,
+                           m0_grid, X, y, mask, idx)
+    post = mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx)
+    return theta0, theta, post
+
+
+@partial(jax.jit, static_argnames=("k0",))
+def mean_posterior_at_jit(k0, theta0, post, grid, X, m0_X):
+    return mean_posterior_at(k0, theta0, post, grid, X, m0_X)
+
+
+# ------------------------------------------------------------- prediction
+
+@partial(jax.jit, static_argnames=("k0", "ki", "include_noise"))
+def predict_jit(k0, ki, include_noise, theta0, theta_star, post, grid, Xp, m0_p, Xo, yo, m0_o):
+    """Type I prediction (Sec. 4): multi-task prior of Prop. 5 on [Xp, Xo],
+    then Gaussian conditioning on the new individual's observations."""
+    Xa = jnp.concatenate([Xp, Xo], axis=0)
+    mu, Kmu = mean_posterior_at(k0, theta0, post, grid, Xa, jnp.concatenate([m0_p, m0_o]))
+    noise = jnp.exp(theta_star["log_noise"])
+    G = Kmu + ki.evaluate(theta_star["kernel"], Xa, Xa)
+    n_p = Xp.shape[0]
+    G_pp, G_po, G_oo = G[:n_p, :n_p], G[:n_p, n_p:], G[n_p:, n_p:]
+    G_oo = G_oo + noise * jnp.eye(Xo.shape[0], dtype=G.dtype)
+    if include_noise:
+        G_pp = G_pp + noise * jnp.eye(n_p, dtype=G.dtype)
+    L, jit_o = safe_cholesky(G_oo)
+    W = tri_solve(L, G_po.T)
+    mean = mu[:n_p] + W.T @ tri_solve(L, yo - mu[n_p:])
+    cov = symmetrize(G_pp - W.T @ W)
+    return mean, cov, jit_o
+
+
+@partial(jax.jit, static_argnames=("k0", "ki", "include_noise"))
+def predict_prior_jit(k0, ki, include_noise, theta0, theta_star, post, grid, Xp, m0_p):
+    """Type II prediction: hyper-posterior of mu0 plus the individual covariance."""
+    mu, Kmu = mean_posterior_at(k0, theta0, post, grid, Xp, m0_p)
+    G = Kmu + ki.evaluate(theta_star["kernel"], Xp, Xp)
+    if include_noise:
+        G = G + jnp.exp(theta_star["log_noise"]) * jnp.eye(Xp.shape[0], dtype=G.dtype)
+    return mu, G
+
+
+def new_individual_nll(ki, theta, Xo, yo, mu_o, Kmu_o):
+    """-log N(y_*; m_hat(t_*), K_hat(t_*) + Psi_theta(t_*)) (Sec. 4.3)."""
+    C = Kmu_o + ki.evaluate(theta["kernel"], Xo, Xo)
+    C = C + jnp.exp(theta["log_noise"]) * jnp.eye(Xo.shape[0], dtype=C.dtype)
+    L = cholesky(C)
+    a = tri_solve(L, yo - mu_o)
+    return 0.5 * (jnp.sum(a**2) + logdet_from_chol(L) + Xo.shape[0] * LOG_2PI)
+
+
+@partial(jax.jit, static_argnames=("ki", "max_iter"))
+def fit_new_individual_jit(ki, max_iter, starts, Xo, yo, mu_o, Kmu_o, prior_mean, prior_prec):
+    """Sec. 4.3 from several starts at once; optional Gaussian prior on the
+    flattened log HPs (prior_prec = 0 gives plain maximum likelihood)."""
+    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], starts))
+
+    def objective(flat):
+        th = unravel(flat)
+        pen = 0.5 * jnp.sum(prior_prec * (flat - prior_mean) ** 2)
+        return (new_individual_nll(ki, th, Xo, yo, mu_o, Kmu_o) + pen) / Xo.shape[0]
+
+    flat_starts = jax.vmap(lambda t: ravel_pytree(t)[0])(starts)
+    res = batched_lbfgs_minimize(lambda f: objective(f), flat_starts, max_iter=max_iter)
+    best = jnp.argmin(jnp.where(jnp.isfinite(res.value), res.value, jnp.inf))
+    return unravel(res.params[best]), res.value[best] * Xo.shape[0]
+
+
+# --------------------------------------------------------- single-task GP
+
+def gp_nll(ki, theta, X, y, mean):
+    """-log N(y; mean, k(X, X) + sigma^2 I) (standard GP marginal likelihood)."""
+    return new_individual_nll(ki, theta, X, y, mean, jnp.zeros((X.shape[0], X.shape[0]), X.dtype))
+
+
+@partial(jax.jit, static_argnames=("ki", "max_iter"))
+def fit_gp_jit(ki, max_iter, theta, X, y, mean):
+    res = lbfgs_minimize(lambda th: gp_nll(ki, th, X, y, mean) / X.shape[0], theta, max_iter=max_iter)
+    return res.params, -res.value * X.shape[0]
+
+
+@partial(jax.jit, static_argnames=("ki", "include_noise"))
+def gp_predict_jit(ki, include_noise, theta, X, y, mean_X, Xp, mean_p):
+    noise = jnp.exp(theta["log_noise"])
+    K = ki.evaluate(theta["kernel"], X, X) + noise * jnp.eye(X.shape[0], dtype=X.dtype)
+    L, jit_o = safe_cholesky(K)
+    Kpx = ki.evaluate(theta["kernel"], Xp, X)
+    W = tri_solve(L, Kpx.T)
+    mean = mean_p + W.T @ tri_solve(L, y - mean_X)
+    cov = ki.evaluate(theta["kernel"], Xp, Xp) - W.T @ W
+    if include_noise:
+        cov = cov + noise * jnp.eye(Xp.shape[0], dtype=X.dtype)
+    return mean, symmetrize(cov), jit_o
