@@ -15,3 +15,6 @@ __version__ = "0.1.0"
 from . import datasets  # noqa: E402
 from .magma import Magma  # noqa: E402
 from .prediction import Prediction  # noqa: E402
+from . import metrics  # noqa: E402
+from .gp import GP  # noqa: E402
+from .simulate import simulate, SimulatedData  # noqa: E402
