@@ -25,6 +25,10 @@ class OptimResult(NamedTuple):
     grad_norm: jnp.ndarray
 
 
+def _tree_norm(tree):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+
+
 def _safe(fun):
     def wrapped(x):
         v = fun(x)
@@ -57,7 +61,7 @@ def lbfgs_minimize(fun: Callable, x0, max_iter: int = 100, tol: float = 1e-6,
     def cond(carry):
         _, state, k = carry
         grad = optax.tree_utils.tree_get(state, "grad")
-        gnorm = optax.tree_utils.tree_l2_norm(grad)
+        gnorm = _tree_norm(grad)
         value = optax.tree_utils.tree_get(state, "value")
         return (k == 0) | ((k < max_iter) & (gnorm >= tol) & jnp.isfinite(value))
 
@@ -70,7 +74,7 @@ def lbfgs_minimize(fun: Callable, x0, max_iter: int = 100, tol: float = 1e-6,
     x = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), x, x0)
     v = jnp.where(better, v, v0)
     g = jax.grad(lambda p: fun(p))(x)
-    gnorm = optax.tree_utils.tree_l2_norm(g)
+    gnorm = _tree_norm(g)
     return OptimResult(x, v, k, gnorm)
 
 
