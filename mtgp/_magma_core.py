@@ -81,9 +81,9 @@ def _scatter_stats(Pinv, r, idx, N):
     return S[:N, :N], c[:N]
 
 
-def mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx):
-    """E step (Props. 1 and 4) and exact marginal log-likelihood."""
-    N = grid.shape[0]
+def individual_stats(ki, common, theta, m0_grid, X, y, mask, idx):
+    """S, c and sum_i log N(y_i; m0(t_i), Psi_i) for all individuals at once."""
+    N = m0_grid.shape[0]
     n = X.shape[1]
     Psi = individual_covs(ki, common, theta, X, mask)
     L = jax.vmap(cholesky)(Psi)
@@ -93,13 +93,19 @@ def mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx
     m0_ext = jnp.concatenate([m0_grid, jnp.zeros(1, m0_grid.dtype)])
     r = (y - m0_ext[idx]) * mask
     S, c = _scatter_stats(Pinv, r, idx, N)
-    # sum_i log N(r_i; 0, Psi_i) with the constants of real points only
+    # constants of real points only
     a = jax.vmap(tri_solve)(L, r)
     ll_indiv = -0.5 * (jnp.sum(a**2) + jnp.sum(jax.vmap(logdet_from_chol)(L))
                        + jnp.sum(mask) * LOG_2PI)
+    return symmetrize(S), c, ll_indiv
 
+
+def mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx):
+    """E step (Props. 1 and 4) and exact marginal log-likelihood."""
+    N = grid.shape[0]
+    S, c, ll_indiv = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx)
     K0 = symmetrize(k0.evaluate(theta0, grid, grid))
-    L_S, jit_S = safe_cholesky(symmetrize(S))
+    L_S, jit_S = safe_cholesky(S)
     B = jnp.eye(N, dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
     L_B, jit_B = safe_cholesky(B)
     K0c = K0 @ c
@@ -146,28 +152,29 @@ def _theta0_expected_objective(k0, theta0, grid, m0_grid, post):
     return 0.5 * (jnp.sum(a**2) + logdet_from_chol(L) + trace) / grid.shape[0]
 
 
-def _theta0_marginal_objective(k0, theta0, grid, post):
+def _theta0_marginal_objective(k0, theta0, grid, L_S, c):
     """-log p({y_i} | theta0, fixed individual HPs) up to constants: an exact
-    conditional maximisation step (ECM) that needs no K0^-1."""
+    conditional maximisation step (ECME, Liu & Rubin 1994) needing no K0^-1."""
     K0 = symmetrize(k0.evaluate(theta0, grid, grid))
-    L_S = post.L_S
     B = jnp.eye(grid.shape[0], dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
     L_B = cholesky(B)
-    K0c = K0 @ post.c
-    quad = jnp.dot(post.c, K0c) - jnp.sum(tri_solve(L_B, L_S.T @ K0c) ** 2)
+    K0c = K0 @ c
+    quad = jnp.dot(c, K0c) - jnp.sum(tri_solve(L_B, L_S.T @ K0c) ** 2)
     return 0.5 * (logdet_from_chol(L_B) - quad) / grid.shape[0]
 
 
 def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
            X, y, mask, idx):
-    """M step: theta0 (Props. 2/3 first line, or exact ECM), then individual
-    HPs: one joint problem (Common HP, Prop. 3) or M independent ones solved
-    in lock-step by a vmapped L-BFGS (Different HP, Prop. 2)."""
+    """M step. Individual HPs maximise the expected log-likelihood of Props.
+    2/3 given the current hyper-posterior: one joint problem (Common HP,
+    Prop. 3) or M independent ones solved in lock-step by a vmapped L-BFGS
+    (Different HP, Prop. 2). theta0 maximises either the paper's expected
+    objective (same posterior: a plain EM step) or, by default, the exact
+    marginal likelihood at the new individual HPs (an ECME step). Both
+    orders keep the marginal likelihood non-decreasing."""
     if mean_update == "expected":
         f0 = lambda p: _theta0_expected_objective(k0, p, grid, m0_grid, post)
-    else:
-        f0 = lambda p: _theta0_marginal_objective(k0, p, grid, post)
-    theta0 = lbfgs_minimize(f0, theta0, max_iter=max_iter).params
+        theta0 = lbfgs_minimize(f0, theta0, max_iter=max_iter).params
 
     ext = lambda v: jnp.concatenate([v, jnp.zeros(1, v.dtype)])
     m_hat_i = ext(post.mean)[idx]
@@ -185,6 +192,11 @@ def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_
             return -v[0] / jnp.maximum(jnp.sum(mk), 1.0)
         theta = batched_lbfgs_minimize(fi, theta, X, y, mask, m_hat_i, K_hat_i,
                                        max_iter=max_iter).params
+    if mean_update != "expected":
+        S, c, _ = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx)
+        L_S, _ = safe_cholesky(S)
+        f0 = lambda p: _theta0_marginal_objective(k0, p, grid, L_S, c)
+        theta0 = lbfgs_minimize(f0, theta0, max_iter=max_iter).params
     return theta0, theta
 
 

@@ -136,10 +136,13 @@ class Magma:
     mean_update : "marginal" or "expected"
         How theta_0 is updated in the M step. "expected" is the paper's
         objective (Props. 2/3: log N(m_hat; m0, K0) - Tr(K_hat K0^-1)/2), which
-        needs K0^-1 and so a small jitter (relative 1e-8) on dense grids.
-        "marginal" (default) maximises the exact marginal likelihood in
-        theta_0 with the individual HPs held (an ECM step, Meng & Rubin 1993):
-        also monotone, and exact on numerically singular K0.
+        needs K0^-1 and so a small jitter (relative 1e-8): on dense grids,
+        where K0 is numerically singular, that jitter is not negligible and
+        the likelihood was seen to decrease along EM iterations.
+        "marginal" (default) first updates the individual HPs (Props. 2/3),
+        then maximises the exact marginal likelihood in theta_0 at the new
+        individual HPs (an ECME step, Liu & Rubin 1994): monotone, and exact
+        on numerically singular K0.
     new_individual_hp : "map", "ml"
         Different HP only: how a new individual's HPs are learnt (Sec. 4.3).
         "ml" maximises N(y_*; m_hat(t_*), K_hat + Psi_*) as in the paper;
