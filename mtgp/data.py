@@ -80,9 +80,10 @@ def _check_duplicates(ids, X, input_columns, what):
     if dup.any():
         first = key[dup].iloc[0]
         n_dup = int(key.duplicated().sum())
-        vals = ", ".join(f"{c}={first[c]!r}" for c in input_columns)
+        vals = ", ".join(f"{c}={float(first[c]):g}" for c in input_columns)
+        ident = first["__id"].item() if hasattr(first["__id"], "item") else first["__id"]
         raise DataError(
-            f"{what}: individual {first['__id']!r} has several rows at the same input ({vals}); "
+            f"{what}: individual {ident!r} has several rows at the same input ({vals}); "
             f"{n_dup} duplicate (ID, input) row(s) in all. Magma needs one output per input and "
             "individual: average or remove the duplicates explicitly before fitting."
         )

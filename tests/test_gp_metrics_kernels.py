@@ -1,0 +1,98 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import mtgp
+from mtgp.kernels import SE, Matern32, Matern52, RQ, Periodic, Linear, Constant, kernel_from_dict
+
+
+def test_kernel_formulas():
+    x = np.array([[0.0], [1.5]])
+    r = 1.5
+    assert float(SE(2.0, 0.5)(x)[0, 1]) == pytest.approx(2.0 * np.exp(-r**2 / (2 * 0.25)))
+    s3 = np.sqrt(3) * r / 2.0
+    assert float(Matern32(1.5, 2.0)(x)[0, 1]) == pytest.approx(1.5 * (1 + s3) * np.exp(-s3))
+    s5 = np.sqrt(5) * r / 2.0
+    assert float(Matern52(1.0, 2.0)(x)[0, 1]) == pytest.approx((1 + s5 + s5**2 / 3) * np.exp(-s5))
+    assert float(RQ(1.0, 2.0, 0.5)(x)[0, 1]) == pytest.approx((1 + r**2 / (2 * 0.5 * 4)) ** -0.5)
+    assert float(Periodic(1.0, 0.8, 3.0)(x)[0, 1]) == pytest.approx(np.exp(-2 * np.sin(np.pi * r / 3) ** 2 / 0.64))
+    assert float(Linear(2.0)(x)[1, 1]) == pytest.approx(2.0 * r * r)
+    k = SE(1.0, 1.0) * Periodic() + Constant(0.5)
+    assert np.asarray(k(x)).shape == (2, 2)
+    X2 = np.array([[0.0, 0.0], [1.0, 2.0]])
+    ard = SE(1.0, [1.0, 2.0])
+    assert float(ard(X2)[0, 1]) == pytest.approx(np.exp(-0.5 * (1.0 + 1.0)))
+    back = kernel_from_dict(k.to_dict())
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(k(x)))
+
+
+def test_gp_matches_dense_formula_and_fit_improves_likelihood():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 5, 15)
+    y = np.sin(X) + 0.1 * rng.standard_normal(15)
+    k, s2 = SE(1.0, 1.0), 0.1
+    gp = mtgp.GP(k, noise=s2, mean=0.5).fit((X, y), optimize=False)
+    Xp = np.linspace(-1, 6, 7)
+    pred = gp.predict(Xp)
+    K = np.asarray(k(X[:, None])) + s2 * np.eye(15)
+    Kp = np.asarray(k(Xp[:, None], X[:, None]))
+    mean = 0.5 + Kp @ np.linalg.solve(K, y - 0.5)
+    cov = np.asarray(k(Xp[:, None])) - Kp @ np.linalg.solve(K, Kp.T) + s2 * np.eye(7)
+    np.testing.assert_allclose(pred.mean, mean, rtol=1e-9)
+    np.testing.assert_allclose(pred.cov, cov, rtol=1e-8, atol=1e-12)
+    ll0 = gp.log_likelihood_
+    fitted = mtgp.GP(k, noise=s2, mean=0.5).fit(pd.DataFrame({"Input": X, "Output": y}))
+    assert fitted.log_likelihood_ >= ll0
+    latent = fitted.predict(Xp, noise=False)
+    assert np.all(latent.var < fitted.predict(Xp).var)
+
+
+def test_metrics_by_hand():
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    m = np.array([0.0, 1.0, 2.0, 5.0])
+    assert mtgp.metrics.mse(y, m) == pytest.approx(1.0)
+    # z(0.975) = 1.96: the last point (error 2, sd 1) is outside, others inside
+    assert mtgp.metrics.cic95(y, m, np.ones(4)) == pytest.approx(75.0)
+    assert mtgp.metrics.nlpd([0.0], [0.0], [1.0]) == pytest.approx(0.5 * np.log(2 * np.pi))
+    with pytest.raises(ValueError):
+        mtgp.metrics.mse([1.0, 2.0], [1.0])
+
+
+def test_prediction_object():
+    p = mtgp.Prediction(np.arange(3.0)[:, None], [0.0, 1.0, 2.0], np.diag([1.0, 4.0, 0.0]))
+    lo, hi = p.interval(0.95)
+    np.testing.assert_allclose(hi - p.mean, 1.959963984540054 * np.array([1.0, 2.0, 0.0]))
+    f = p.to_frame()
+    assert list(f.columns) == ["Input", "Mean", "Var", "Lower", "Upper"]
+    assert p.sample(5, seed=0).shape == (5, 3)
+    with pytest.raises(ValueError):
+        p.interval(1.5)
+
+
+def test_simulation_scheme():
+    s = mtgp.simulate(n_individuals=5, n_points=10, common_grid=True, common_hp=True, seed=0)
+    assert s.data.shape == (50, 3) and len(s.grid) == 200
+    grids = s.data.groupby("ID").Input.apply(tuple)
+    assert grids.nunique() == 1
+    assert s.hyperparameters.variance.nunique() == 1
+    u = mtgp.simulate(n_individuals=5, n_points=10, common_grid=False, common_hp=False, seed=0)
+    assert u.data.groupby("ID").Input.apply(tuple).nunique() == 5
+    assert u.hyperparameters.variance.nunique() == 5
+    assert np.all((u.hyperparameters.noise >= 0) & (u.hyperparameters.noise <= 1))
+    np.testing.assert_allclose(s.mean_at(s.grid[:3]), s.mean_process[:3])
+
+
+def test_datasets_shipped():
+    w = mtgp.datasets.load_weight()
+    assert w.shape == (3629, 4) and w.ID.nunique() == 342
+    X, Y = mtgp.datasets.load_mtr("slump")
+    assert X.shape == (103, 7) and Y.shape == (103, 3)
+
+
+def test_command_line_main_job(tmp_path, capsys):
+    from mtgp.cli import main
+    out = tmp_path / "plot.png"
+    assert main(["--quick", "--plot", str(out), "--n-plot", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "Magma" in text and "GP" in text and "CIC95" in text
+    assert out.exists() and out.stat().st_size > 10_000
