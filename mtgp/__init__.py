@@ -12,3 +12,6 @@ jax.config.update("jax_enable_x64", True)
 from . import kernels, linalg, optim  # noqa: E402
 
 __version__ = "0.1.0"
+
+from . import multioutput  # noqa: E402
+from .multioutput import ICM, CoolMTGP, IndependentGPs, StructuredNoiseMTGP  # noqa: E402
