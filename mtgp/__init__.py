@@ -4,6 +4,15 @@ Magma (Leroy et al. 2022) for many individuals sharing a mean process, and
 Cool-MTGP (García-Hinde et al. 2022) for many outputs at shared inputs.
 """
 
+import os
+
+# XLA:CPU deadlocks (0% CPU, never returns) on some L-BFGS while-loops with
+# batched Cholesky when Eigen runs multi-threaded (jax 0.10.2, seen on 2
+# cores); single-threaded Eigen avoids it. Only effective if set before the
+# JAX backend starts, i.e. when mtgp is imported before any JAX computation.
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+
 import jax
 
 # All numerics are float64; must be set before any array is created.
