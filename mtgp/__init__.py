@@ -17,6 +17,8 @@ import jax
 
 # All numerics are float64; must be set before any array is created.
 jax.config.update("jax_enable_x64", True)
+# CPU async dispatch can hang programs with while-loops (jax-ml/jax#25861).
+jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 from . import kernels, linalg, optim  # noqa: E402
 
