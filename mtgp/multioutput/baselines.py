@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, safe_cholesky, report_jitter
-from ..optim import batched_lbfgs_minimize
 from .base import MultiOutputGP, apply_mask, cached_jit, kernel_key, minimize, scale_mask
 from .predictive import mtgp_log_likelihood
 
@@ -49,22 +48,14 @@ class _JointMTGP(MultiOutputGP):
         rng = np.random.default_rng(self.random_state)
         extra0, covs = self._structure(T, b0, s20, rng)
         x0 = {"kernel": theta0, **extra0}
-        max_iter = int(self.max_iter)
+        def obj(p, theta0, X, Y):
+            theta = apply_mask(mask, p["kernel"], theta0)
+            K = kernel.evaluate(theta, X, X)
+            C, S = covs(p)
+            return -mtgp_log_likelihood(K, C, S, Y) / (Y.shape[0] * Y.shape[1])
 
-        def build():
-            def run(x0, theta0, X, Y, tol):
-                def obj(p):
-                    theta = apply_mask(mask, p["kernel"], theta0)
-                    K = kernel.evaluate(theta, X, X)
-                    C, S = covs(p)
-                    return -mtgp_log_likelihood(K, C, S, Y) / (N * T)
-
-                return minimize(obj, x0, max_iter, tol)
-
-            return run
-
-        key = (type(self).__name__, self._key(), kernel_key(kernel), max_iter)
-        res = cached_jit(key, build)(x0, theta0, jnp.asarray(X), jnp.asarray(Y), float(self.tol))
+        key = (type(self).__name__, self._key(), kernel_key(kernel))
+        res = minimize(key, obj, x0, (theta0, jnp.asarray(X), jnp.asarray(Y)), int(self.max_iter), float(self.tol))
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
         C, S = covs(p)
@@ -196,33 +187,27 @@ class IndependentGPs(MultiOutputGP):
         mask = scale_mask(kernel)
         theta0 = kernel.init_params()
         b0, s20 = self._init_scales(kernel, X, Y)
-        x0 = {
-            "kernel": jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (T,) + jnp.shape(a)), theta0),
-            "log_b": jnp.log(jnp.asarray(b0)),
-            "log_s2": jnp.log(jnp.asarray(s20)),
-        }
-        max_iter = int(self.max_iter)
+        def obj(p, theta0, X, y):
+            theta = apply_mask(mask, p["kernel"], theta0)
+            K = jnp.exp(p["log_b"]) * kernel.evaluate(theta, X, X)
+            L = cholesky(K + jnp.exp(p["log_s2"]) * jnp.eye(X.shape[0]))
+            return -gaussian_logpdf(y, L) / X.shape[0]
 
-        def build():
-            def run(x0, theta0, X, Yt, tol):
-                def obj(p, y):
-                    theta = apply_mask(mask, p["kernel"], theta0)
-                    K = jnp.exp(p["log_b"]) * kernel.evaluate(theta, X, X)
-                    L = cholesky(K + jnp.exp(p["log_s2"]) * jnp.eye(N))
-                    return -gaussian_logpdf(y, L) / N
-
-                return batched_lbfgs_minimize(obj, x0, Yt, max_iter=max_iter, tol=tol)
-
-            return run
-
-        key = ("IndependentGPs", kernel_key(kernel), max_iter)
-        res = cached_jit(key, build)(x0, theta0, jnp.asarray(X), jnp.asarray(Y.T), float(self.tol))
-        p = res.params
-        self._thetas = [apply_mask(mask, jax.tree_util.tree_map(lambda a: a[t], p["kernel"]), theta0)
-                        for t in range(T)]
+        key = ("IndependentGPs", kernel_key(kernel))
+        Xj = jnp.asarray(X)
+        self._thetas, bs, s2s, its = [], [], [], []
+        for t in range(T):  # same budget per task as one joint fit
+            x0 = {"kernel": theta0, "log_b": jnp.log(b0[t]), "log_s2": jnp.log(s20[t])}
+            res = minimize(key, obj, x0, (theta0, Xj, jnp.asarray(Y[:, t])), int(self.max_iter), float(self.tol))
+            p = res.params
+            self._thetas.append(apply_mask(mask, p["kernel"], theta0))
+            bs.append(float(jnp.exp(p["log_b"])))
+            s2s.append(float(jnp.exp(p["log_s2"])))
+            its.append(res.n_iter)
         self._theta = self._thetas[0]
-        self._b = np.exp(np.asarray(p["log_b"]))
-        self._s2 = np.exp(np.asarray(p["log_s2"]))
+        self._b = np.asarray(bs)
+        self._s2 = np.asarray(s2s)
+        res = type("R", (), {"n_iter": its})()
         self._C = np.diag(self._b)
         self._Sigma = np.diag(self._s2)
         self.n_iter_ = np.asarray(res.n_iter)

@@ -165,56 +165,44 @@ def recover_task_covariance(W_y, b, alpha, K):
 # compiled fitting programs (one per kernel structure and budget)
 # --------------------------------------------------------------------------
 
-def _unpack(kernel, mask, p, theta0):
+def _unpack(kernel, mask, p, theta0, floor=0.0):
+    # sigma_t^2 = floor + exp(log s2): with a low-rank Sigma the conditional
+    # noise of later tasks tends to 0 and b_t K + sigma_t^2 I (K of rank D < N)
+    # would become singular (NOTES.md); the floor keeps it factorisable.
     theta = apply_mask(mask, p["kernel"], theta0)
-    return theta, jnp.exp(p["log_b"]), jnp.exp(p["log_s2"])
+    return theta, jnp.exp(p["log_b"]), floor + jnp.exp(p["log_s2"])
 
 
-def _approx_program(kernel, max_iter):
+def _approx_objective(kernel):
     mask = scale_mask(kernel)
 
-    def build():
-        def run(x0, theta0, X, Y, tol):
-            N, T = Y.shape
+    def obj(p, theta0, X, Y, floor):
+        N, T = Y.shape
+        theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
+        K = kernel.evaluate(theta, X, X)
+        return -approximate_log_likelihood(K, b, s2, Y) / (N * T)
 
-            def obj(p):
-                theta, b, s2 = _unpack(kernel, mask, p, theta0)
-                K = kernel.evaluate(theta, X, X)
-                return -approximate_log_likelihood(K, b, s2, Y) / (N * T)
-
-            return minimize(obj, x0, max_iter, tol)
-
-        return run
-
-    return cached_jit(("cool-approx", kernel_key(kernel), max_iter), build)
+    return obj
 
 
-def _hier_program(kernel, max_iter):
+def _hier_objective(kernel):
     mask = scale_mask(kernel)
 
-    def build():
-        def run(x0, theta0, X, Ytilde, tol):
-            N, T = Ytilde.shape
-            zero = jnp.zeros((T, T))
+    def obj(p, theta0, X, Ytilde, floor):
+        N, T = Ytilde.shape
+        theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
+        K = kernel.evaluate(theta, X, X)
+        return -hierarchical_log_likelihood(K, b, s2, Ytilde, jnp.zeros((T, T))) / (N * T)
 
-            def obj(p):
-                theta, b, s2 = _unpack(kernel, mask, p, theta0)
-                K = kernel.evaluate(theta, X, X)
-                return -hierarchical_log_likelihood(K, b, s2, Ytilde, zero) / (N * T)
-
-            return minimize(obj, x0, max_iter, tol)
-
-        return run
-
-    return cached_jit(("cool-hier", kernel_key(kernel), max_iter), build)
+    return obj
 
 
 def _weights_program(kernel):
     mask = scale_mask(kernel)
 
     def build():
-        def run(p, theta0, X, Y):
-            theta, b, s2 = _unpack(kernel, mask, p, theta0)
+        def run(p, theta0, X, Y, floor):
+            theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
             K = kernel.evaluate(theta, X, X)
             return map_previous_weights(K, b, s2, Y)
 
@@ -248,6 +236,10 @@ class CoolMTGP(MultiOutputGP):
     n_outer, outer_tol : HCool only: at most ``n_outer`` alternations of
         (MAP weights, L-BFGS on eq. 21), stopping when the objective changes
         by less than ``outer_tol`` (relative).
+    min_noise_variance : float, default 1e-6
+        Lower bound of each conditional noise variance sigma_t^2, relative
+        to the output's variance (a low-rank Sigma drives later sigma_t^2 to
+        0, making b_t K + sigma_t^2 I singular for a low-rank K).
     random_state : seed for random task orders.
 
     Fitted attributes (besides the base class's): ``task_order_`` (order
@@ -261,7 +253,8 @@ class CoolMTGP(MultiOutputGP):
     def __init__(self, kernel=None, method: str = "hierarchical", normalize_y: bool = False,
                  task_order: Union[None, str, Sequence[int]] = None, n_orders: int = 5,
                  max_iter: int = 200, tol: float = 1e-6, n_outer: int = 10,
-                 outer_tol: float = 1e-6, random_state: Optional[int] = 0):
+                 outer_tol: float = 1e-6, min_noise_variance: float = 1e-6,
+                 random_state: Optional[int] = 0):
         self.kernel = kernel
         self.method = method
         self.normalize_y = normalize_y
@@ -271,6 +264,7 @@ class CoolMTGP(MultiOutputGP):
         self.tol = tol
         self.n_outer = n_outer
         self.outer_tol = outer_tol
+        self.min_noise_variance = min_noise_variance
         self.random_state = random_state
 
     # ---- orders -------------------------------------------------------
@@ -304,32 +298,35 @@ class CoolMTGP(MultiOutputGP):
         p = {"kernel": theta0, "log_b": jnp.log(jnp.asarray(b0)), "log_s2": jnp.log(jnp.asarray(s20))}
         mask = scale_mask(kernel)
         tol = float(self.tol)
+        floor = jnp.asarray(float(self.min_noise_variance) * np.var(Y, axis=0)[order])
         weights = _weights_program(kernel)
         n_outer = 0
         if self.method == "approximate":
-            res = _approx_program(kernel, int(self.max_iter))(p, theta0, Xj, Yo, tol)
+            res = minimize(("cool-approx", kernel_key(kernel)), _approx_objective(kernel), p,
+                           (theta0, Xj, Yo, floor), int(self.max_iter), tol)
             p = res.params
             objective = -float(res.value) * N * T
-            W_y, alpha = weights(p, theta0, Xj, Yo)
+            W_y, alpha = weights(p, theta0, Xj, Yo, floor)
         elif self.method == "hierarchical":
-            prog = _hier_program(kernel, int(self.max_iter))
+            hobj = _hier_objective(kernel)
             prev = np.inf
             for n_outer in range(1, int(self.n_outer) + 1):
-                W_y, _ = weights(p, theta0, Xj, Yo)  # step 1: MAP of w_y,t (eqs. 17-18)
-                res = prog(p, theta0, Xj, Yo - Yo @ W_y.T, tol)  # step 2: eq. (21)
+                W_y, _ = weights(p, theta0, Xj, Yo, floor)  # step 1: MAP of w_y,t (eqs. 17-18)
+                res = minimize(("cool-hier", kernel_key(kernel)), hobj, p,  # step 2: eq. (21)
+                               (theta0, Xj, Yo - Yo @ W_y.T, floor), int(self.max_iter), tol)
                 p = res.params
                 val = float(res.value)
                 if abs(prev - val) <= self.outer_tol * max(1.0, abs(val)):
                     break
                 prev = val
-            W_y, _ = weights(p, theta0, Xj, Yo)
-            theta, b, s2 = _unpack(kernel, mask, p, theta0)
+            W_y, _ = weights(p, theta0, Xj, Yo, floor)
+            theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
             K = kernel.evaluate(theta, Xj, Xj)
             alpha = hierarchical_duals(K, b, s2, Yo, W_y)
             objective = float(hierarchical_log_likelihood(K, b, s2, Yo, W_y))
         else:
             raise ValueError(f"method must be 'hierarchical' or 'approximate', got {self.method!r}")
-        theta, b, s2 = _unpack(kernel, mask, p, theta0)
+        theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
         K = kernel.evaluate(theta, Xj, Xj)
         W_y, alpha, b, s2 = (np.asarray(a) for a in (W_y, alpha, b, s2))
         if not (np.all(np.isfinite(W_y)) and np.all(np.isfinite(alpha))):
