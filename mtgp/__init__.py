@@ -4,17 +4,29 @@ Magma (Leroy et al. 2022) for many individuals sharing a mean process, and
 Cool-MTGP (García-Hinde et al. 2022) for many outputs at shared inputs.
 """
 
+import os
+
+# XLA:CPU deadlocks (0% CPU, never returns) on some L-BFGS while-loops with
+# batched Cholesky when Eigen runs multi-threaded (jax 0.10.2, seen on 2
+# cores); single-threaded Eigen avoids it. Only effective if set before the
+# JAX backend starts, i.e. when mtgp is imported before any JAX computation.
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+
 import jax
 
 # All numerics are float64; must be set before any array is created.
 jax.config.update("jax_enable_x64", True)
+# CPU async dispatch can hang programs with while-loops (jax-ml/jax#25861).
+jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 from . import kernels, linalg, optim  # noqa: E402
 
 __version__ = "0.1.0"
-from . import datasets  # noqa: E402
+from . import datasets, metrics  # noqa: E402
+from .gp import GP  # noqa: E402
 from .magma import Magma  # noqa: E402
 from .prediction import Prediction  # noqa: E402
-from . import metrics  # noqa: E402
-from .gp import GP  # noqa: E402
-from .simulate import simulate, SimulatedData  # noqa: E402
+from .simulate import SimulatedData, simulate  # noqa: E402
+from . import multioutput  # noqa: E402
+from .multioutput import ICM, CoolMTGP, IndependentGPs, StructuredNoiseMTGP  # noqa: E402

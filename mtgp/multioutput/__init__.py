@@ -1,0 +1,36 @@
+"""Multi-output GPs for T outputs observed at the same N inputs.
+
+* :class:`CoolMTGP` (García-Hinde et al. 2022), hierarchical or approximate;
+* baselines :class:`IndependentGPs`, :class:`ICM` (Std-MT) and
+  :class:`StructuredNoiseMTGP` (Sigma-MT);
+* the exact eigendecomposition predictive / likelihood of
+  ``vec(Y) ~ N(0, C (x) K + Sigma (x) I)`` (task-major ``vec``).
+"""
+
+from .baselines import ICM, IndependentGPs, StructuredNoiseMTGP
+from .base import MultiOutputGP
+from .cool import (
+    CoolMTGP,
+    approximate_log_likelihood,
+    hierarchical_log_likelihood,
+    map_previous_weights,
+    noise_covariance_recursion,
+    recover_noise_covariance,
+    recover_task_covariance,
+    task_order_sensitivity,
+)
+from .predictive import (
+    EigenPredictor,
+    MultiOutputPrediction,
+    dense_log_likelihood,
+    dense_predict,
+    mtgp_log_likelihood,
+)
+
+__all__ = [
+    "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP",
+    "MultiOutputPrediction", "EigenPredictor", "mtgp_log_likelihood",
+    "dense_log_likelihood", "dense_predict", "approximate_log_likelihood",
+    "hierarchical_log_likelihood", "map_previous_weights", "recover_noise_covariance",
+    "noise_covariance_recursion", "recover_task_covariance", "task_order_sensitivity",
+]

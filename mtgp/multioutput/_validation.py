@@ -1,0 +1,84 @@
+"""Input checks specific to the multi-output models (shared inputs, T outputs).
+
+Every check raises :class:`mtgp.validation.DataError` with a message naming
+the column, rows or value at fault, before any numerics run.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from ..validation import DataError, _describe_rows, as_float_matrix, check_same_rows
+
+
+def _names(Y) -> Optional[List[str]]:
+    if isinstance(Y, pd.DataFrame):
+        return [str(c) for c in Y.columns]
+    if isinstance(Y, pd.Series):
+        return [str(Y.name)]
+    return None
+
+
+def check_outputs(Y, name: str = "Y") -> Tuple[np.ndarray, List[str]]:
+    """Validate the (N, T) output matrix; return it as float64 and task names.
+
+    Missing outputs (NaN) are not supported yet: the error names the rows.
+    """
+    if isinstance(Y, pd.DataFrame):
+        bad = [c for c in Y.columns
+               if not pd.api.types.is_numeric_dtype(Y[c]) or pd.api.types.is_bool_dtype(Y[c])]
+        if bad:
+            raise DataError(f"{name}: column(s) {bad} are not numeric")
+    names = _names(Y)
+    arr = as_float_matrix(Y, name, allow_nan=True)
+    nan = np.isnan(arr)
+    if nan.any():
+        rows = np.where(nan.any(axis=1))[0]
+        cols = np.where(nan.any(axis=0))[0]
+        cnames = [names[j] if names else f"column {j}" for j in cols]
+        raise DataError(
+            f"{name}: missing outputs (NaN) at row(s) {_describe_rows(rows)} in {cnames}; "
+            "the multi-output models need every output observed at every input "
+            "(heterotopic data are not supported yet): drop or impute those rows"
+        )
+    if names is None:
+        names = [f"task {j}" for j in range(arr.shape[1])]
+    return arr, names
+
+
+def check_fit_data(X, Y):
+    """Validate training data: returns ``(X (N, D), Y (N, T), task_names)``."""
+    Xa = as_float_matrix(X, "X")
+    Ya, names = check_outputs(Y, "Y")
+    check_same_rows(Xa, Ya)
+    N, T = Ya.shape
+    if T < 2:
+        raise DataError(
+            "Y has a single output (task): a multi-output model has nothing to share; "
+            "use a single-output GP (e.g. mtgp.GP) instead"
+        )
+    if T > N:
+        raise DataError(
+            f"Y has {T} tasks but only {N} samples: the T x T task and noise covariances "
+            "cannot be estimated from fewer samples than tasks"
+        )
+    sd = Ya.std(axis=0)
+    const = np.where(sd <= 1e-12 * np.maximum(1.0, np.abs(Ya).max(axis=0)))[0]
+    if const.size:
+        raise DataError(
+            f"Y: output(s) {[names[j] for j in const]} are constant; a constant output has no "
+            "covariance to learn: remove it (its prediction is the constant)"
+        )
+    return Xa, Ya, names
+
+
+def check_predict_inputs(X, n_features: int) -> np.ndarray:
+    Xa = as_float_matrix(X, "X")
+    if Xa.shape[1] != n_features:
+        raise DataError(
+            f"X: expected inputs of dimension {n_features} (as in training), got {Xa.shape[1]}"
+        )
+    return Xa

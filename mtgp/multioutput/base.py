@@ -1,0 +1,246 @@
+"""Common machinery of the multi-output estimators (shared inputs, T outputs).
+
+All four estimators (:class:`~mtgp.multioutput.CoolMTGP`,
+:class:`~mtgp.multioutput.IndependentGPs`, :class:`~mtgp.multioutput.ICM`,
+:class:`~mtgp.multioutput.StructuredNoiseMTGP`) are scikit-learn estimators:
+constructor arguments are stored as given, everything learnt ends in ``_``.
+They share one optimiser (:func:`minimize`, L-BFGS, budget ``max_iter``
+iterations, gradient tolerance ``tol`` on the per-observation negative
+log-likelihood) and one exact predictive (:class:`EigenPredictor`, eq. 5).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .. import kernels as _k
+from ._validation import check_fit_data, check_predict_inputs
+from .predictive import EigenPredictor, MultiOutputPrediction
+
+_JIT_CACHE: dict = {}
+
+
+def kernel_key(kernel) -> str:
+    """Structure of a kernel without its values (jit-cache key)."""
+
+    def strip(d):
+        if "params" in d:
+            return {"type": d["type"], "shapes": {k: np.shape(v) for k, v in d["params"].items()}}
+        return {"type": d["type"], "k1": strip(d["k1"]), "k2": strip(d["k2"])}
+
+    try:
+        return json.dumps(strip(kernel.to_dict()), sort_keys=True, default=str)
+    except Exception:  # unknown kernel class: no sharing across instances
+        return f"id:{id(kernel)}"
+
+
+def cached_jit(key, builder):
+    """One compiled program per (model, kernel structure, settings): repeated
+    fits (benchmarks, cross-validation, clones) skip recompilation."""
+    fn = _JIT_CACHE.get(key)
+    if fn is None:
+        fn = jax.jit(builder())
+        _JIT_CACHE[key] = fn
+    return fn
+
+
+def scale_mask(kernel, fix: bool = True):
+    """Pytree of bools (matching ``kernel.init_params()``) marking the kernel's
+    overall scale, which multi-task models hold fixed: it is redundant with
+    the task covariance (C (x) K = (aC) (x) (K / a)), so C is identifiable
+    only once the kernel's variance is pinned. Sums keep the first summand's
+    variance fixed (the second's ratio stays free); products fix both."""
+    if isinstance(kernel, _k.Sum):
+        return (scale_mask(kernel.k1, fix), scale_mask(kernel.k2, False))
+    if isinstance(kernel, _k.Product):
+        return (scale_mask(kernel.k1, fix), scale_mask(kernel.k2, fix))
+    if isinstance(kernel, _k._Leaf):
+        return {p: bool(fix and p == "variance") for p in kernel.param_names}
+    return jax.tree_util.tree_map(lambda _: False, kernel.init_params())
+
+
+def apply_mask(mask, free, fixed):
+    return jax.tree_util.tree_map(lambda m, a, b: b if m else a, mask, free, fixed)
+
+
+class MinimizeResult:
+    def __init__(self, params, value, n_iter, success):
+        self.params, self.value, self.n_iter, self.success = params, value, n_iter, success
+
+
+def minimize(key, objective, x0, args, max_iter, tol):
+    """The shared optimiser of the multi-output models: L-BFGS (scipy's
+    L-BFGS-B, memory 10) driven from Python on a jitted value-and-gradient
+    of ``objective(params_pytree, *args)`` (one compiled program per
+    ``key``). At most ``max_iter`` iterations; stops when the largest
+    gradient component is below ``tol``; non-finite values are treated as
+    +inf (the line search backs off) and the result is never worse than x0.
+
+    Why not ``mtgp.optim.lbfgs_minimize``: its fully-jitted while-loop
+    programs intermittently hang XLA:CPU here (jax 0.10.2, 2 cores), see the
+    note in ``mtgp/__init__.py``; a Python-driven loop has no XLA while-loop.
+    """
+    import scipy.optimize as so
+    from jax.flatten_util import ravel_pytree
+
+    vg = cached_jit(("vg",) + tuple(key), lambda: jax.value_and_grad(objective))
+    flat0, unravel = ravel_pytree(x0)
+    flat0 = np.asarray(flat0, dtype=np.float64)
+    best = [np.inf, flat0]
+
+    def f(x):
+        v, g = vg(unravel(jnp.asarray(x)), *args)
+        v = float(v)
+        g = np.asarray(ravel_pytree(g)[0], dtype=np.float64)
+        if not np.isfinite(v) or not np.all(np.isfinite(g)):
+            return 1e300, np.zeros_like(x)
+        if v < best[0]:
+            best[0], best[1] = v, np.array(x)
+        return v, g
+
+    res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
+                      options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=1e-12, maxcor=10))
+    return MinimizeResult(unravel(jnp.asarray(best[1])), best[0], int(res.nit), bool(res.success))
+
+
+class MultiOutputGP(BaseEstimator):
+    """Base class: validation, optional output standardisation, exact
+    predictive, scikit-learn conventions. Subclasses implement ``_fit_core``
+    (on the internal, possibly standardised, scale) and set ``_theta`` (kernel
+    log hyper-parameters), ``_C`` and ``_Sigma``.
+
+    Fitted attributes (on the scale of the data as given):
+    ``kernel_`` (fitted kernel, callable), ``task_covariance_`` C (T, T),
+    ``noise_covariance_`` Sigma (T, T), ``log_marginal_likelihood_`` (eq. 4 at
+    the fitted C, Sigma, kernel), ``n_tasks_``, ``n_features_in_``,
+    ``task_names_``, ``fit_time_`` (seconds).
+    """
+
+    # ---- hooks --------------------------------------------------------
+    def _default_kernel(self):
+        return _k.SE()
+
+    def _get_kernel(self):
+        k = getattr(self, "kernel", None)
+        return self._default_kernel() if k is None else k
+
+    def _fit_core(self, X, Y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ---- fit ----------------------------------------------------------
+    def fit(self, X, Y):
+        """Fit to inputs ``X`` (N, D) and outputs ``Y`` (N, T) (arrays or DataFrames)."""
+        t0 = time.perf_counter()
+        Xa, Ya, names = check_fit_data(X, Y)
+        kernel = self._get_kernel()
+        if not isinstance(kernel, _k.Kernel):
+            raise TypeError(f"kernel must be an mtgp.kernels.Kernel, got {type(kernel).__name__}")
+        kernel.check_input_dim(Xa.shape[1], "training inputs")
+        if getattr(self, "max_iter", 1) < 1:
+            raise ValueError("max_iter must be >= 1")
+        if self.normalize_y:
+            self._y_mean = Ya.mean(axis=0)
+            self._y_std = Ya.std(axis=0)
+        else:
+            self._y_mean = np.zeros(Ya.shape[1])
+            self._y_std = np.ones(Ya.shape[1])
+        Ys = (Ya - self._y_mean) / self._y_std
+        self._kernel_struct = kernel
+        self.n_features_in_ = Xa.shape[1]
+        self.n_tasks_ = Ya.shape[1]
+        self.task_names_ = names
+        self._X = Xa
+        self._Y = Ys
+        self._fit_core(Xa, Ys)
+        self.kernel_ = kernel.with_params(jax.tree_util.tree_map(np.asarray, self._theta))
+        self._build_predictor()
+        s = self._y_std
+        self.task_covariance_ = np.asarray(self._C) * np.outer(s, s)
+        self.noise_covariance_ = np.asarray(self._Sigma) * np.outer(s, s)
+        # eq. (4) on the data scale (Jacobian of the standardisation)
+        self.log_marginal_likelihood_ = float(self._ll_internal - Xa.shape[0] * np.sum(np.log(s)))
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def _build_predictor(self):
+        K = self._kernel_struct.evaluate(self._theta, jnp.asarray(self._X), jnp.asarray(self._X))
+        self._predictor = EigenPredictor(K, self._C, self._Sigma, self._Y, where=type(self).__name__)
+        self._ll_internal = self._predictor.log_likelihood
+
+    def _check_fitted(self):
+        if not hasattr(self, "kernel_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, Y) first")
+
+    # ---- predict ------------------------------------------------------
+    def predict(self, X, full_cov: bool = False, include_noise: bool = False) -> MultiOutputPrediction:
+        """Predictive distribution at ``X`` (n, D), eq. (5).
+
+        Returns a :class:`MultiOutputPrediction`: ``.mean`` (n, T), ``.cov``
+        (n, T, T) joint across tasks at each point, ``.var`` (n, T) and, with
+        ``full_cov=True``, ``.joint_cov`` (n*T, n*T) joint over points and
+        tasks in **task-major** order (entry ``t * n + j``: task t, point j).
+        ``include_noise=True`` adds the noise covariance Sigma (predicting new
+        observations y* rather than the latent f*). Values are on the scale of
+        the data as given (standardisation, if any, is undone).
+        """
+        self._check_fitted()
+        Xs = check_predict_inputs(X, self.n_features_in_)
+        mean, cov, joint = self._predict_internal(Xs, full_cov, include_noise)
+        s, mu = self._y_std, self._y_mean
+        mean = mean * s + mu
+        cov = cov * np.outer(s, s)[None]
+        if joint is not None:
+            n = Xs.shape[0]
+            sv = np.repeat(s, n)  # task-major
+            joint = joint * np.outer(sv, sv)
+        return MultiOutputPrediction(mean, cov, joint, include_noise, list(self.task_names_))
+
+    def _predict_internal(self, Xs, full_cov, include_noise):
+        X = jnp.asarray(self._X)
+        Xs = jnp.asarray(Xs)
+        k = self._kernel_struct
+        Ks = k.evaluate(self._theta, Xs, X)
+        mean = self._predictor.mean(Ks)
+        cov = self._predictor.point_cov(Ks, k.evaluate_diag(self._theta, Xs), include_noise)
+        joint = None
+        if full_cov:
+            joint = self._predictor.joint_cov(Ks, k.evaluate(self._theta, Xs, Xs), include_noise)
+        return mean, cov, joint
+
+    # ---- scoring --------------------------------------------------------
+    def score(self, X, Y):
+        """Coefficient of determination R^2 of the predictive mean, averaged
+        over tasks (scikit-learn's ``uniform_average``)."""
+        from sklearn.metrics import r2_score
+
+        pred = self.predict(X)
+        Ya, _ = __import__("mtgp.multioutput._validation", fromlist=["check_outputs"]).check_outputs(Y)
+        return float(r2_score(Ya, pred.mean))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "regressor"
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        return tags
+
+    _estimator_type = "regressor"
+
+    # ---- helpers for subclasses ------------------------------------------
+    @staticmethod
+    def _init_scales(kernel, X, Y):
+        """Heuristic starting values: half of each output's variance to
+        signal (scaled by the kernel's mean prior variance), half to noise."""
+        var = np.var(Y, axis=0)
+        kd = float(np.mean(np.asarray(kernel.evaluate_diag(kernel.init_params(), jnp.asarray(X)))))
+        kd = kd if np.isfinite(kd) and kd > 0 else 1.0
+        return 0.5 * var / kd, 0.5 * var
