@@ -9,6 +9,11 @@ import jax
 # All numerics are float64; must be set before any array is created.
 jax.config.update("jax_enable_x64", True)
 
+from ._cache import enable_compilation_cache  # noqa: E402
+
+# persistent compilation cache (see mtgp/_cache.py; MTGP_CACHE_DIR=off disables)
+enable_compilation_cache()
+
 from . import kernels, linalg, optim  # noqa: E402
 
 __version__ = "0.1.0"

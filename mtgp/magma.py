@@ -247,7 +247,7 @@ class Magma:
         M = inds.n_individuals
 
         theta0 = k0.init_params()
-        theta = {"kernel": ki.init_params(), "log_noise": jnp.log(_positive_scalar(self.noise, "noise"))}
+        theta = {"kernel": ki.init_params(), "log_noise": jnp.log(jnp.asarray(_positive_scalar(self.noise, "noise"), dtype=jnp.float64))}
         if not self.common_hp:
             theta = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (M,) + jnp.shape(a)), theta)
 
