@@ -9,7 +9,10 @@ import jax
 # All numerics are float64; must be set before any array is created.
 jax.config.update("jax_enable_x64", True)
 
-from ._cache import enable_compilation_cache  # noqa: E402
+from ._cache import enable_compilation_cache, set_xla_cpu_flags  # noqa: E402
+
+# XLA CPU scheduler flag against a runtime hang (see mtgp/_cache.py)
+set_xla_cpu_flags()
 
 # persistent compilation cache (see mtgp/_cache.py; MTGP_CACHE_DIR=off disables)
 enable_compilation_cache()

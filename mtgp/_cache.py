@@ -66,3 +66,22 @@ def enable_compilation_cache(path: Optional[str] = None, min_compile_time_secs: 
     except Exception:  # an option unknown to this JAX version: caching is optional
         return None
     return path
+
+
+#: XLA CPU flag set by mtgp at import (unless XLA_FLAGS already mentions it):
+#: with the default concurrency-optimised scheduler, programs holding several
+#: independent batched blocks (Magma's size buckets) were seen to hang forever
+#: in XLA's CPU thunk executor (jax 0.10, all threads idle on a futex), 3 runs
+#: out of 3; with it off, 0 hangs in repeated runs, and no slowdown measured.
+SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def set_xla_cpu_flags() -> None:
+    """Add :data:`SCHEDULER_FLAG` to ``XLA_FLAGS`` (read when JAX's CPU
+    backend starts, i.e. at the first computation: import mtgp before running
+    any JAX computation for it to apply). ``MTGP_XLA_FLAGS=off`` disables."""
+    if os.environ.get("MTGP_XLA_FLAGS", "").strip().lower() in _DISABLED - {""}:
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_enable_concurrency_optimized_scheduler" not in flags:
+        os.environ["XLA_FLAGS"] = (flags + " " + SCHEDULER_FLAG).strip()
