@@ -124,6 +124,7 @@ def _bench_module():
     return mod
 
 
+@pytest.mark.slow
 def test_benchmark_functions_tiny():
     mod = _bench_module()
     txt = mod.bench_small(True)
