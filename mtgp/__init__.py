@@ -20,6 +20,14 @@ jax.config.update("jax_enable_x64", True)
 # CPU async dispatch can hang programs with while-loops (jax-ml/jax#25861).
 jax.config.update("jax_cpu_enable_async_dispatch", False)
 
+from ._cache import enable_compilation_cache, set_xla_cpu_flags  # noqa: E402
+
+# XLA CPU scheduler flag against a runtime hang (see mtgp/_cache.py)
+set_xla_cpu_flags()
+
+# persistent compilation cache (see mtgp/_cache.py; MTGP_CACHE_DIR=off disables)
+enable_compilation_cache()
+
 from . import kernels, linalg, optim  # noqa: E402
 
 __version__ = "0.1.0"

@@ -73,37 +73,67 @@ def individual_covs(ki, common, theta, X, mask):
     return jax.vmap(f, in_axes=(None if common else 0, 0, 0))(theta, X, mask)
 
 
-def _scatter_stats(Pinv, r, idx, N):
-    """S = sum_i P_i' Psi_i^-1 P_i and c = sum_i P_i' Psi_i^-1 r_i, accumulated
-    straight into one (N, N) array (padding goes to the dropped index N)."""
-    S = jnp.zeros((N + 1, N + 1), Pinv.dtype).at[idx[:, :, None], idx[:, None, :]].add(Pinv)
-    c = jnp.zeros(N + 1, Pinv.dtype).at[idx].add(jnp.einsum("mij,mj->mi", Pinv, r))
-    return S[:N, :N], c[:N]
+def _blocks(X, y, mask, idx, rows=None):
+    """The padded data as a list of buckets (X, y, mask, idx, rows): either
+    one padded block (arrays, ``rows`` None: all individuals in order) or
+    tuples of per-bucket arrays with ``rows[b]`` the training-order indices
+    of bucket b's individuals (see :func:`mtgp.data.bucket_individuals`)."""
+    if isinstance(X, (tuple, list)):
+        rows = (None,) * len(X) if rows is None else tuple(rows)
+        return list(zip(X, y, mask, idx, rows))
+    return [(X, y, mask, idx, rows)]
 
 
-def individual_stats(ki, common, theta, m0_grid, X, y, mask, idx):
-    """S, c and sum_i log N(y_i; m0(t_i), Psi_i) for all individuals at once."""
-    N = m0_grid.shape[0]
+def _take(theta, rows):
+    """Rows of a batched (Different HP) parameter pytree."""
+    return theta if rows is None else jax.tree_util.tree_map(lambda a: a[rows], theta)
+
+
+def _put(theta, rows, new):
+    return new if rows is None else jax.tree_util.tree_map(lambda a, b: a.at[rows].set(b), theta, new)
+
+
+def _individual_stats(ki, common, theta, m0_ext, X, y, mask, idx):
+    """One bucket: Psi_i^-1 (masked), residuals and sum_i log N(r_i; 0, Psi_i)."""
     n = X.shape[1]
     Psi = individual_covs(ki, common, theta, X, mask)
     L = jax.vmap(cholesky)(Psi)
     eye_n = jnp.eye(n, dtype=Psi.dtype)
     mm = mask[:, :, None] * mask[:, None, :]
     Pinv = jax.vmap(lambda l: cho_solve(l, eye_n))(L) * mm
-    m0_ext = jnp.concatenate([m0_grid, jnp.zeros(1, m0_grid.dtype)])
     r = (y - m0_ext[idx]) * mask
-    S, c = _scatter_stats(Pinv, r, idx, N)
-    # constants of real points only
+    # sum_i log N(r_i; 0, Psi_i) with the constants of real points only
     a = jax.vmap(tri_solve)(L, r)
-    ll_indiv = -0.5 * (jnp.sum(a**2) + jnp.sum(jax.vmap(logdet_from_chol)(L))
-                       + jnp.sum(mask) * LOG_2PI)
-    return symmetrize(S), c, ll_indiv
+    ll = -0.5 * (jnp.sum(a**2) + jnp.sum(jax.vmap(logdet_from_chol)(L)) + jnp.sum(mask) * LOG_2PI)
+    return Pinv, r, ll
 
 
-def mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx):
-    """E step (Props. 1 and 4) and exact marginal log-likelihood."""
+def individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows=None):
+    """S = sum_i P_i' Psi_i^-1 P_i, c = sum_i P_i' Psi_i^-1 (y_i - m0(t_i)) and
+    sum_i log N(y_i; m0(t_i), Psi_i), accumulated bucket by bucket straight
+    into one (N, N) array (padding goes to the dropped index N)."""
+    N = m0_grid.shape[0]
+    m0_ext = jnp.concatenate([m0_grid, jnp.zeros(1, m0_grid.dtype)])
+    S = jnp.zeros((N + 1, N + 1), m0_grid.dtype)
+    c = jnp.zeros(N + 1, m0_grid.dtype)
+    ll_indiv = 0.0
+    for Xb, yb, mb, ib, rb in _blocks(X, y, mask, idx, rows):
+        th = theta if common else _take(theta, rb)
+        Pinv, r, ll = _individual_stats(ki, common, th, m0_ext, Xb, yb, mb, ib)
+        S = S.at[ib[:, :, None], ib[:, None, :]].add(Pinv)
+        c = c.at[ib].add(jnp.einsum("mij,mj->mi", Pinv, r))
+        ll_indiv = ll_indiv + ll
+    return symmetrize(S[:N, :N]), c[:N], ll_indiv
+
+
+def mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows=None):
+    """E step (Props. 1 and 4) and exact marginal log-likelihood.
+
+    ``X, y, mask, idx`` are one padded block or tuples of buckets (then
+    ``rows`` gives each bucket's individuals; see :func:`_blocks`). Buckets
+    only change the padding, never the result."""
     N = grid.shape[0]
-    S, c, ll_indiv = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx)
+    S, c, ll_indiv = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows)
     K0 = symmetrize(k0.evaluate(theta0, grid, grid))
     L_S, jit_S = safe_cholesky(S)
     B = jnp.eye(N, dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
@@ -152,37 +182,71 @@ def _theta0_expected_objective(k0, theta0, grid, m0_grid, post):
     return 0.5 * (jnp.sum(a**2) + logdet_from_chol(L) + trace) / grid.shape[0]
 
 
+@jax.custom_vjp
+def _marginal_terms(K0, L_S, c):
+    """(log|B| - c' K0 (I + S K0)^-1 c) / 2 with B = I + L_S' K0 L_S: the
+    theta_0-dependent part of -log p({y_i}). Its gradient in K0 is written
+    out, (W - alpha alpha') / 2 with W = L_S B^-1 L_S' and
+    alpha = (I + S K0)^-1 c, which costs about half of reverse-mode
+    differentiation through the Cholesky factorisation (same value)."""
+    return _marginal_terms_fwd(K0, L_S, c)[0]
+
+
+def _marginal_terms_fwd(K0, L_S, c):
+    B = jnp.eye(K0.shape[0], dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
+    L_B = cholesky(B)
+    K0c = K0 @ c
+    u = tri_solve(L_B, L_S.T @ K0c)
+    value = 0.5 * (logdet_from_chol(L_B) - (jnp.dot(c, K0c) - jnp.sum(u**2)))
+    return value, (L_S, L_B, c, u)
+
+
+def _marginal_terms_bwd(res, g):
+    L_S, L_B, c, u = res
+    Z = tri_solve(L_B, L_S.T)  # L_B^-1 L_S'
+    W = Z.T @ Z
+    alpha = c - L_S @ tri_solve(L_B, u, trans=True)
+    gK0 = 0.5 * g * (W - jnp.outer(alpha, alpha))
+    return gK0, jnp.zeros_like(L_S), jnp.zeros_like(c)
+
+
+_marginal_terms.defvjp(_marginal_terms_fwd, _marginal_terms_bwd)
+
+
 def _theta0_marginal_objective(k0, theta0, grid, L_S, c):
     """-log p({y_i} | theta0, fixed individual HPs) up to constants: an exact
     conditional maximisation step (ECME, Liu & Rubin 1994) needing no K0^-1."""
     K0 = symmetrize(k0.evaluate(theta0, grid, grid))
-    B = jnp.eye(grid.shape[0], dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
-    L_B = cholesky(B)
-    K0c = K0 @ c
-    quad = jnp.dot(c, K0c) - jnp.sum(tri_solve(L_B, L_S.T @ K0c) ** 2)
-    return 0.5 * (logdet_from_chol(L_B) - quad) / grid.shape[0]
+    return _marginal_terms(K0, L_S, c) / grid.shape[0]
 
 
 def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
-           X, y, mask, idx):
+           X, y, mask, idx, rows=None):
     """M step. Individual HPs maximise the expected log-likelihood of Props.
     2/3 given the current hyper-posterior: one joint problem (Common HP,
     Prop. 3) or M independent ones solved in lock-step by a vmapped L-BFGS
-    (Different HP, Prop. 2). theta0 maximises either the paper's expected
-    objective (same posterior: a plain EM step) or, by default, the exact
-    marginal likelihood at the new individual HPs (an ECME step). Both
-    orders keep the marginal likelihood non-decreasing."""
+    per bucket of individuals (Different HP, Prop. 2). theta0 maximises
+    either the paper's expected objective (same posterior: a plain EM step)
+    or, by default, the exact marginal likelihood at the new individual HPs
+    (an ECME step). Both keep the marginal likelihood non-decreasing."""
     if mean_update == "expected":
         f0 = lambda p: _theta0_expected_objective(k0, p, grid, m0_grid, post)
         theta0 = lbfgs_minimize(f0, theta0, max_iter=max_iter).params
 
-    ext = lambda v: jnp.concatenate([v, jnp.zeros(1, v.dtype)])
-    m_hat_i = ext(post.mean)[idx]
+    mean_ext = jnp.concatenate([post.mean, jnp.zeros(1, post.mean.dtype)])
     cov_ext = jnp.pad(post.cov, ((0, 1), (0, 1)))
-    K_hat_i = cov_ext[idx[:, :, None], idx[:, None, :]]
-    n_points = jnp.sum(mask)
+    blocks = []
+    for Xb, yb, mb, ib, rb in _blocks(X, y, mask, idx, rows):
+        blocks.append((Xb, yb, mb, mean_ext[ib], cov_ext[ib[:, :, None], ib[:, None, :]], rb))
     if common:
-        fi = lambda th: -jnp.sum(_expected_loglik_terms(ki, True, th, X, y, mask, m_hat_i, K_hat_i)) / n_points
+        n_points = sum(jnp.sum(b[2]) for b in blocks)
+
+        def fi(th):
+            tot = 0.0
+            for Xb, yb, mb, mh, kh, _ in blocks:
+                tot = tot + jnp.sum(_expected_loglik_terms(ki, True, th, Xb, yb, mb, mh, kh))
+            return -tot / n_points
+
         theta = lbfgs_minimize(fi, theta, max_iter=max_iter).params
     else:
         def fi(th, x, yy, mk, mh, kh):
@@ -190,10 +254,12 @@ def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_
             v = _expected_loglik_terms(ki, False, jax.tree_util.tree_map(one, th), one(x), one(yy),
                                        one(mk), one(mh), one(kh))
             return -v[0] / jnp.maximum(jnp.sum(mk), 1.0)
-        theta = batched_lbfgs_minimize(fi, theta, X, y, mask, m_hat_i, K_hat_i,
-                                       max_iter=max_iter).params
+        for Xb, yb, mb, mh, kh, rb in blocks:
+            new = batched_lbfgs_minimize(fi, _take(theta, rb), Xb, yb, mb, mh, kh,
+                                         max_iter=max_iter).params
+            theta = _put(theta, rb, new)
     if mean_update != "expected":
-        S, c, _ = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx)
+        S, c, _ = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows)
         L_S, _ = safe_cholesky(S)
         f0 = lambda p: _theta0_marginal_objective(k0, p, grid, L_S, c)
         theta0 = lbfgs_minimize(f0, theta0, max_iter=max_iter).params
@@ -201,17 +267,17 @@ def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_
 
 
 @partial(jax.jit, static_argnames=("k0", "ki", "common"))
-def e_step_jit(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx):
-    return mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx)
+def e_step_jit(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows=None):
+    return mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows)
 
 
 @partial(jax.jit, static_argnames=("k0", "ki", "common", "mean_update", "max_iter"))
 def em_iteration_jit(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
-                     X, y, mask, idx):
+                     X, y, mask, idx, rows=None):
     """One M step followed by the E step at the new hyper-parameters."""
     theta0, theta = m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid,
-                           m0_grid, X, y, mask, idx)
-    post = mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx)
+                           m0_grid, X, y, mask, idx, rows)
+    post = mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows)
     return theta0, theta, post
 
 

@@ -54,7 +54,12 @@ def safe_cholesky(A, base_jitter: float = 1e-10, max_tries: int = 10):
         return jnp.linalg.cholesky(A + jitter * scale * eye), jitter, k + 1
 
     L0 = jnp.linalg.cholesky(A)
-    L, jitter, _ = jax.lax.while_loop(cond, body, (L0, jnp.zeros((), A.dtype), 0))
+    # the retry loop sits in a cond so that no while loop runs in the common
+    # case (a while loop around large factorisations was seen to hang the XLA
+    # CPU runtime of jax 0.10; see docs/results/magma_scale_notes.md)
+    retry = lambda L: jax.lax.while_loop(cond, body, (L, jnp.zeros((), A.dtype), 0))[:2]
+    keep = lambda L: (L, jnp.zeros((), A.dtype))
+    L, jitter = jax.lax.cond(failed(L0), retry, keep, L0)
     return L, jitter * scale
 
 
