@@ -26,6 +26,9 @@ range / 5, noise = 5% of the output variance.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -80,6 +83,12 @@ def fit_gp(obs, x_range):
                    noise=gi["noise"]).fit(obs[["Input", "Output"]])
 
 
+def _beat():
+    hb = os.environ.get("MTGP_HEARTBEAT")
+    if hb:
+        Path(hb).touch()
+
+
 def run_group(df, spec, group, seed, n_train=None, n_test=None, progress=True):
     d = df[df[spec["group"]] == group].drop(columns=[spec["group"]])
     tr_ids, te_ids = split_ids(d.ID.unique(), seed)
@@ -102,6 +111,7 @@ def run_group(df, spec, group, seed, n_train=None, n_test=None, progress=True):
         gp = fit_gp(obs, x_range)
         pg = gp.predict(x)
         pm = model.predict(obs[["Input", "Output"]], inputs=x)
+        _beat()
         rows.append({"group": group, "ID": i, "n": len(obs) + len(test), "n_obs": len(obs),
                      "GP_MSE": mtgp.metrics.mse(y, pg.mean), "GP_CIC95": mtgp.metrics.cic95(y, pg.mean, pg.var),
                      "Magma_MSE": mtgp.metrics.mse(y, pm.mean),
@@ -116,42 +126,54 @@ def run_group(df, spec, group, seed, n_train=None, n_test=None, progress=True):
     return pd.DataFrame(rows), model, d, tr_ids, te_ids, info
 
 
-def plot_examples(results, spec, path, seed):
-    """Fig. 5 style: per group one testing individual, GP (left) and Magma
-    (right), with the mean process (dashed) and a few training individuals."""
+def example_curves(model, d, tr_ids, te_ids, seed):
+    """Fig. 5 data for one group: one random testing individual (>= 10
+    points), GP and Magma predictions on a fine grid, the mean process, and a
+    few training individuals for the background."""
+    rng = np.random.default_rng(seed)
+    cand = sorted([i for i in te_ids if (d.ID == i).sum() >= 10] or list(te_ids))
+    i = cand[rng.integers(len(cand))]
+    obs, test = obs_test(d[d.ID == i])
+    grid = np.linspace(d.Input.min(), d.Input.max(), 300)
+    gp = fit_gp(obs, d.Input.to_numpy())
+    out = {"ID": np.array(str(i)), "grid": grid, "obs_x": obs.Input.to_numpy(), "obs_y": obs.Output.to_numpy(),
+           "test_x": test.Input.to_numpy(), "test_y": test.Output.to_numpy(),
+           "mu": model.hyperposterior(grid).mean}
+    for name, p in (("GP", gp.predict(grid)), ("Magma", model.predict(obs[["Input", "Output"]], inputs=grid))):
+        lo, hi = p.interval(0.95)
+        out[f"{name}_mean"], out[f"{name}_lo"], out[f"{name}_hi"] = p.mean, lo, hi
+    back = rng.choice(sorted(tr_ids), min(15, len(tr_ids)), replace=False)
+    bd = d[d.ID.isin(back)]
+    out["back_id"] = np.asarray(bd.ID.astype(str).tolist(), dtype=str)
+    out["back_x"], out["back_y"] = bd.Input.to_numpy(), bd.Output.to_numpy()
+    out["ylim"] = d.Output.quantile([0.002, 0.998]).to_numpy()
+    return out
+
+
+def plot_examples(curves, spec, path):
+    """Fig. 5 style: per group, GP (left) and Magma (right)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    groups = list(results)
+    groups = list(curves)
     fig, axes = plt.subplots(len(groups), 2, figsize=(10, 3.6 * len(groups)), squeeze=False)
-    rng = np.random.default_rng(seed)
     for r, g in enumerate(groups):
-        model, d, tr_ids, te_ids = results[g]
-        cand = [i for i in te_ids if (d.ID == i).sum() >= 10] or list(te_ids)
-        i = cand[rng.integers(len(cand))]
-        obs, test = obs_test(d[d.ID == i])
-        lo, hi = d.Input.min(), d.Input.max()
-        grid = np.linspace(lo, hi, 300)
-        gp = fit_gp(obs, d.Input.to_numpy())
-        preds = {"GP": gp.predict(grid), "Magma": model.predict(obs[["Input", "Output"]], inputs=grid)}
-        mu = model.hyperposterior(grid)
-        back = rng.choice(tr_ids, min(15, len(tr_ids)), replace=False)
-        for c, (name, p) in enumerate(preds.items()):
-            ax = axes[r, c]
-            for b in back:
-                bb = d[d.ID == b]
-                ax.plot(bb.Input, bb.Output, ".", ms=3, alpha=0.5)
-            lo95, hi95 = p.interval(0.95)
-            ax.fill_between(grid, lo95, hi95, color="0.8", alpha=0.7)
-            ax.plot(grid, p.mean, color="tab:blue", lw=2)
+        c = curves[g]
+        for col, name in enumerate(("GP", "Magma")):
+            ax = axes[r, col]
+            for b in np.unique(c["back_id"]):
+                m = c["back_id"] == b
+                ax.plot(c["back_x"][m], c["back_y"][m], ".", ms=3, alpha=0.5)
+            ax.fill_between(c["grid"], c[f"{name}_lo"], c[f"{name}_hi"], color="0.8", alpha=0.7)
+            ax.plot(c["grid"], c[f"{name}_mean"], color="tab:blue", lw=2)
             if name == "Magma":
-                ax.plot(grid, mu.mean, "k--", lw=1.2, label="mean process")
+                ax.plot(c["grid"], c["mu"], "k--", lw=1.2, label="mean process")
                 ax.legend(fontsize=8, loc="upper right")
-            ax.plot(obs.Input, obs.Output, "ko", ms=4)
-            ax.plot(test.Input, test.Output, "ro", ms=4)
-            yr = d.Output.quantile([0.002, 0.998]).to_numpy()
-            ax.set_ylim(yr[0] - 0.1 * (yr[1] - yr[0]), yr[1] + 0.1 * (yr[1] - yr[0]))
-            ax.set_title(f"{spec['labels'][g]}, ID {i}: {name}", fontsize=10)
+            ax.plot(c["obs_x"], c["obs_y"], "ko", ms=4)
+            ax.plot(c["test_x"], c["test_y"], "ro", ms=4)
+            y0, y1 = c["ylim"]
+            ax.set_ylim(y0 - 0.1 * (y1 - y0), y1 + 0.1 * (y1 - y0))
+            ax.set_title(f"{spec['labels'][g]}, ID {c['ID']}: {name}", fontsize=10)
             ax.set_xlabel(spec["xlabel"])
             ax.set_ylabel(spec["ylabel"])
     fig.tight_layout()
@@ -159,22 +181,78 @@ def plot_examples(results, spec, path, seed):
     plt.close(fig)
 
 
-def run(name, quick=False, out=None, n_train=None, n_test=None, seed=0):
+def _group_job(name, group, seed, n_train, n_test, tmp):
+    """One group, written to files in ``tmp`` (run in a child process)."""
+    spec = DATASETS[name]
+    df = getattr(mtgp.datasets, spec["loader"])()
+    res, model, d, tr, te, info = run_group(df, spec, group, seed, n_train, n_test)
+    curves = example_curves(model, d, tr, te, seed)
+    tmp = Path(tmp)
+    res.to_csv(tmp / f"{group}_runs.csv", index=False)
+    (tmp / f"{group}_info.json").write_text(json.dumps(info, default=float))
+    np.savez(tmp / f"{group}_curves.npz", **curves)
+    return res, info, curves
+
+
+def _group_isolated(name, group, seed, n_train, n_test, tmp, stall_s, max_tries=5):
+    """Run ``_group_job`` in a child process; kill and retry it when it stops
+    making progress for ``stall_s`` seconds. Works around an intermittent hang
+    of XLA:CPU inside Magma.fit (all threads idle in futex waits) seen on this
+    machine with jax 0.10.2; the results do not depend on the retry (same
+    seed, deterministic)."""
+    hb = Path(tmp) / f"{group}.heartbeat"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_group", name, "--group", group, "--seed", str(seed),
+           "--tmp", str(tmp)]
+    if n_train is not None:
+        cmd += ["--n-train", str(n_train)]
+    if n_test is not None:
+        cmd += ["--n-test", str(n_test)]
+    env = dict(os.environ, MTGP_HEARTBEAT=str(hb))
+    for attempt in range(1, max_tries + 1):
+        hb.touch()
+        proc = subprocess.Popen(cmd, env=env)
+        while proc.poll() is None:
+            time.sleep(2)
+            if time.time() - hb.stat().st_mtime > stall_s:
+                print(f"  {group}: no progress for {stall_s} s (attempt {attempt}): killing pid {proc.pid} and "
+                      "retrying", flush=True)
+                proc.kill()
+                proc.wait()
+                break
+        if proc.returncode == 0:
+            res = pd.read_csv(Path(tmp) / f"{group}_runs.csv", dtype={"ID": str})
+            info = json.loads((Path(tmp) / f"{group}_info.json").read_text())
+            with np.load(Path(tmp) / f"{group}_curves.npz") as f:
+                curves = {k: f[k] for k in f.files}
+            info["attempts"] = attempt
+            return res, info, curves
+        if proc.returncode not in (None, -9):
+            raise RuntimeError(f"group {group} failed with exit code {proc.returncode}")
+    raise RuntimeError(f"group {group}: still hanging after {max_tries} attempts")
+
+
+def run(name, quick=False, out=None, n_train=None, n_test=None, seed=0, isolate=False, stall_s=600):
     spec = DATASETS[name]
     out = C.out_dir(out)
     df = getattr(mtgp.datasets, spec["loader"])()
     if quick:
         n_train, n_test = 20, 5
-    frames, infos, results = [], [], {}
+    frames, infos, curves = [], [], {}
     t0 = time.perf_counter()
-    for g in spec["groups"]:
-        res, model, d, tr, te, info = run_group(df, spec, g, seed, n_train, n_test)
-        frames.append(res)
-        infos.append(info)
-        results[g] = (model, d, tr, te)
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        for g in spec["groups"]:
+            if isolate:
+                res, info, cv = _group_isolated(name, g, seed, n_train, n_test, tmp, stall_s)
+            else:
+                res, info, cv = _group_job(name, g, seed, n_train, n_test, tmp)
+                info["attempts"] = 1
+            frames.append(res)
+            infos.append(info)
+            curves[g] = cv
     res = pd.concat(frames, ignore_index=True)
     fig_name = f"magma_{name}_fig5.png"
-    plot_examples(results, spec, out / fig_name, seed)
+    plot_examples(curves, spec, out / fig_name)
     wall = time.perf_counter() - t0
     res.to_csv(out / f"magma_{name}_runs.csv", index=False)
     rows = []
@@ -186,10 +264,11 @@ def run(name, quick=False, out=None, n_train=None, n_test=None, seed=0):
     tab = C.md_table(["Group", "Method", "test individuals", "MSE", "MSE median", "CIC95 %"], rows)
     irows = [[spec["labels"][i["group"]], f"{i['split'][0]} / {i['split'][1]}", i["n_train"], i["n_test"],
               i["train_points"], i["pooled_N"], f"{i['fit_s']:.2f}", i["em_iter"],
-              f"{i['predict_s'] / max(i['n_test'], 1):.2f}",
+              f"{i['predict_s'] / max(i['n_test'], 1):.2f}", i["attempts"],
               f"{i['mean_kernel']}; {i['task_kernel']}; noise {i['noise']:.3g}"] for i in infos]
     itab = C.md_table(["Group", "split train / test", "train used", "test used", "train points", "pooled N",
-                       "Magma train (s)", "EM iter.", "GP+Magma predict (s / individual)", "fitted HPs"], irows)
+                       "Magma train (s)", "EM iter.", "GP+Magma predict (s / individual)", "attempts",
+                       "fitted HPs (mu_0; individuals)"], irows)
     print(tab)
     print(itab)
     caps = ("" if n_train is None and n_test is None else
@@ -208,7 +287,13 @@ def run(name, quick=False, out=None, n_train=None, n_test=None, seed=0):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiment", choices=["swimmers", "weight", "all"])
+    p.add_argument("experiment", choices=["swimmers", "weight", "all", "_group"])
+    p.add_argument("name", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--group", help=argparse.SUPPRESS)
+    p.add_argument("--tmp", help=argparse.SUPPRESS)
+    p.add_argument("--no-isolate", action="store_true",
+                   help="run in this process (no watchdog against the XLA:CPU hang)")
+    p.add_argument("--stall", type=int, default=600, help="watchdog: seconds without progress before a retry")
     p.add_argument("--quick", action="store_true", help="tiny run for CI")
     p.add_argument("--n-train", type=int, default=None, help="cap on training individuals per group")
     p.add_argument("--n-test", type=int, default=None, help="cap on testing individuals per group")
@@ -217,9 +302,13 @@ def main(argv=None):
     a = p.parse_args(argv)
     C.setup_jax_cache()
     C.quiet()
+    if a.experiment == "_group":
+        _group_job(a.name, a.group, a.seed, a.n_train, a.n_test, a.tmp)
+        return
     names = ["swimmers", "weight"] if a.experiment == "all" else [a.experiment]
     for n in names:
-        run(n, quick=a.quick, out=a.out, n_train=a.n_train, n_test=a.n_test, seed=a.seed)
+        run(n, quick=a.quick, out=a.out, n_train=a.n_train, n_test=a.n_test, seed=a.seed,
+            isolate=not a.no_isolate, stall_s=a.stall)
 
 
 if __name__ == "__main__":
