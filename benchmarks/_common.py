@@ -97,3 +97,38 @@ def quiet():
     """Silence the per-fit jitter / convergence warnings in long loops."""
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=RuntimeWarning)
+
+
+def beat():
+    """Touch the heartbeat file of a supervised child process (no-op otherwise)."""
+    hb = os.environ.get("MTGP_HEARTBEAT")
+    if hb:
+        Path(hb).touch()
+
+
+def supervise(cmd, heartbeat, stall_s, max_tries=5, label="job"):
+    """Run ``cmd`` in a child process; kill and retry it when its heartbeat
+    file has not been touched for ``stall_s`` seconds. Works around an
+    intermittent hang of XLA:CPU inside ``Magma.fit`` seen on this machine
+    (jax 0.10.2: every thread idle in futex waits, the main thread blocked on
+    the result of the EM iteration). Runs are seeded, so a retry gives the
+    same numbers. Returns the number of attempts used."""
+    import subprocess
+    heartbeat = Path(heartbeat)
+    env = dict(os.environ, MTGP_HEARTBEAT=str(heartbeat))
+    for attempt in range(1, max_tries + 1):
+        heartbeat.touch()
+        proc = subprocess.Popen(cmd, env=env)
+        while proc.poll() is None:
+            time.sleep(2)
+            if time.time() - heartbeat.stat().st_mtime > stall_s:
+                print(f"  {label}: no progress for {stall_s} s (attempt {attempt}): killing pid {proc.pid}, "
+                      "retrying", flush=True)
+                proc.kill()
+                proc.wait()
+                break
+        if proc.returncode == 0:
+            return attempt
+        if proc.returncode != -9:
+            raise RuntimeError(f"{label} failed with exit code {proc.returncode}")
+    raise RuntimeError(f"{label}: still hanging after {max_tries} attempts")
