@@ -427,8 +427,18 @@ def main(argv=None):
     a = p.parse_args(argv)
     C.setup_jax_cache()
     C.quiet()
-    if a.experiment == "_fig3m":
-        _fig3_runs(a.M, a.reps, a.seed0).to_csv(a.csv, index=False)
+    if a.experiment == "_fig3m":  # child of fig3 --isolate: appends per data set, resumes after a retry
+        csv = Path(a.csv)
+        done = set(pd.read_csv(csv).seed) if csv.exists() else set()
+        seen = set()
+        for s in range(a.seed0, a.seed0 + a.reps):
+            if s in done:
+                continue
+            rows = pd.DataFrame(run_dataset(s, seen=seen, M=a.M, common_grid=True, hp_data="common",
+                                            n_obs_list=(20,)))
+            rows.to_csv(csv, mode="a", header=not csv.exists(), index=False)
+            C.beat()
+            print(f"  fig3 M={a.M}: seed {s} done", flush=True)
         return
     if a.experiment in ("table1", "fig4", "all"):
         table1(reps=a.reps or 100, quick=a.quick, out=a.out)
