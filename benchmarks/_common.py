@@ -106,7 +106,7 @@ def beat():
         Path(hb).touch()
 
 
-def supervise(cmd, heartbeat, stall_s, max_tries=5, label="job"):
+def supervise(cmd, heartbeat, stall_s, max_tries=10, label="job"):
     """Run ``cmd`` in a child process; kill and retry it when its heartbeat
     file has not been touched for ``stall_s`` seconds. Works around an
     intermittent hang of XLA:CPU inside ``Magma.fit`` seen on this machine
@@ -129,6 +129,6 @@ def supervise(cmd, heartbeat, stall_s, max_tries=5, label="job"):
                 break
         if proc.returncode == 0:
             return attempt
-        if proc.returncode != -9:
+        if proc.returncode >= 0:  # killed by a signal (watchdog or user): retry
             raise RuntimeError(f"{label} failed with exit code {proc.returncode}")
     raise RuntimeError(f"{label}: still hanging after {max_tries} attempts")

@@ -84,9 +84,7 @@ def fit_gp(obs, x_range):
 
 
 def _beat():
-    hb = os.environ.get("MTGP_HEARTBEAT")
-    if hb:
-        Path(hb).touch()
+    C.beat()
 
 
 def run_group(df, spec, group, seed, n_train=None, n_test=None, progress=True):
@@ -194,41 +192,28 @@ def _group_job(name, group, seed, n_train, n_test, tmp):
     return res, info, curves
 
 
-def _group_isolated(name, group, seed, n_train, n_test, tmp, stall_s, max_tries=5):
-    """Run ``_group_job`` in a child process; kill and retry it when it stops
-    making progress for ``stall_s`` seconds. Works around an intermittent hang
-    of XLA:CPU inside Magma.fit (all threads idle in futex waits) seen on this
-    machine with jax 0.10.2; the results do not depend on the retry (same
-    seed, deterministic)."""
-    hb = Path(tmp) / f"{group}.heartbeat"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "_group", name, "--group", group, "--seed", str(seed),
-           "--tmp", str(tmp)]
-    if n_train is not None:
-        cmd += ["--n-train", str(n_train)]
-    if n_test is not None:
-        cmd += ["--n-test", str(n_test)]
-    env = dict(os.environ, MTGP_HEARTBEAT=str(hb))
-    for attempt in range(1, max_tries + 1):
-        hb.touch()
-        proc = subprocess.Popen(cmd, env=env)
-        while proc.poll() is None:
-            time.sleep(2)
-            if time.time() - hb.stat().st_mtime > stall_s:
-                print(f"  {group}: no progress for {stall_s} s (attempt {attempt}): killing pid {proc.pid} and "
-                      "retrying", flush=True)
-                proc.kill()
-                proc.wait()
-                break
-        if proc.returncode == 0:
-            res = pd.read_csv(Path(tmp) / f"{group}_runs.csv", dtype={"ID": str})
-            info = json.loads((Path(tmp) / f"{group}_info.json").read_text())
-            with np.load(Path(tmp) / f"{group}_curves.npz") as f:
-                curves = {k: f[k] for k in f.files}
-            info["attempts"] = attempt
-            return res, info, curves
-        if proc.returncode not in (None, -9):
-            raise RuntimeError(f"group {group} failed with exit code {proc.returncode}")
-    raise RuntimeError(f"group {group}: still hanging after {max_tries} attempts")
+def _group_isolated(name, group, seed, n_train, n_test, tmp, stall_s):
+    """Run ``_group_job`` in a child process under the watchdog of
+    ``_common.supervise`` (XLA:CPU hang workaround). A group whose files are
+    already in ``tmp`` (an earlier, interrupted run with the same arguments)
+    is not run again."""
+    tmp = Path(tmp)
+    files = [tmp / f"{group}_runs.csv", tmp / f"{group}_info.json", tmp / f"{group}_curves.npz"]
+    attempts = 0
+    if not all(f.exists() for f in files):
+        cmd = [sys.executable, str(Path(__file__).resolve()), "_group", name, "--group", group, "--seed", str(seed),
+               "--tmp", str(tmp)]
+        if n_train is not None:
+            cmd += ["--n-train", str(n_train)]
+        if n_test is not None:
+            cmd += ["--n-test", str(n_test)]
+        attempts = C.supervise(cmd, tmp / f"{group}.heartbeat", stall_s, label=group)
+    res = pd.read_csv(files[0], dtype={"ID": str})
+    info = json.loads(files[1].read_text())
+    with np.load(files[2]) as f:
+        curves = {k: f[k] for k in f.files}
+    info["attempts"] = attempts or "cached"
+    return res, info, curves
 
 
 def run(name, quick=False, out=None, n_train=None, n_test=None, seed=0, isolate=False, stall_s=600):
@@ -240,7 +225,10 @@ def run(name, quick=False, out=None, n_train=None, n_test=None, seed=0, isolate=
     frames, infos, curves = [], [], {}
     t0 = time.perf_counter()
     import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
+    work = Path(tempfile.gettempdir()) / f"mtgp_{name}_s{seed}_tr{n_train}_te{n_test}"
+    work.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = work if isolate else scratch
         for g in spec["groups"]:
             if isolate:
                 res, info, cv = _group_isolated(name, g, seed, n_train, n_test, tmp, stall_s)

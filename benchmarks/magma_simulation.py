@@ -188,12 +188,12 @@ def _boxplots(ax, df, xcol, ycol, methods, title, log=True):
 
 
 # ------------------------------------------------------------------ table 1
-def table1(reps=100, quick=False, out=None, seed0=0):
+def table1(reps=100, quick=False, out=None, seed0=0, n_obs_list=None):
     """Table 1 (M = 20, common grid, Common HP) and Fig. 4 (n_obs 5..20)."""
     out = C.out_dir(out)
     M = 5 if quick else 20
     reps = 2 if quick else reps
-    n_obs_list = (5, 20) if quick else (5, 10, 15, 20)
+    n_obs_list = n_obs_list or ((5, 20) if quick else (5, 10, 15, 20))
     t0 = time.perf_counter()
     df = run_many(range(seed0, seed0 + reps), progress="table1", M=M, common_grid=True, hp_data="common",
                   n_obs_list=n_obs_list)

@@ -50,7 +50,7 @@ def test_gpfda_needs_fit_and_1d():
 
 def test_table1_quick(tmp_path):
     sim = _load("magma_simulation")
-    df = sim.table1(quick=True, out=tmp_path)
+    df = sim.table1(quick=True, out=tmp_path, n_obs_list=(20,))
     for f in ("magma_table1.md", "magma_fig4.png", "magma_table1_runs.csv"):
         assert (tmp_path / f).stat().st_size > 0
     assert set(df.method) == {"GP", "GPFDA", "Magma"}
@@ -73,6 +73,7 @@ def test_table2_and_fig3_quick(tmp_path):
         assert (tmp_path / f).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_weight_quick(tmp_path):
     real = _load("magma_real")
     res, infos = real.run("weight", quick=True, out=tmp_path)
