@@ -329,6 +329,12 @@ def fig3(reps=30, quick=False, out=None, seed0=2000, Ms=(5, 10, 20, 50, 100, 200
                 frames.append(_fig3_runs(M, reps, seed0))
     wall = time.perf_counter() - t0
     df = pd.concat(frames, ignore_index=True)
+    return fig3_report(df, reps, Ms, wall, attempts, isolate, quick, out)
+
+
+def fig3_report(df, reps, Ms, wall, attempts, isolate, quick, out, note=""):
+    """Write Fig. 3, Table 3 and their page from the per-run rows."""
+    out = C.out_dir(out)
     df.to_csv(out / "magma_fig3_runs.csv", index=False)
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -361,7 +367,7 @@ def fig3(reps=30, quick=False, out=None, seed0=2000, Ms=(5, 10, 20, 50, 100, 200
         f"{reps} data sets per M (paper: 100), common grid of 30 inputs, Common HP, new individual: first 20 "
         f"points observed, last 10 predicted. Wall time {wall:.0f} s. Per-run numbers: `magma_fig3_runs.csv`."
         + (f" Each M ran in a child process under a watchdog (XLA:CPU hang workaround); attempts per M: {attempts}."
-           if isolate else ""))
+           if isolate else "") + note)
     page += "\n## Fig. 3\n\n![Fig. 3](magma_fig3.png)\n\nMean (sd):\n\n" + tab + "\n"
     page += ("\n## Table 3: training times (this machine)\n\n" + tabt + "\n\n"
              "Warm runs only for Magma (the first fit at each M compiles XLA programs and is left out). "
