@@ -289,21 +289,29 @@ def mean_posterior_at_jit(k0, theta0, post, grid, X, m0_X):
 # ------------------------------------------------------------- prediction
 
 @partial(jax.jit, static_argnames=("k0", "ki", "include_noise"))
-def predict_jit(k0, ki, include_noise, theta0, theta_star, post, grid, Xp, m0_p, Xo, yo, m0_o):
+def predict_jit(k0, ki, include_noise, theta0, theta_star, post, grid, Xp, m0_p, Xo, yo, m0_o,
+                mask_o=None):
     """Type I prediction (Sec. 4): multi-task prior of Prop. 5 on [Xp, Xo],
-    then Gaussian conditioning on the new individual's observations."""
+    then Gaussian conditioning on the new individual's observations.
+
+    ``mask_o`` (optional) marks real observations when Xo, yo are padded to a
+    bucket size (one compiled program for many individuals): padded points
+    get an identity block with no cross-covariance, so they change nothing."""
     Xa = jnp.concatenate([Xp, Xo], axis=0)
     mu, Kmu = mean_posterior_at(k0, theta0, post, grid, Xa, jnp.concatenate([m0_p, m0_o]))
     noise = jnp.exp(theta_star["log_noise"])
     G = Kmu + ki.evaluate(theta_star["kernel"], Xa, Xa)
     n_p = Xp.shape[0]
     G_pp, G_po, G_oo = G[:n_p, :n_p], G[:n_p, n_p:], G[n_p:, n_p:]
-    G_oo = G_oo + noise * jnp.eye(Xo.shape[0], dtype=G.dtype)
+    if mask_o is None:
+        mask_o = jnp.ones(Xo.shape[0], dtype=G.dtype)
+    G_oo = G_oo * (mask_o[:, None] * mask_o[None, :]) + jnp.diag(noise * mask_o + (1.0 - mask_o))
+    G_po = G_po * mask_o[None, :]
     if include_noise:
         G_pp = G_pp + noise * jnp.eye(n_p, dtype=G.dtype)
     L, jit_o = safe_cholesky(G_oo)
     W = tri_solve(L, G_po.T)
-    mean = mu[:n_p] + W.T @ tri_solve(L, yo - mu[n_p:])
+    mean = mu[:n_p] + W.T @ tri_solve(L, (yo - mu[n_p:]) * mask_o)
     cov = symmetrize(G_pp - W.T @ W)
     return mean, cov, jit_o
 

@@ -432,11 +432,12 @@ class Magma:
             mean, cov = core.predict_prior_jit(sk0, ski, bool(noise), self.theta0_, theta_star,
                                                self.posterior_, grid, jnp.asarray(Xp), m0_p)
         else:
-            Xo, yo = inds_new.inputs[0], inds_new.outputs[0]
+            Xo, yo, m0_o, mask_o = _pad_observations(inds_new.inputs[0], inds_new.outputs[0],
+                                                     self._prior(inds_new.inputs[0]))
             mean, cov, jit_o = core.predict_jit(sk0, ski, bool(noise), self.theta0_, theta_star,
                                                 self.posterior_, grid, jnp.asarray(Xp), m0_p,
-                                                jnp.asarray(Xo), jnp.asarray(yo),
-                                                jnp.asarray(self._prior(Xo)))
+                                                jnp.asarray(Xo), jnp.asarray(yo), jnp.asarray(m0_o),
+                                                jnp.asarray(mask_o))
             report_jitter(np.asarray(jit_o), "Magma.predict (new individual's covariance)")
         pred = Prediction(Xp, mean, cov, self.input_columns_, includes_noise=bool(noise),
                           what="Magma prediction" + (" (Type II)" if inds_new is None else ""))
@@ -552,6 +553,18 @@ class Magma:
         k0, ki = self._kernels()
         return (f"Magma(mean_kernel={k0!r}, task_kernel={ki!r}, noise={self.noise}, "
                 f"common_hp={self.common_hp})")
+
+
+def _pad_observations(X, y, m0):
+    """Pad a new individual's observations to a size bucket (8, 16, 32, ...)
+    so predictions for individuals with different numbers of points share one
+    compiled program; padding copies a real input and is masked out."""
+    n = len(y)
+    size = max(8, 1 << (n - 1).bit_length())
+    k = size - n
+    mask = np.concatenate([np.ones(n), np.zeros(k)])
+    return (np.vstack([X, np.repeat(X[:1], k, axis=0)]), np.concatenate([y, np.zeros(k)]),
+            np.concatenate([m0, np.zeros(k)]), mask)
 
 
 def _flat_hp(hp: dict) -> dict:
