@@ -55,10 +55,6 @@ def _tree_index(tree, i):
     return jax.tree_util.tree_map(lambda a: a[i], tree)
 
 
-def _log_noise(theta):
-    return theta["log_noise"]
-
-
 class _PriorMean:
     """m_0 given as a constant, a callable f(X (n, d)) -> (n,), or values on
     the pooled training grid (then linearly interpolated at other 1-D inputs,
@@ -411,8 +407,6 @@ class Magma:
         inds_new = None
         if new_data is not None:
             inds_new = to_individuals(new_data, self.input_columns_, what="new individual", single=True)
-            if inds_new.input_columns != self.input_columns_ and not isinstance(new_data, pd.DataFrame):
-                pass
             if inds_new.input_dim != len(self.input_columns_):
                 raise DataError(
                     f"new individual: inputs have dimension {inds_new.input_dim} but the model was "
