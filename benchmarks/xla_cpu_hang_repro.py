@@ -1,22 +1,23 @@
-"""Reproducer for the XLA CPU runtime hang met while benchmarking Magma on
-the swimmers data (jax/jaxlib 0.10.2, 2-core CPU).
+"""Reproducer for the XLA CPU deadlock met while benchmarking Magma on the
+swimmers data with jax/jaxlib 0.10.x on a 2-core CPU.
 
     python benchmarks/xla_cpu_hang_repro.py stats 4   # S accumulation, 4 size buckets
     python benchmarks/xla_cpu_hang_repro.py estep 1   # full E step, one padded block
 
-Runs the jitted program 3 times and prints the time of each call. A hang
-shows as a process using no CPU forever: the Python thread waits in
-ArrayImpl._value -> BlockUntilReady; gdb shows one XLA worker in
-CpuPjRtRawLoadedExecutable::Execute -> tsl::BlockUntilReady and every other
-Eigen worker idle in ThreadPoolTempl::WaitForWork (a lost completion, not
-starvation). Observed here (load 2-12 from other jobs):
-
-* ``stats 4`` without flags: 3/3 hangs; with
-  ``--xla_cpu_enable_concurrency_optimized_scheduler=false`` (which mtgp now
-  sets at import): 0/3 hangs, and 4x faster than one padded block;
-* ``estep`` (with that flag, with or without
-  ``--xla_cpu_multi_thread_eigen=false``): the 2nd call hangs;
-* the same programs at M = 20 x 30 never hung (hundreds of calls).
+Runs the jitted program 3 times and prints the time of each call. With
+jaxlib 0.10.2 the process can stop using CPU forever. Diagnosis (gdb
+``thread apply all bt``): the main thread waits in
+CommonPjRtLoadedExecutable::ExecuteLaunch -> tsl::BlockUntilReady, and both
+``tf_XLAEigen`` intra-op workers sit in
+``jax::CholeskyFactorization<F64>::Kernel(xla::ffi::ThreadPool, ...)``
+(lapack_dpotrf_ffi, called from the thunk executor), each waiting for the
+pieces of its batch it scheduled on the same pool: a thread-pool starvation
+deadlock, possible whenever as many batched LAPACK kernels run at once as the
+pool has threads (2 here). jaxlib 0.10 added the ThreadPool argument to its
+LAPACK kernels (``strings jaxlib/cpu/_lapack.so | c++filt | grep
+'Kernel(xla::ffi::ThreadPool'`` finds 16 Cholesky variants in 0.10.0, none
+in 0.9.2), so mtgp requires jax < 0.10: with jaxlib 0.9.2 the full swimmers
+E step and fits complete (docs/results/magma_scale_notes.md).
 """
 
 import sys

@@ -6,10 +6,15 @@ Cool-MTGP (García-Hinde et al. 2022) for many outputs at shared inputs.
 
 import os
 
-# XLA:CPU deadlocks (0% CPU, never returns) on some L-BFGS while-loops with
-# batched Cholesky when Eigen runs multi-threaded (jax 0.10.2, seen on 2
-# cores); single-threaded Eigen avoids it. Only effective if set before the
-# JAX backend starts, i.e. when mtgp is imported before any JAX computation.
+# jaxlib 0.9 logs a spurious "machine type doesn't match" ERROR on every
+# persistent-compilation-cache hit (mtgp/_cache.py); XLA's C++ log is kept to
+# fatal messages unless the user chose a level. Must precede loading jaxlib.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Eigen single-threaded inside XLA:CPU (no blocking waits on the intra-op
+# pool; see docs/results/magma_scale_notes.md on the runtime deadlock).
+# Only effective if set before the JAX backend starts, i.e. when mtgp is
+# imported before any JAX computation.
 if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
@@ -27,6 +32,24 @@ set_xla_cpu_flags()
 
 # persistent compilation cache (see mtgp/_cache.py; MTGP_CACHE_DIR=off disables)
 enable_compilation_cache()
+
+def _warn_if_deadlocking_jaxlib():
+    import warnings
+
+    import jaxlib
+
+    try:
+        major, minor = (int(v) for v in jaxlib.__version__.split(".")[:2])
+    except ValueError:
+        return
+    if (major, minor) >= (0, 10):
+        warnings.warn(
+            f"jaxlib {jaxlib.__version__}: its CPU LAPACK kernels can deadlock on batched "
+            "problems (e.g. Magma on thousands of individuals); mtgp is tested with "
+            "jaxlib < 0.10 (see README, 'Why jax is pinned below 0.10').", RuntimeWarning, stacklevel=3)
+
+
+_warn_if_deadlocking_jaxlib()
 
 from . import kernels, linalg, optim  # noqa: E402
 

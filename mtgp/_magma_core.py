@@ -39,7 +39,8 @@ from jax.flatten_util import ravel_pytree
 
 from .linalg import (LOG_2PI, cho_solve, cholesky, logdet_from_chol, safe_cholesky,
                      symmetrize, tri_solve)
-from .optim import batched_lbfgs_minimize, lbfgs_minimize
+from .optim import (batched_lbfgs_minimize, batched_minimize_host, lbfgs_minimize,
+                    minimize_host)
 
 # Relative diagonal jitter used only inside the paper's expected-log-likelihood
 # objective for theta_0 (mean_update="expected"), which needs K0^-1.
@@ -220,6 +221,42 @@ def _theta0_marginal_objective(k0, theta0, grid, L_S, c):
     return _marginal_terms(K0, L_S, c) / grid.shape[0]
 
 
+@partial(jax.jit, static_argnames=("k0", "ki", "common", "with_stats"))
+def _m_step_inputs(k0, ki, common, with_stats, theta, post, m0_grid, X, y, mask, idx, rows=None):
+    """Per bucket, the hyper-posterior mean and covariance at each
+    individual's inputs (m_hat(t_i), K_hat(t_i, t_i)); with ``with_stats``
+    also the Cholesky factor of S and c at the given individual HPs (the
+    inputs of the theta_0 ECME objective)."""
+    mean_ext = jnp.concatenate([post.mean, jnp.zeros(1, post.mean.dtype)])
+    cov_ext = jnp.pad(post.cov, ((0, 1), (0, 1)))
+    blocks = tuple((mean_ext[ib], cov_ext[ib[:, :, None], ib[:, None, :]])
+                   for _, _, _, ib, _ in _blocks(X, y, mask, idx, rows))
+    if not with_stats:
+        return blocks
+    S, c, _ = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows)
+    L_S, _ = safe_cholesky(S)
+    return blocks, L_S, c
+
+
+def _common_objective(ki):
+    def f(th, X, y, mask, moments):
+        tot, n_points = 0.0, 0.0
+        for Xb, yb, mb, (mh, kh) in zip(X, y, mask, moments):
+            tot = tot + jnp.sum(_expected_loglik_terms(ki, True, th, Xb, yb, mb, mh, kh))
+            n_points = n_points + jnp.sum(mb)
+        return -tot / n_points
+    return f
+
+
+def _individual_objective(ki):
+    def f(th, x, yy, mk, mh, kh):
+        one = lambda a: a[None]
+        v = _expected_loglik_terms(ki, False, jax.tree_util.tree_map(one, th), one(x), one(yy),
+                                   one(mk), one(mh), one(kh))
+        return -v[0] / jnp.maximum(jnp.sum(mk), 1.0)
+    return f
+
+
 def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
            X, y, mask, idx, rows=None):
     """M step. Individual HPs maximise the expected log-likelihood of Props.
@@ -228,41 +265,33 @@ def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_
     per bucket of individuals (Different HP, Prop. 2). theta0 maximises
     either the paper's expected objective (same posterior: a plain EM step)
     or, by default, the exact marginal likelihood at the new individual HPs
-    (an ECME step). Both keep the marginal likelihood non-decreasing."""
+    (an ECME step). Both keep the marginal likelihood non-decreasing.
+
+    Driven from Python (:func:`mtgp.optim.minimize_host`,
+    :func:`mtgp.optim.batched_minimize_host`): each compiled program is one
+    objective evaluation or one batched L-BFGS iteration, never a loop."""
     if mean_update == "expected":
-        f0 = lambda p: _theta0_expected_objective(k0, p, grid, m0_grid, post)
-        theta0 = lbfgs_minimize(f0, theta0, max_iter=max_iter).params
+        theta0 = minimize_host(("magma-theta0-expected", k0),
+                               lambda p, g, m0, po: _theta0_expected_objective(k0, p, g, m0, po),
+                               theta0, (grid, m0_grid, post), max_iter=max_iter).params
 
-    mean_ext = jnp.concatenate([post.mean, jnp.zeros(1, post.mean.dtype)])
-    cov_ext = jnp.pad(post.cov, ((0, 1), (0, 1)))
-    blocks = []
-    for Xb, yb, mb, ib, rb in _blocks(X, y, mask, idx, rows):
-        blocks.append((Xb, yb, mb, mean_ext[ib], cov_ext[ib[:, :, None], ib[:, None, :]], rb))
+    moments = _m_step_inputs(k0, ki, common, False, theta, post, m0_grid, X, y, mask, idx, rows)
+    blocks = _blocks(X, y, mask, idx, rows)
     if common:
-        n_points = sum(jnp.sum(b[2]) for b in blocks)
-
-        def fi(th):
-            tot = 0.0
-            for Xb, yb, mb, mh, kh, _ in blocks:
-                tot = tot + jnp.sum(_expected_loglik_terms(ki, True, th, Xb, yb, mb, mh, kh))
-            return -tot / n_points
-
-        theta = lbfgs_minimize(fi, theta, max_iter=max_iter).params
+        Xs, ys, ms = (tuple(b[j] for b in blocks) for j in range(3))
+        theta = minimize_host(("magma-common", ki), _common_objective(ki), theta,
+                              (Xs, ys, ms, moments), max_iter=max_iter).params
     else:
-        def fi(th, x, yy, mk, mh, kh):
-            one = lambda a: a[None]
-            v = _expected_loglik_terms(ki, False, jax.tree_util.tree_map(one, th), one(x), one(yy),
-                                       one(mk), one(mh), one(kh))
-            return -v[0] / jnp.maximum(jnp.sum(mk), 1.0)
-        for Xb, yb, mb, mh, kh, rb in blocks:
-            new = batched_lbfgs_minimize(fi, _take(theta, rb), Xb, yb, mb, mh, kh,
-                                         max_iter=max_iter).params
+        for (Xb, yb, mb, _, rb), (mh, kh) in zip(blocks, moments):
+            new = batched_minimize_host(("magma-individual", ki), _individual_objective(ki),
+                                        _take(theta, rb), (Xb, yb, mb, mh, kh),
+                                        max_iter=max_iter).params
             theta = _put(theta, rb, new)
     if mean_update != "expected":
-        S, c, _ = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows)
-        L_S, _ = safe_cholesky(S)
-        f0 = lambda p: _theta0_marginal_objective(k0, p, grid, L_S, c)
-        theta0 = lbfgs_minimize(f0, theta0, max_iter=max_iter).params
+        _, L_S, c = _m_step_inputs(k0, ki, common, True, theta, post, m0_grid, X, y, mask, idx, rows)
+        theta0 = minimize_host(("magma-theta0-marginal", k0),
+                               lambda p, g, L, cc: _theta0_marginal_objective(k0, p, g, L, cc),
+                               theta0, (grid, L_S, c), max_iter=max_iter).params
     return theta0, theta
 
 
@@ -271,13 +300,12 @@ def e_step_jit(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, ro
     return mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows)
 
 
-@partial(jax.jit, static_argnames=("k0", "ki", "common", "mean_update", "max_iter"))
-def em_iteration_jit(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
-                     X, y, mask, idx, rows=None):
+def em_iteration(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
+                 X, y, mask, idx, rows=None):
     """One M step followed by the E step at the new hyper-parameters."""
     theta0, theta = m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid,
                            m0_grid, X, y, mask, idx, rows)
-    post = mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows)
+    post = e_step_jit(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows)
     return theta0, theta, post
 
 

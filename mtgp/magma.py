@@ -260,7 +260,7 @@ class Magma:
             return core.e_step_jit(sk0, ski, common, t0, th, *arrays)
 
         def iterate(t0, th, post):
-            return core.em_iteration_jit(sk0, ski, common, self.mean_update, int(self.m_step_max_iter),
+            return core.em_iteration(sk0, ski, common, self.mean_update, int(self.m_step_max_iter),
                                          t0, th, post, *arrays)
 
         jitter = []
@@ -526,20 +526,21 @@ class Magma:
         if not self.common_hp:
             proto = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (M,) + jnp.shape(a)), proto)
         _, un = ravel_pytree(proto)
-        self.mean_kernel = k0.with_params(un0(jnp.asarray(theta0_flat)))
+        theta0 = un0(jnp.asarray(theta0_flat))
         theta = un(jnp.asarray(theta_flat))
+        self.mean_kernel = k0.with_params(theta0)
         if self.common_hp:
             self.task_kernel = ki.with_params(theta["kernel"])
             self.noise = float(jnp.exp(theta["log_noise"]))
-            self.fit(data, optimize=False)
-        else:
-            self.fit(data, optimize=False)
-            # E step with the saved per-individual HPs
-            self.theta_ = theta
-            sk0, ski = self._static
-            self.posterior_ = core.e_step_jit(sk0, ski, False, self.theta0_, theta, *self._arrays)
-            self.log_likelihood_ = float(self.posterior_.loglik)
-            self._set_individual_attributes(ki)
+        self.fit(data, optimize=False)
+        # E step at the saved log-parameters themselves: the kernels hold
+        # exp(log) values, which need not round-trip to the last bit
+        self.theta0_, self.theta_ = theta0, theta
+        sk0, ski = self._static
+        self.posterior_ = core.e_step_jit(sk0, ski, bool(self.common_hp), theta0, theta, *self._arrays)
+        self.log_likelihood_ = float(self.posterior_.loglik)
+        self.mean_kernel_ = k0.with_params(theta0)
+        self._set_individual_attributes(ki)
         self.history_ = np.array(meta["history"])
         self.n_iter_, self.converged_ = meta["n_iter"], meta["converged"]
 

@@ -1,6 +1,14 @@
-"""L-BFGS minimisation (optax) that runs entirely under ``jit`` and
-``vmap``: one objective, or a batch of independent objectives in lock-step
-(Magma's Different HP M step, multi-start searches).
+"""L-BFGS minimisation of pytree-parameterised objectives.
+
+* :func:`minimize_host` (one problem) and :func:`batched_minimize_host`
+  (many independent problems in lock-step, e.g. Magma's Different HP M step)
+  drive the iterations from Python over loop-free compiled programs: what
+  the models train with (see the note above :func:`cached_jit`).
+* :func:`lbfgs_minimize` (optax, zoom line search) and
+  :func:`lbfgs_parallel_backtracking` / :func:`batched_lbfgs_minimize` run
+  entirely under ``jit`` and ``vmap``: for small problems inside a larger
+  compiled program (a new individual's hyper-parameters at prediction time,
+  the single-task GP).
 
 Objectives are minimised on unconstrained (log-scale) parameters given as any
 pytree. A non-finite objective value (e.g. a failed Cholesky at an extreme
@@ -97,6 +105,52 @@ def _two_loop(g, S, Y, rho, k, m):
     return -r
 
 
+def _plb_init(f, flat0, m, tol):
+    """Initial carry of :func:`lbfgs_parallel_backtracking` (flat objective f)."""
+    p = flat0.shape[0]
+    v0, g0 = jax.value_and_grad(f)(flat0)
+    g0 = jnp.where(jnp.isfinite(g0), g0, 0.0)
+    return (flat0, v0, g0, jnp.zeros((m, p), flat0.dtype), jnp.zeros((m, p), flat0.dtype),
+            jnp.zeros(m, flat0.dtype), jnp.int32(0), jnp.int32(0),
+            ~jnp.isfinite(v0) | (jnp.linalg.norm(g0) < tol))
+
+
+def _plb_body(f, c, m, tol, n_steps, ftol):
+    """One iteration of :func:`lbfgs_parallel_backtracking`; a problem that is
+    already done is left unchanged (so a batch can run in lock-step)."""
+    x, v, g, S, Y, rho, k, it, done = c
+    steps = 0.5 ** jnp.arange(n_steps, dtype=x.dtype)
+    d = _two_loop(g, S, Y, rho, k, m)
+    slope = jnp.dot(g, d)
+    # fall back to (scaled) steepest descent if the direction is not a descent one
+    gd = -g / jnp.maximum(1.0, jnp.linalg.norm(g))
+    bad = ~(slope < 0) | ~jnp.all(jnp.isfinite(d))
+    d = jnp.where(bad, gd, d)
+    slope = jnp.where(bad, jnp.dot(g, gd), slope)
+    cand = x[None, :] + steps[:, None] * d[None, :]
+    vals = jax.vmap(f)(cand)
+    armijo = vals <= v + 1e-4 * steps * slope
+    first = jnp.argmax(armijo)
+    best = jnp.argmin(vals)
+    pick = jnp.where(jnp.any(armijo), first, best)
+    moved = (vals[pick] < v) & ~done
+    xn = jnp.where(moved, cand[pick], x)
+    vn = jnp.where(moved, vals[pick], v)
+    gn = jax.grad(f)(xn)
+    gn = jnp.where(moved, jnp.where(jnp.isfinite(gn), gn, 0.0), g)
+    s, y = xn - x, gn - g
+    sy = jnp.dot(s, y)
+    keep = moved & (sy > 1e-10 * jnp.linalg.norm(s) * jnp.linalg.norm(y))
+    slot = k % m
+    S = jnp.where(keep, S.at[slot].set(s), S)
+    Y = jnp.where(keep, Y.at[slot].set(y), Y)
+    rho = jnp.where(keep, rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), rho)
+    k = k + keep.astype(jnp.int32)
+    small = jnp.abs(v - vn) <= ftol * jnp.maximum(1.0, jnp.abs(v))
+    done = done | (~moved) | (jnp.linalg.norm(gn) < tol) | (small & moved & (jnp.linalg.norm(s) < 1e-10))
+    return xn, vn, gn, S, Y, rho, k, it + (~c[-1]).astype(jnp.int32), done
+
+
 def lbfgs_parallel_backtracking(fun: Callable, x0, max_iter: int = 100, tol: float = 1e-6,
                                 memory_size: int = 10, n_steps: int = 10,
                                 ftol: float = 1e-12) -> OptimResult:
@@ -104,61 +158,119 @@ def lbfgs_parallel_backtracking(fun: Callable, x0, max_iter: int = 100, tol: flo
     at once (vmapped) and keeps the first satisfying Armijo's condition.
 
     One ``lax.while_loop``, no nested loops and no host callbacks, so it can
-    itself be vmapped over thousands of small independent problems (this is
-    what Magma's Different HP M step does); optax's zoom line search inside a
-    vmapped loop was seen to deadlock the XLA CPU runtime here.
+    itself be vmapped over many small independent problems (used for the
+    multi-start search of a new individual's hyper-parameters); optax's zoom
+    line search inside a vmapped loop was seen to deadlock the XLA CPU
+    runtime here. Large problems use :func:`batched_minimize_host`, the same
+    iteration driven from Python.
     """
     flat0, unravel = ravel_pytree(x0)
     f = _safe(lambda z: fun(unravel(z)))
-    vg = jax.value_and_grad(f)
-    p = flat0.shape[0]
-    m = memory_size
-    steps = 0.5 ** jnp.arange(n_steps, dtype=flat0.dtype)
-
-    def clean(g):
-        return jnp.where(jnp.isfinite(g), g, 0.0)
-
-    v0, g0 = vg(flat0)
-    g0 = clean(g0)
-    init = (flat0, v0, g0, jnp.zeros((m, p), flat0.dtype), jnp.zeros((m, p), flat0.dtype),
-            jnp.zeros(m, flat0.dtype), jnp.int32(0), jnp.int32(0), ~jnp.isfinite(v0) | (jnp.linalg.norm(g0) < tol))
-
-    def body(c):
-        x, v, g, S, Y, rho, k, it, done = c
-        d = _two_loop(g, S, Y, rho, k, m)
-        slope = jnp.dot(g, d)
-        # fall back to (scaled) steepest descent if the direction is not a descent one
-        gd = -g / jnp.maximum(1.0, jnp.linalg.norm(g))
-        bad = ~(slope < 0) | ~jnp.all(jnp.isfinite(d))
-        d = jnp.where(bad, gd, d)
-        slope = jnp.where(bad, jnp.dot(g, gd), slope)
-        cand = x[None, :] + steps[:, None] * d[None, :]
-        vals = jax.vmap(f)(cand)
-        armijo = vals <= v + 1e-4 * steps * slope
-        first = jnp.argmax(armijo)
-        best = jnp.argmin(vals)
-        pick = jnp.where(jnp.any(armijo), first, best)
-        moved = vals[pick] < v
-        xn = jnp.where(moved, cand[pick], x)
-        vn = jnp.where(moved, vals[pick], v)
-        gn = clean(jax.grad(f)(xn))
-        s, y = xn - x, gn - g
-        sy = jnp.dot(s, y)
-        keep = moved & (sy > 1e-10 * jnp.linalg.norm(s) * jnp.linalg.norm(y))
-        slot = k % m
-        S = jnp.where(keep, S.at[slot].set(s), S)
-        Y = jnp.where(keep, Y.at[slot].set(y), Y)
-        rho = jnp.where(keep, rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), rho)
-        k = k + keep.astype(jnp.int32)
-        small = jnp.abs(v - vn) <= ftol * jnp.maximum(1.0, jnp.abs(v))
-        done = (~moved) | (jnp.linalg.norm(gn) < tol) | (small & moved & (jnp.linalg.norm(s) < 1e-10))
-        return xn, vn, gn, S, Y, rho, k, it + 1, done
+    init = _plb_init(f, flat0, memory_size, tol)
 
     def cond(c):
         return (~c[-1]) & (c[-2] < max_iter)
 
+    body = lambda c: _plb_body(f, c, memory_size, tol, n_steps, ftol)
     x, v, g, *_, it, _ = jax.lax.while_loop(cond, body, init)
     return OptimResult(unravel(x), v, it, jnp.linalg.norm(g))
+
+
+# ------------------------------------------------------- host-driven loops
+#
+# On jax/jaxlib 0.10.2 the XLA CPU runtime was seen to wait forever on large
+# jitted programs containing a ``lax.while_loop`` (a lost completion, 0% CPU;
+# docs/results/magma_scale_notes.md). The drivers below run the iterations
+# from Python: every compiled program is loop-free (one objective and
+# gradient, or one vmapped L-BFGS iteration), at the price of one dispatch
+# and one device-to-host transfer per iteration (~0.1 ms).
+
+_JIT_CACHE: dict = {}
+
+
+def cached_jit(key, builder):
+    """``jax.jit(builder())`` memoised under a hashable ``key`` that must
+    identify the function (e.g. its name and the static kernel structure):
+    one compiled program per key and argument shapes, shared across calls."""
+    fn = _JIT_CACHE.get(key)
+    if fn is None:
+        fn = _JIT_CACHE[key] = jax.jit(builder())
+    return fn
+
+
+def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
+                  tol: float = 1e-6, ftol: float = 1e-12) -> OptimResult:
+    """Minimise ``objective(params_pytree, *args)`` with scipy's L-BFGS-B
+    (memory 10, no bounds) on a jitted value-and-gradient (compiled once per
+    ``key`` and argument shapes).
+
+    Stops after ``max_iter`` iterations, when the largest gradient component
+    is below ``tol`` or the relative decrease below ``ftol``. Non-finite
+    values are +inf to the line search (it backs off), and the result is the
+    best point evaluated: never worse than ``x0``.
+    """
+    import numpy as np
+    import scipy.optimize as so
+
+    vg = cached_jit(("vg",) + tuple(key), lambda: jax.value_and_grad(objective))
+    flat0, unravel = ravel_pytree(x0)
+    flat0 = np.asarray(flat0, dtype=np.float64)
+    best = [np.inf, flat0, None]
+
+    def f(x):
+        v, g = vg(unravel(jnp.asarray(x)), *args)
+        v = float(v)
+        g = np.asarray(ravel_pytree(g)[0], dtype=np.float64)
+        if not np.isfinite(v):
+            return np.inf, np.zeros_like(x)
+        g = np.where(np.isfinite(g), g, 0.0)
+        if v < best[0]:
+            best[0], best[1], best[2] = v, np.array(x), g
+        return v, g
+
+    v0, _ = f(flat0)
+    if not np.isfinite(v0):
+        return OptimResult(x0, jnp.asarray(v0), jnp.asarray(0), jnp.asarray(np.inf))
+    res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
+                      options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10))
+    return OptimResult(unravel(jnp.asarray(best[1])), jnp.asarray(best[0]), jnp.asarray(res.nit),
+                       jnp.asarray(np.linalg.norm(best[2])))
+
+
+def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
+                          tol: float = 1e-6, memory_size: int = 10, n_steps: int = 10,
+                          ftol: float = 1e-12) -> OptimResult:
+    """Minimise ``objective(x_b, *args_b)`` independently for every slice b
+    along the leading axis of ``x0`` and ``args``: the L-BFGS of
+    :func:`lbfgs_parallel_backtracking`, all problems in lock-step in one
+    vmapped, loop-free compiled iteration, driven from Python until every
+    problem has stopped (each on its own criterion) or ``max_iter``."""
+    m = memory_size
+
+    def flat_fun(template, *a):
+        _, unravel = ravel_pytree(template)
+        return _safe(lambda z: objective(unravel(z), *a))
+
+    def build_init():
+        return jax.vmap(lambda t, *a: _plb_init(flat_fun(t, *a), ravel_pytree(t)[0], m, tol))
+
+    def build_step():
+        def one(c, t, *a):
+            return _plb_body(flat_fun(t, *a), c, m, tol, n_steps, ftol)
+        return jax.vmap(one)
+
+    def build_unravel():
+        return jax.vmap(lambda t, z: ravel_pytree(t)[1](z))
+
+    init = cached_jit(("batched-init", m, float(tol)) + tuple(key), build_init)
+    step = cached_jit(("batched-step", m, float(tol), n_steps, float(ftol)) + tuple(key), build_step)
+    unravel = cached_jit(("batched-unravel",), build_unravel)
+    c = init(x0, *args)
+    for _ in range(int(max_iter)):
+        if bool(jnp.all(c[-1])):
+            break
+        c = step(c, x0, *args)
+    return OptimResult(unravel(x0, c[0]), c[1], c[-2], jnp.linalg.norm(c[2], axis=-1))
 
 
 def batched_lbfgs_minimize(fun: Callable, x0, *args, max_iter: int = 100,
