@@ -9,6 +9,9 @@ import os
 # jaxlib 0.9 logs a spurious "machine type doesn't match" ERROR on every
 # persistent-compilation-cache hit (mtgp/_cache.py); XLA's C++ log is kept to
 # fatal messages unless the user chose a level. Must precede loading jaxlib.
+import sys as _sys
+
+_XLA_LOG_QUIET = "jaxlib" not in _sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") >= "3"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Eigen single-threaded inside XLA:CPU (no blocking waits on the intra-op
@@ -30,8 +33,12 @@ from ._cache import enable_compilation_cache, set_xla_cpu_flags  # noqa: E402
 # XLA CPU scheduler flag against a runtime hang (see mtgp/_cache.py)
 set_xla_cpu_flags()
 
-# persistent compilation cache (see mtgp/_cache.py; MTGP_CACHE_DIR=off disables)
-enable_compilation_cache()
+# persistent compilation cache (see mtgp/_cache.py; MTGP_CACHE_DIR=off
+# disables). When jaxlib was loaded before mtgp with XLA's log at its default
+# level, a cache hit would print jaxlib 0.9's spurious error: then the cache
+# is only used if MTGP_CACHE_DIR asks for it explicitly.
+if _XLA_LOG_QUIET or os.environ.get("MTGP_CACHE_DIR"):
+    enable_compilation_cache()
 
 def _warn_if_deadlocking_jaxlib():
     import warnings

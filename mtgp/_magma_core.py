@@ -184,49 +184,56 @@ def _theta0_expected_objective(k0, theta0, grid, m0_grid, post):
 
 
 @jax.custom_vjp
-def _marginal_terms(K0, L_S, c):
-    """(log|B| - c' K0 (I + S K0)^-1 c) / 2 with B = I + L_S' K0 L_S: the
-    theta_0-dependent part of -log p({y_i}). Its gradient in K0 is written
-    out, (W - alpha alpha') / 2 with W = L_S B^-1 L_S' and
-    alpha = (I + S K0)^-1 c, which costs about half of reverse-mode
-    differentiation through the Cholesky factorisation (same value)."""
-    return _marginal_terms_fwd(K0, L_S, c)[0]
+def _marginal_terms(K0, L_S, w):
+    """(log|B| + w' B^-1 w) / 2 with B = I + L_S' K0 L_S and w = L_S^-1 c:
+    the theta_0-dependent part of -log p({y_i}).
+
+    Since c' K0 (I + S K0)^-1 c = |w|^2 - w' B^-1 w (push-through identity,
+    S = L_S L_S'), the constant |w|^2 is dropped: the form c'K0c - |u|^2 of
+    the E step subtracts two nearly equal large numbers and left a relative
+    rounding noise of ~1e-9 in this objective at the swimmers grid
+    (N = 994), enough to stall the line search near the optimum; this form
+    has no cancellation. The gradient in K0 is written out,
+    (W - alpha alpha') / 2 with W = L_S B^-1 L_S' and
+    alpha = (I + S K0)^-1 c = L_S B^-1 w, which costs about half of
+    reverse-mode differentiation through the Cholesky factorisation."""
+    return _marginal_terms_fwd(K0, L_S, w)[0]
 
 
-def _marginal_terms_fwd(K0, L_S, c):
+def _marginal_terms_fwd(K0, L_S, w):
     B = jnp.eye(K0.shape[0], dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
     L_B = cholesky(B)
-    K0c = K0 @ c
-    u = tri_solve(L_B, L_S.T @ K0c)
-    value = 0.5 * (logdet_from_chol(L_B) - (jnp.dot(c, K0c) - jnp.sum(u**2)))
-    return value, (L_S, L_B, c, u)
+    v = tri_solve(L_B, w)
+    value = 0.5 * (logdet_from_chol(L_B) + jnp.sum(v**2))
+    return value, (L_S, L_B, v)
 
 
 def _marginal_terms_bwd(res, g):
-    L_S, L_B, c, u = res
+    L_S, L_B, v = res
     Z = tri_solve(L_B, L_S.T)  # L_B^-1 L_S'
     W = Z.T @ Z
-    alpha = c - L_S @ tri_solve(L_B, u, trans=True)
+    alpha = L_S @ tri_solve(L_B, v, trans=True)
     gK0 = 0.5 * g * (W - jnp.outer(alpha, alpha))
-    return gK0, jnp.zeros_like(L_S), jnp.zeros_like(c)
+    return gK0, jnp.zeros_like(L_S), jnp.zeros_like(v)
 
 
 _marginal_terms.defvjp(_marginal_terms_fwd, _marginal_terms_bwd)
 
 
-def _theta0_marginal_objective(k0, theta0, grid, L_S, c):
-    """-log p({y_i} | theta0, fixed individual HPs) up to constants: an exact
-    conditional maximisation step (ECME, Liu & Rubin 1994) needing no K0^-1."""
+def _theta0_marginal_objective(k0, theta0, grid, L_S, w):
+    """-log p({y_i} | theta0, fixed individual HPs) / N up to a constant, with
+    w = L_S^-1 c (see :func:`_marginal_terms`): an exact conditional
+    maximisation step (ECME, Liu & Rubin 1994) needing no K0^-1."""
     K0 = symmetrize(k0.evaluate(theta0, grid, grid))
-    return _marginal_terms(K0, L_S, c) / grid.shape[0]
+    return _marginal_terms(K0, L_S, w) / grid.shape[0]
 
 
 @partial(jax.jit, static_argnames=("k0", "ki", "common", "with_stats"))
 def _m_step_inputs(k0, ki, common, with_stats, theta, post, m0_grid, X, y, mask, idx, rows=None):
     """Per bucket, the hyper-posterior mean and covariance at each
     individual's inputs (m_hat(t_i), K_hat(t_i, t_i)); with ``with_stats``
-    also the Cholesky factor of S and c at the given individual HPs (the
-    inputs of the theta_0 ECME objective)."""
+    also the Cholesky factor L_S of S and w = L_S^-1 c at the given
+    individual HPs (the inputs of the theta_0 ECME objective)."""
     mean_ext = jnp.concatenate([post.mean, jnp.zeros(1, post.mean.dtype)])
     cov_ext = jnp.pad(post.cov, ((0, 1), (0, 1)))
     blocks = tuple((mean_ext[ib], cov_ext[ib[:, :, None], ib[:, None, :]])
@@ -235,7 +242,7 @@ def _m_step_inputs(k0, ki, common, with_stats, theta, post, m0_grid, X, y, mask,
         return blocks
     S, c, _ = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows)
     L_S, _ = safe_cholesky(S)
-    return blocks, L_S, c
+    return blocks, L_S, tri_solve(L_S, c)
 
 
 def _common_objective(ki):
@@ -288,10 +295,10 @@ def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_
                                         max_iter=max_iter).params
             theta = _put(theta, rb, new)
     if mean_update != "expected":
-        _, L_S, c = _m_step_inputs(k0, ki, common, True, theta, post, m0_grid, X, y, mask, idx, rows)
+        _, L_S, w = _m_step_inputs(k0, ki, common, True, theta, post, m0_grid, X, y, mask, idx, rows)
         theta0 = minimize_host(("magma-theta0-marginal", k0),
-                               lambda p, g, L, cc: _theta0_marginal_objective(k0, p, g, L, cc),
-                               theta0, (grid, L_S, c), max_iter=max_iter).params
+                               lambda p, g, L, ww: _theta0_marginal_objective(k0, p, g, L, ww),
+                               theta0, (grid, L_S, w), max_iter=max_iter).params
     return theta0, theta
 
 

@@ -199,13 +199,17 @@ def cached_jit(key, builder):
 
 
 def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
-                  tol: float = 1e-6, ftol: float = 1e-12) -> OptimResult:
+                  tol: float = 1e-6, ftol: float = 1e-10, max_linesearch: int = 10) -> OptimResult:
     """Minimise ``objective(params_pytree, *args)`` with scipy's L-BFGS-B
     (memory 10, no bounds) on a jitted value-and-gradient (compiled once per
     ``key`` and argument shapes).
 
     Stops after ``max_iter`` iterations, when the largest gradient component
-    is below ``tol`` or the relative decrease below ``ftol``. Non-finite
+    is below ``tol`` or the relative decrease below ``ftol`` (objectives here
+    are per-observation negative log-likelihoods, so 1e-10 is far below any
+    meaningful change, while tighter values made the line search spend
+    tens of evaluations on rounding noise near the optimum; at most
+    ``max_linesearch`` evaluations per line search). Non-finite
     values are +inf to the line search (it backs off), and the result is the
     best point evaluated: never worse than ``x0``.
     """
@@ -232,7 +236,8 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
     if not np.isfinite(v0):
         return OptimResult(x0, jnp.asarray(v0), jnp.asarray(0), jnp.asarray(np.inf))
     res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
-                      options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10))
+                      options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10,
+                                   maxls=int(max_linesearch)))
     return OptimResult(unravel(jnp.asarray(best[1])), jnp.asarray(best[0]), jnp.asarray(res.nit),
                        jnp.asarray(np.linalg.norm(best[2])))
 
