@@ -242,14 +242,62 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
                        jnp.asarray(np.linalg.norm(best[2])))
 
 
+def _plb_direction(c, m):
+    """L-BFGS direction and its slope; steepest descent (scaled) where the
+    two-loop direction is not a descent one."""
+    x, v, g, S, Y, rho, k, it, done = c
+    d = _two_loop(g, S, Y, rho, k, m)
+    slope = jnp.dot(g, d)
+    gd = -g / jnp.maximum(1.0, jnp.linalg.norm(g))
+    bad = ~(slope < 0) | ~jnp.all(jnp.isfinite(d))
+    return jnp.where(bad, gd, d), jnp.where(bad, jnp.dot(g, gd), slope)
+
+
+def _plb_trial(f, c, d, slope, t, acc):
+    """Value at x + t d (no gradient: most trials are rejected or followed by
+    one gradient evaluation); ``acc`` = (x, v, accepted) keeps the first
+    point satisfying Armijo's condition."""
+    x, v = c[0], c[1]
+    xn = x + t * d
+    vn = f(xn)
+    ok = jnp.isfinite(vn) & (vn <= v + 1e-4 * t * slope) & ~c[-1] & ~acc[2]
+    return jnp.where(ok, xn, acc[0]), jnp.where(ok, vn, acc[1]), acc[2] | ok
+
+
+def _plb_accept(f, c, acc, m, tol, ftol):
+    """New L-BFGS state from the accepted points (gradient evaluated there);
+    a problem without an acceptable step (or already done) stops where it is."""
+    x, v, g, S, Y, rho, k, it, done = c
+    xn, vn, moved = acc
+    gn = jax.grad(f)(xn)
+    gn = jnp.where(moved, jnp.where(jnp.isfinite(gn), gn, 0.0), g)
+    s, y = xn - x, gn - g
+    sy = jnp.dot(s, y)
+    keep = moved & (sy > 1e-10 * jnp.linalg.norm(s) * jnp.linalg.norm(y))
+    slot = k % m
+    S = jnp.where(keep, S.at[slot].set(s), S)
+    Y = jnp.where(keep, Y.at[slot].set(y), Y)
+    rho = jnp.where(keep, rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), rho)
+    small = jnp.abs(v - vn) <= ftol * jnp.maximum(1.0, jnp.abs(v))
+    new_done = done | ~moved | (jnp.linalg.norm(gn) < tol) | (moved & small)
+    return (jnp.where(moved, xn, x), jnp.where(moved, vn, v), jnp.where(moved, gn, g), S, Y, rho,
+            k + keep.astype(jnp.int32), it + (~done).astype(jnp.int32), new_done)
+
+
 def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
-                          tol: float = 1e-6, memory_size: int = 10, n_steps: int = 10,
-                          ftol: float = 1e-12) -> OptimResult:
+                          tol: float = 1e-6, memory_size: int = 10, max_linesearch: int = 10,
+                          ftol: float = 1e-10) -> OptimResult:
     """Minimise ``objective(x_b, *args_b)`` independently for every slice b
-    along the leading axis of ``x0`` and ``args``: the L-BFGS of
-    :func:`lbfgs_parallel_backtracking`, all problems in lock-step in one
-    vmapped, loop-free compiled iteration, driven from Python until every
-    problem has stopped (each on its own criterion) or ``max_iter``."""
+    along the leading axis of ``x0`` and ``args``: L-BFGS (memory 10) with a
+    backtracking Armijo line search (steps 1, 1/2, 1/4, ...), all problems
+    in lock-step in vmapped, loop-free compiled programs driven from Python.
+
+    Line-search trials evaluate values only, and continue only while some
+    problem still needs a shorter step; the gradient is evaluated once, at
+    the accepted points. A problem's first trial is twice its last accepted
+    step (at most 1). A problem stops on its own criterion (gradient norm below
+    ``tol``, relative decrease below ``ftol``, or no acceptable step within
+    ``max_linesearch`` halvings), all stop after ``max_iter`` iterations."""
     m = memory_size
 
     def flat_fun(template, *a):
@@ -259,22 +307,42 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
     def build_init():
         return jax.vmap(lambda t, *a: _plb_init(flat_fun(t, *a), ravel_pytree(t)[0], m, tol))
 
-    def build_step():
-        def one(c, t, *a):
-            return _plb_body(flat_fun(t, *a), c, m, tol, n_steps, ftol)
-        return jax.vmap(one)
+    def build_direction():
+        return jax.vmap(lambda c: _plb_direction(c, m))
+
+    def build_trial():
+        return jax.vmap(lambda c, d, sl, t, acc, tmpl, *a: _plb_trial(flat_fun(tmpl, *a), c, d, sl, t, acc))
+
+    def build_accept():
+        return jax.vmap(lambda c, acc, tmpl, *a: _plb_accept(flat_fun(tmpl, *a), c, acc, m, tol, ftol))
 
     def build_unravel():
         return jax.vmap(lambda t, z: ravel_pytree(t)[1](z))
 
-    init = cached_jit(("batched-init", m, float(tol)) + tuple(key), build_init)
-    step = cached_jit(("batched-step", m, float(tol), n_steps, float(ftol)) + tuple(key), build_step)
+    tag = (m, float(tol), float(ftol))
+    init = cached_jit(("batched-init",) + tag + tuple(key), build_init)
+    direction = cached_jit(("batched-direction", m), build_direction)
+    trial = cached_jit(("batched-trial",) + tag + tuple(key), build_trial)
+    accept = cached_jit(("batched-accept",) + tag + tuple(key), build_accept)
     unravel = cached_jit(("batched-unravel",), build_unravel)
     c = init(x0, *args)
+    t_start = jnp.ones_like(c[1])
     for _ in range(int(max_iter)):
-        if bool(jnp.all(c[-1])):
+        done = c[-1]
+        if bool(jnp.all(done)):
             break
-        c = step(c, x0, *args)
+        d, slope = direction(c)
+        acc = (c[0], c[1], jnp.zeros_like(done))
+        t = t_start
+        for _ls in range(int(max_linesearch)):
+            acc = trial(c, d, slope, t, acc, x0, *args)
+            if bool(jnp.all(acc[2] | done)):
+                break
+            t = jnp.where(acc[2], t, 0.5 * t)
+        # next first trial: twice the step just accepted, at most 1 (a problem
+        # that needed short steps does not restart every search at 1)
+        t_start = jnp.minimum(1.0, 2.0 * t)
+        c = accept(c, acc, x0, *args)
     return OptimResult(unravel(x0, c[0]), c[1], c[-2], jnp.linalg.norm(c[2], axis=-1))
 
 
