@@ -225,8 +225,8 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
         v, g = vg(unravel(jnp.asarray(x)), *args)
         v = float(v)
         g = np.asarray(ravel_pytree(g)[0], dtype=np.float64)
-        if not np.isfinite(v):
-            return np.inf, np.zeros_like(x)
+        if not np.isfinite(v):  # a huge finite value: the line search backs off
+            return 1e300, np.zeros_like(x)
         g = np.where(np.isfinite(g), g, 0.0)
         if v < best[0]:
             best[0], best[1], best[2] = v, np.array(x), g

@@ -24,7 +24,7 @@ from .. import kernels as _k
 from ._validation import check_fit_data, check_predict_inputs
 from .predictive import EigenPredictor, MultiOutputPrediction
 
-_JIT_CACHE: dict = {}
+from ..optim import cached_jit, minimize_host  # noqa: F401  (cached_jit re-exported)
 
 
 def kernel_key(kernel) -> str:
@@ -39,16 +39,6 @@ def kernel_key(kernel) -> str:
         return json.dumps(strip(kernel.to_dict()), sort_keys=True, default=str)
     except Exception:  # unknown kernel class: no sharing across instances
         return f"id:{id(kernel)}"
-
-
-def cached_jit(key, builder):
-    """One compiled program per (model, kernel structure, settings): repeated
-    fits (benchmarks, cross-validation, clones) skip recompilation."""
-    fn = _JIT_CACHE.get(key)
-    if fn is None:
-        fn = jax.jit(builder())
-        _JIT_CACHE[key] = fn
-    return fn
 
 
 def scale_mask(kernel, fix: bool = True):
@@ -70,44 +60,16 @@ def apply_mask(mask, free, fixed):
     return jax.tree_util.tree_map(lambda m, a, b: b if m else a, mask, free, fixed)
 
 
-class MinimizeResult:
-    def __init__(self, params, value, n_iter, success):
-        self.params, self.value, self.n_iter, self.success = params, value, n_iter, success
-
-
 def minimize(key, objective, x0, args, max_iter, tol):
-    """The shared optimiser of the multi-output models: L-BFGS (scipy's
-    L-BFGS-B, memory 10) driven from Python on a jitted value-and-gradient
-    of ``objective(params_pytree, *args)`` (one compiled program per
-    ``key``). At most ``max_iter`` iterations; stops when the largest
-    gradient component is below ``tol``; non-finite values are treated as
-    +inf (the line search backs off) and the result is never worse than x0.
-
-    Why not ``mtgp.optim.lbfgs_minimize``: its fully-jitted while-loop
-    programs intermittently hang XLA:CPU here (jax 0.10.2, 2 cores), see the
-    note in ``mtgp/__init__.py``; a Python-driven loop has no XLA while-loop.
-    """
-    import scipy.optimize as so
-    from jax.flatten_util import ravel_pytree
-
-    vg = cached_jit(("vg",) + tuple(key), lambda: jax.value_and_grad(objective))
-    flat0, unravel = ravel_pytree(x0)
-    flat0 = np.asarray(flat0, dtype=np.float64)
-    best = [np.inf, flat0]
-
-    def f(x):
-        v, g = vg(unravel(jnp.asarray(x)), *args)
-        v = float(v)
-        g = np.asarray(ravel_pytree(g)[0], dtype=np.float64)
-        if not np.isfinite(v) or not np.all(np.isfinite(g)):
-            return 1e300, np.zeros_like(x)
-        if v < best[0]:
-            best[0], best[1] = v, np.array(x)
-        return v, g
-
-    res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
-                      options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=1e-12, maxcor=10))
-    return MinimizeResult(unravel(jnp.asarray(best[1])), best[0], int(res.nit), bool(res.success))
+    """The shared optimiser of the multi-output models:
+    :func:`mtgp.optim.minimize_host` (scipy's L-BFGS-B, memory 10, driven
+    from Python on a jitted value-and-gradient, one compiled program per
+    ``key``): at most ``max_iter`` iterations, stops when the largest
+    gradient component is below ``tol`` (or the relative decrease below
+    1e-12); the result is never worse than x0. Returns ``.params``,
+    ``.value``, ``.n_iter``."""
+    return minimize_host(key, objective, x0, args, max_iter=max_iter, tol=tol, ftol=1e-12,
+                         max_linesearch=20)
 
 
 class MultiOutputGP(BaseEstimator):
