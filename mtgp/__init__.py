@@ -11,7 +11,8 @@ import os
 # fatal messages unless the user chose a level. Must precede loading jaxlib.
 import sys as _sys
 
-_XLA_LOG_QUIET = "jaxlib" not in _sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") >= "3"
+_XLA_LOG_QUIET = ("jaxlib" not in _sys.modules
+                  or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() in {"3", "4"})
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Eigen single-threaded inside XLA:CPU (no blocking waits on the intra-op

@@ -235,21 +235,22 @@ def _theta0_marginal_objective(k0, theta0, grid, L_S, w):
     return _marginal_terms(K0, L_S, w) / grid.shape[0]
 
 
-@partial(jax.jit, static_argnames=("k0", "ki", "common", "with_stats"))
-def _m_step_inputs(k0, ki, common, with_stats, theta, post, m0_grid, X, y, mask, idx, rows=None):
+@jax.jit
+def _posterior_at_individuals(post, idx):
     """Per bucket, the hyper-posterior mean and covariance at each
-    individual's inputs (m_hat(t_i), K_hat(t_i, t_i)); with ``with_stats``
-    also the Cholesky factor L_S of S and w = L_S^-1 c at the given
-    individual HPs (the inputs of the theta_0 ECME objective)."""
+    individual's inputs, (m_hat(t_i), K_hat(t_i, t_i)) (padding: index N)."""
     mean_ext = jnp.concatenate([post.mean, jnp.zeros(1, post.mean.dtype)])
     cov_ext = jnp.pad(post.cov, ((0, 1), (0, 1)))
-    blocks = tuple((mean_ext[ib], cov_ext[ib[:, :, None], ib[:, None, :]])
-                   for _, _, _, ib, _ in _blocks(X, y, mask, idx, rows))
-    if not with_stats:
-        return blocks
+    return tuple((mean_ext[ib], cov_ext[ib[:, :, None], ib[:, None, :]]) for ib in idx)
+
+
+@partial(jax.jit, static_argnames=("ki", "common"))
+def _theta0_inputs(ki, common, theta, m0_grid, X, y, mask, idx, rows=None):
+    """L_S (Cholesky of S) and w = L_S^-1 c at the given individual HPs: the
+    data of the theta_0 ECME objective."""
     S, c, _ = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows)
     L_S, _ = safe_cholesky(S)
-    return blocks, L_S, tri_solve(L_S, c)
+    return L_S, tri_solve(L_S, c)
 
 
 def _common_objective(ki):
@@ -289,8 +290,8 @@ def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_
                                lambda p, g, m0, po: _theta0_expected_objective(k0, p, g, m0, po),
                                theta0, (grid, m0_grid, post), max_iter=max_iter).params
 
-    moments = _m_step_inputs(k0, ki, common, False, theta, post, m0_grid, X, y, mask, idx, rows)
     blocks = _blocks(X, y, mask, idx, rows)
+    moments = _posterior_at_individuals(post, tuple(b[3] for b in blocks))
     if common:
         Xs, ys, ms = (tuple(b[j] for b in blocks) for j in range(3))
         theta = minimize_host(("magma-common", ki), _common_objective(ki), theta,
@@ -302,7 +303,7 @@ def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_
                                         max_iter=max_iter, tol=INDIVIDUAL_GTOL).params
             theta = _put(theta, rb, new)
     if mean_update != "expected":
-        _, L_S, w = _m_step_inputs(k0, ki, common, True, theta, post, m0_grid, X, y, mask, idx, rows)
+        L_S, w = _theta0_inputs(ki, common, theta, m0_grid, X, y, mask, idx, rows)
         theta0 = minimize_host(("magma-theta0-marginal", k0),
                                lambda p, g, L, ww: _theta0_marginal_objective(k0, p, g, L, ww),
                                theta0, (grid, L_S, w), max_iter=max_iter).params

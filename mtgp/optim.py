@@ -116,39 +116,19 @@ def _plb_init(f, flat0, m, tol):
 
 
 def _plb_body(f, c, m, tol, n_steps, ftol):
-    """One iteration of :func:`lbfgs_parallel_backtracking`; a problem that is
+    """One iteration of :func:`lbfgs_parallel_backtracking`: the ``n_steps``
+    step sizes 1, 1/2, ... evaluated at once, the first satisfying Armijo's
+    condition kept (else the best, if it decreases); a problem that is
     already done is left unchanged (so a batch can run in lock-step)."""
-    x, v, g, S, Y, rho, k, it, done = c
+    x, v, done = c[0], c[1], c[-1]
+    d, slope = _plb_direction(c, m)
     steps = 0.5 ** jnp.arange(n_steps, dtype=x.dtype)
-    d = _two_loop(g, S, Y, rho, k, m)
-    slope = jnp.dot(g, d)
-    # fall back to (scaled) steepest descent if the direction is not a descent one
-    gd = -g / jnp.maximum(1.0, jnp.linalg.norm(g))
-    bad = ~(slope < 0) | ~jnp.all(jnp.isfinite(d))
-    d = jnp.where(bad, gd, d)
-    slope = jnp.where(bad, jnp.dot(g, gd), slope)
     cand = x[None, :] + steps[:, None] * d[None, :]
     vals = jax.vmap(f)(cand)
     armijo = vals <= v + 1e-4 * steps * slope
-    first = jnp.argmax(armijo)
-    best = jnp.argmin(vals)
-    pick = jnp.where(jnp.any(armijo), first, best)
+    pick = jnp.where(jnp.any(armijo), jnp.argmax(armijo), jnp.argmin(vals))
     moved = (vals[pick] < v) & ~done
-    xn = jnp.where(moved, cand[pick], x)
-    vn = jnp.where(moved, vals[pick], v)
-    gn = jax.grad(f)(xn)
-    gn = jnp.where(moved, jnp.where(jnp.isfinite(gn), gn, 0.0), g)
-    s, y = xn - x, gn - g
-    sy = jnp.dot(s, y)
-    keep = moved & (sy > 1e-10 * jnp.linalg.norm(s) * jnp.linalg.norm(y))
-    slot = k % m
-    S = jnp.where(keep, S.at[slot].set(s), S)
-    Y = jnp.where(keep, Y.at[slot].set(y), Y)
-    rho = jnp.where(keep, rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), rho)
-    k = k + keep.astype(jnp.int32)
-    small = jnp.abs(v - vn) <= ftol * jnp.maximum(1.0, jnp.abs(v))
-    done = done | (~moved) | (jnp.linalg.norm(gn) < tol) | (small & moved & (jnp.linalg.norm(s) < 1e-10))
-    return xn, vn, gn, S, Y, rho, k, it + (~c[-1]).astype(jnp.int32), done
+    return _plb_accept(f, c, (cand[pick], vals[pick], moved), m, tol, ftol)
 
 
 def lbfgs_parallel_backtracking(fun: Callable, x0, max_iter: int = 100, tol: float = 1e-6,
