@@ -22,6 +22,11 @@ def test_kernel_formulas():
     X2 = np.array([[0.0, 0.0], [1.0, 2.0]])
     ard = SE(1.0, [1.0, 2.0])
     assert float(ard(X2)[0, 1]) == pytest.approx(np.exp(-0.5 * (1.0 + 1.0)))
+    # Euclidean distance in d > 1 for every stationary kernel (r = 5 / 2 here)
+    X34 = np.array([[0.0, 0.0], [3.0, 4.0]])
+    s3 = np.sqrt(3) * 2.5
+    assert float(Matern32(1.0, 2.0)(X34)[0, 1]) == pytest.approx((1 + s3) * np.exp(-s3))
+    assert float(RQ(1.0, 2.0, 0.5)(X34)[0, 1]) == pytest.approx((1 + 2.5**2 / (2 * 0.5)) ** -0.5)
     back = kernel_from_dict(k.to_dict())
     np.testing.assert_allclose(np.asarray(back(x)), np.asarray(k(x)))
 
@@ -96,3 +101,38 @@ def test_command_line_main_job(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Magma" in text and "GP" in text and "CIC95" in text
     assert out.exists() and out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("make", [lambda: SE(1.3, 2.0), lambda: Matern32(0.7, [1.5, 2.0, 0.5, 3.0, 1.0]),
+                                  lambda: Matern52(1.1, 1.7), lambda: RQ(0.9, 2.5, 0.7)])
+def test_matrix_product_distances_equal_pairwise_form(make):
+    """From GRAM_MIN_DIM input dimensions on, stationary kernels use
+    |a|^2 + |b|^2 - 2ab; values and gradients must match tinygp's pairwise
+    form (the path used below that dimension), including at repeated points."""
+    import jax
+    import jax.numpy as jnp
+    from mtgp import kernels as K
+
+    k = make()
+    rng = np.random.default_rng(3)
+    A = jnp.asarray(10.0 + rng.normal(size=(30, 5)))  # offset: centring must remove it
+    A = A.at[7].set(A[3])  # a repeated point (sqrt at 0 for the Matérn kernels)
+    B = jnp.asarray(10.0 + rng.normal(size=(11, 5)))
+    theta = k.init_params()
+
+    def pairwise(th, X1, X2):
+        s = jnp.exp(th["lengthscale"])
+        return jnp.exp(th["variance"]) * k._correlation(th)(X1 / s, X2 / s)
+
+    assert K.GRAM_MIN_DIM <= 5
+    for X1, X2 in ((A, A), (A, B)):
+        np.testing.assert_allclose(np.asarray(k.evaluate(theta, X1, X2)), np.asarray(pairwise(theta, X1, X2)),
+                                   rtol=0, atol=1e-12)
+        g_new = jax.grad(lambda th: jnp.sum(jnp.sin(k.evaluate(th, X1, X2))))(theta)
+        g_ref = jax.grad(lambda th: jnp.sum(jnp.sin(pairwise(th, X1, X2))))(theta)
+        for a, b in zip(jax.tree_util.tree_leaves(g_new), jax.tree_util.tree_leaves(g_ref)):
+            assert np.all(np.isfinite(np.asarray(a)))
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-10)
+    Ks = np.asarray(k.evaluate(theta, A, A))
+    assert np.array_equal(Ks, Ks.T)
+    np.testing.assert_allclose(np.diag(Ks), getattr(k, "variance"), rtol=1e-15)
