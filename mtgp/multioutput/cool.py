@@ -39,14 +39,17 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..linalg import cho_solve, cholesky, gaussian_logpdf
+from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, symmetrize, tri_solve
 from .base import MultiOutputGP, apply_mask, cached_jit, kernel_key, minimize, scale_mask
 from .predictive import mtgp_log_likelihood
 
 __all__ = [
     "CoolMTGP",
     "approximate_log_likelihood",
+    "approximate_log_likelihood_cholesky",
+    "conditional_log_likelihoods",
     "hierarchical_log_likelihood",
+    "hierarchical_log_likelihood_cholesky",
     "map_previous_weights",
     "hierarchical_duals",
     "recover_noise_covariance",
@@ -66,10 +69,94 @@ def _kxy(K, bt, s2t, Yp):
     return bt * K + Yp @ Yp.T + s2t * jnp.eye(N, dtype=K.dtype)
 
 
-def approximate_log_likelihood(K, b, s2, Y):
-    """Eq. (26): sum_t log N(y_t | 0, K_xy,t), K_xy,t = b_t K + Y_<t Y_<t^T + sigma_t^2 I.
+# --------------------------------------------------------------------------
+# the T conditional likelihoods through one eigendecomposition of K
+# --------------------------------------------------------------------------
+#
+# Every conditional covariance shares K: A_t = b_t K + sigma_t^2 I + P_t P_t^T
+# with P_t = Y_<t (~Cool) or P_t = 0 (HCool). With K = U diag(lam) U^T and
+# z_t = U^T y_t, Z_t = U^T P_t, A_t is diag(d_t) + Z_t Z_t^T in the rotated
+# basis, d_t = b_t lam + sigma_t^2: Woodbury and the determinant lemma give
+# each likelihood in O(N T^2 + T^3) after one O(N^3) eigh, instead of T
+# Cholesky factorisations (at N = 800, T = 16: 0.1 s instead of 0.84 s per
+# value and gradient). The gradient is analytic (custom VJP, as for eq. 4 in
+# predictive.py): autodiff through eigh divides by eigenvalue gaps, which
+# vanish for a linear kernel with D < N.
 
-    All tasks at once (vmapped; Y_<t is Y with the columns >= t zeroed)."""
+
+def _conditional_parts(K, b, s2, Y_target, Y_prev, prev_mask):
+    lam, U = jnp.linalg.eigh(symmetrize(K))
+    lam = jnp.clip(lam, 0.0)  # K is PSD; clip round-off negatives
+    Zt = U.T @ Y_target  # (N, T)
+    Zp = U.T @ Y_prev  # (N, P)
+    n_prev = Zp.shape[1]
+
+    def one(bt, s2t, m, zt):
+        d = bt * lam + s2t
+        Zm = Zp * m[None, :]
+        Pd = Zm / d[:, None]
+        L = cholesky(jnp.eye(n_prev, dtype=K.dtype) + Zm.T @ Pd)  # capacitance I + Z^T D^-1 Z
+        r = zt / d
+        alpha = r - Pd @ cho_solve(L, Zm.T @ r)  # rotated A_t^-1 y_t
+        Q = tri_solve(L, Pd.T).T  # D^-1 Z L^-T: rotated A_t^-1 = D^-1 - Q Q^T
+        logdet = jnp.sum(jnp.log(d)) + logdet_from_chol(L)
+        return zt @ alpha + logdet, alpha, Q, d, Zm
+
+    quad_logdet, alpha, Q, d, Zm = jax.vmap(one)(b, s2, prev_mask, Zt.T)
+    N = K.shape[0]
+    ll = -0.5 * (jnp.sum(quad_logdet) + Zt.shape[1] * N * LOG_2PI)
+    return ll, (b, lam, U, alpha, Q, d, Zm, prev_mask)
+
+
+@jax.custom_vjp
+def conditional_log_likelihoods(K, b, s2, Y_target, Y_prev, prev_mask):
+    """sum_t log N(y_t | 0, b_t K + sigma_t^2 I + P_t P_t^T), P_t = Y_prev
+    with the columns where ``prev_mask[t] == 0`` zeroed: eq. (26) with
+    Y_prev = Y_target = Y and the strictly lower mask, eq. (21) with the
+    residual targets and an all-zero mask. One eigendecomposition of K
+    (see the comment above); analytic gradients in every argument but the
+    mask. NaN if some b_t lam_i + sigma_t^2 is not positive."""
+    return _conditional_parts(K, b, s2, Y_target, Y_prev, prev_mask)[0]
+
+
+def _cond_fwd(K, b, s2, Y_target, Y_prev, prev_mask):
+    return _conditional_parts(K, b, s2, Y_target, Y_prev, prev_mask)
+
+
+def _cond_bwd(res, g):
+    b, lam, U, alpha, Q, d, Zm, prev_mask = res
+    # dl/dA_t = (alpha_t alpha_t^T - A_t^-1) / 2, A_t^-1 = U (D_t^-1 - Q_t Q_t^T) U^T (rotated)
+    T = alpha.shape[0]
+    Qb = jnp.transpose(Q * jnp.sqrt(b)[:, None, None], (1, 0, 2)).reshape(Q.shape[1], -1)
+    G = 0.5 * ((alpha.T * b[None, :]) @ alpha - jnp.diag(jnp.sum(b[:, None] / d, axis=0)) + Qb @ Qb.T)
+    gK = U @ G @ U.T
+    q2 = jnp.sum(Q**2, axis=2)  # diag(Q_t Q_t^T), (T, N)
+    inv_diag = 1.0 / d - q2  # diag of the rotated A_t^-1
+    gb = 0.5 * (jnp.sum(lam[None, :] * alpha**2, axis=1) - jnp.sum(lam[None, :] * inv_diag, axis=1))
+    gs2 = 0.5 * (jnp.sum(alpha**2, axis=1) - jnp.sum(inv_diag, axis=1))
+    # previous outputs: dl/dZ_t = (alpha alpha^T - A^-1) Z_t (masked columns get nothing)
+    AinvZ = Zm / d[:, :, None] - jnp.einsum("tnk,tmk,tmp->tnp", Q, Q, Zm)
+    gZp = jnp.sum((alpha[:, :, None] * jnp.einsum("tn,tnp->tp", alpha, Zm)[:, None, :] - AinvZ)
+                  * prev_mask[:, None, :], axis=0)
+    gY_target = -(U @ alpha.T)
+    gY_prev = U @ gZp
+    del T
+    return (g * symmetrize(gK), g * gb, g * gs2, g * gY_target, g * gY_prev, jnp.zeros_like(prev_mask))
+
+
+conditional_log_likelihoods.defvjp(_cond_fwd, _cond_bwd)
+
+
+def approximate_log_likelihood(K, b, s2, Y):
+    """Eq. (26): sum_t log N(y_t | 0, K_xy,t), K_xy,t = b_t K + Y_<t Y_<t^T + sigma_t^2 I,
+    through one eigendecomposition of K (:func:`conditional_log_likelihoods`).
+    :func:`approximate_log_likelihood_cholesky` is the direct form."""
+    return conditional_log_likelihoods(K, b, s2, Y, Y, _prev_mask(Y.shape[1]))
+
+
+def approximate_log_likelihood_cholesky(K, b, s2, Y):
+    """Eq. (26) with one Cholesky factorisation of K_xy,t per task (all tasks
+    vmapped; Y_<t is Y with the columns >= t zeroed). Reference for tests."""
     T = Y.shape[1]
 
     def one(m, bt, s2t, yt):
@@ -96,7 +183,17 @@ def map_previous_weights(K, b, s2, Y):
 
 def hierarchical_log_likelihood(K, b, s2, Y, W_y):
     """Eq. (21): sum_t log N(y_t - Y_<t w_bar_y,t | 0, b_t K + sigma_t^2 I),
-    with the MAP weights ``W_y`` held constant."""
+    with the MAP weights ``W_y`` held constant; one eigendecomposition of K
+    (:func:`conditional_log_likelihoods`).
+    :func:`hierarchical_log_likelihood_cholesky` is the direct form."""
+    N, T = Y.shape
+    Yt = Y - Y @ W_y.T
+    return conditional_log_likelihoods(K, b, s2, Yt, jnp.zeros((N, 1), dtype=Y.dtype),
+                                       jnp.zeros((T, 1), dtype=Y.dtype))
+
+
+def hierarchical_log_likelihood_cholesky(K, b, s2, Y, W_y):
+    """Eq. (21) with one Cholesky factorisation per task. Reference for tests."""
     Yt = Y - Y @ W_y.T
 
     def one(bt, s2t, yt):
