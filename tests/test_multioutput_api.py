@@ -49,6 +49,22 @@ def test_bad_inputs(data, bad, match):
         CoolMTGP(max_iter=5).fit(X, Y)
 
 
+def test_linearly_dependent_outputs_warn(data):
+    """An output that is an exact combination of others makes eq. (4)
+    unbounded (Sigma singular along it): the fit says so, naming the tasks."""
+    from mtgp.multioutput import DegenerateOutputsWarning
+
+    X, Y = data
+    Yd = pd.DataFrame(np.column_stack([Y, Y[:, 0] - 2.0 * Y[:, 1]]), columns=["a", "b", "c", "d"])
+    with pytest.warns(DegenerateOutputsWarning, match=r"rank 3 < 4 tasks.*'d'"):
+        StructuredNoiseMTGP(max_iter=3).fit(X, Yd)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateOutputsWarning)
+        StructuredNoiseMTGP(max_iter=3).fit(X, Y)  # full rank: silent
+
+
 def test_dataframes_and_predict_errors(data):
     X, Y = data
     Xd = pd.DataFrame(X, columns=["u", "v"])

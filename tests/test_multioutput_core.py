@@ -131,6 +131,34 @@ def test_cool_objectives_match_dense(fitted, small_data, method):
     np.testing.assert_allclose(m.objective_, _dense_cool(m, X, Y, method), rtol=1e-9)
 
 
+@pytest.mark.parametrize("kernel", [mtgp.kernels.SE(lengthscale=1.3), mtgp.kernels.Linear(0.7)])
+def test_eigen_conditional_likelihoods_match_cholesky_forms(kernel):
+    """Eqs. (21) and (26) through one eigh of K (Woodbury in the rotated
+    basis, analytic VJP) equal the one-Cholesky-per-task forms, values and
+    gradients in K, b, sigma^2, Y (and W_y), also for a singular K (linear
+    kernel, D = 2 < N: repeated zero eigenvalues)."""
+    from mtgp.multioutput import cool
+
+    rng = np.random.default_rng(5)
+    N, T = 20, 4
+    X = jnp.asarray(rng.normal(size=(N, 2)))
+    Y = jnp.asarray(rng.normal(size=(N, T)))
+    K = kernel(X, X)
+    b = jnp.asarray(rng.uniform(0.5, 2.0, T))
+    s2 = jnp.asarray(rng.uniform(0.1, 1.0, T))
+    W = jnp.tril(jnp.asarray(rng.normal(size=(T, T))), -1)
+    cases = [(cool.approximate_log_likelihood, cool.approximate_log_likelihood_cholesky, (K, b, s2, Y)),
+             (cool.hierarchical_log_likelihood, cool.hierarchical_log_likelihood_cholesky, (K, b, s2, Y, W))]
+    for eig, chol, args in cases:
+        np.testing.assert_allclose(float(eig(*args)), float(chol(*args)), rtol=1e-12)
+        argnums = tuple(range(len(args)))
+        for a, c in zip(jax.grad(eig, argnums)(*args), jax.grad(chol, argnums)(*args)):
+            if a.ndim == 2 and a.shape[0] == a.shape[1] == N:  # K: symmetric part
+                c = 0.5 * (c + c.T)
+            assert np.all(np.isfinite(np.asarray(a)))
+            np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-9, atol=1e-10)
+
+
 def test_map_weights_dual_eq18_equals_primal_eq16(fitted, small_data):
     """w_bar_y,t = sigma^-2 A_t^-1 [Phi; Y_<t] y_t (eq. 16, primal, linear kernel
     Phi = X^T scaled by the kernel variance) equals Y_<t^T alpha (eq. 18)."""

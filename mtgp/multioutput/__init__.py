@@ -9,6 +9,7 @@
 
 from .baselines import ICM, IndependentGPs, StructuredNoiseMTGP
 from .base import MultiOutputGP
+from ._validation import DegenerateOutputsWarning
 from .cool import (
     CoolMTGP,
     approximate_log_likelihood,
@@ -28,7 +29,7 @@ from .predictive import (
 )
 
 __all__ = [
-    "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP",
+    "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP", "DegenerateOutputsWarning",
     "MultiOutputPrediction", "EigenPredictor", "mtgp_log_likelihood",
     "dense_log_likelihood", "dense_predict", "approximate_log_likelihood",
     "hierarchical_log_likelihood", "map_previous_weights", "recover_noise_covariance",

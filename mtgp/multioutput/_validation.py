@@ -6,12 +6,17 @@ the column, rows or value at fault, before any numerics run.
 
 from __future__ import annotations
 
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 
 from ..validation import DataError, _describe_rows, as_float_matrix, check_same_rows
+
+
+class DegenerateOutputsWarning(UserWarning):
+    """The training outputs satisfy exact linear relations across tasks."""
 
 
 def _names(Y) -> Optional[List[str]]:
@@ -72,7 +77,30 @@ def check_fit_data(X, Y):
             f"Y: output(s) {[names[j] for j in const]} are constant; a constant output has no "
             "covariance to learn: remove it (its prediction is the constant)"
         )
+    _warn_if_rank_deficient(Ya, names)
     return Xa, Ya, names
+
+
+def _warn_if_rank_deficient(Y, names):
+    """Warn when the N x T outputs have rank r < T: some combination of the
+    tasks is exactly zero at every sample, so C (x) K + Sigma (x) I can be
+    singular along it with the data in its range and eq. (4) is unbounded
+    above; C and Sigma along that direction are not identifiable (Sigma-MT's
+    noise then runs to 0 and its C and Sigma grow without bound)."""
+    _, sv, Vt = np.linalg.svd(Y, full_matrices=False)
+    tol = sv[0] * max(Y.shape) * np.finfo(float).eps
+    rank = int(np.sum(sv > tol))
+    if rank < Y.shape[1]:
+        v = Vt[-1]
+        big = np.argsort(-np.abs(v))[: min(4, len(v))]
+        combo = " + ".join(f"{v[j]:.3g}*{names[j]!r}" for j in big if abs(v[j]) > 1e-8)
+        warnings.warn(
+            f"Y has rank {rank} < {Y.shape[1]} tasks: the outputs satisfy exact linear relations "
+            f"(e.g. {combo} + ... = 0 at every sample). The likelihood is then unbounded when the "
+            "noise covariance can become singular along such a combination, and C and Sigma are "
+            "not identifiable there; remove redundant outputs or expect degenerate estimates",
+            DegenerateOutputsWarning, stacklevel=4,
+        )
 
 
 def check_predict_inputs(X, n_features: int) -> np.ndarray:
