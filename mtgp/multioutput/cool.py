@@ -126,7 +126,6 @@ def _cond_fwd(K, b, s2, Y_target, Y_prev, prev_mask):
 def _cond_bwd(res, g):
     b, lam, U, alpha, Q, d, Zm, prev_mask = res
     # dl/dA_t = (alpha_t alpha_t^T - A_t^-1) / 2, A_t^-1 = U (D_t^-1 - Q_t Q_t^T) U^T (rotated)
-    T = alpha.shape[0]
     Qb = jnp.transpose(Q * jnp.sqrt(b)[:, None, None], (1, 0, 2)).reshape(Q.shape[1], -1)
     G = 0.5 * ((alpha.T * b[None, :]) @ alpha - jnp.diag(jnp.sum(b[:, None] / d, axis=0)) + Qb @ Qb.T)
     gK = U @ G @ U.T
@@ -140,7 +139,6 @@ def _cond_bwd(res, g):
                   * prev_mask[:, None, :], axis=0)
     gY_target = -(U @ alpha.T)
     gY_prev = U @ gZp
-    del T
     return (g * symmetrize(gK), g * gb, g * gs2, g * gY_target, g * gY_prev, jnp.zeros_like(prev_mask))
 
 
