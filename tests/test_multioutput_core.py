@@ -229,12 +229,18 @@ def test_independent_gps_are_single_output_gps(small_data):
     X, Y = small_data
     m = IndependentGPs(mtgp.kernels.SE(), max_iter=60).fit(X, Y)
     pred = m.predict(X[:4])
+    full = m.predict(X[:4], full_cov=True, include_noise=True)
     ll = 0.0
     for t, k in enumerate(m.kernel_):
-        K = m.task_covariance_[t, t] * np.asarray(k(X, X)) + m.noise_covariance_[t, t] * np.eye(len(X))
-        Ks = m.task_covariance_[t, t] * np.asarray(k(X[:4], X))
+        b, s2 = m.task_covariance_[t, t], m.noise_covariance_[t, t]
+        K = b * np.asarray(k(X, X)) + s2 * np.eye(len(X))
+        Ks = b * np.asarray(k(X[:4], X))
         np.testing.assert_allclose(pred.mean[:, t], Ks @ np.linalg.solve(K, Y[:, t]), atol=1e-8)
+        cov = b * np.asarray(k(X[:4], X[:4])) - Ks @ np.linalg.solve(K, Ks.T)
+        np.testing.assert_allclose(pred.cov[:, t, t], np.diag(cov), atol=1e-9)
+        np.testing.assert_allclose(full.joint_cov[4 * t:4 * t + 4, 4 * t:4 * t + 4], cov + s2 * np.eye(4), atol=1e-9)
         ll += stats.multivariate_normal(np.zeros(len(X)), K).logpdf(Y[:, t])
+    assert np.all(full.joint_cov[:4, 4:] == 0.0)
     np.testing.assert_allclose(m.log_marginal_likelihood_, ll, rtol=1e-9)
     assert np.allclose(pred.cov[0], np.diag(np.diag(pred.cov[0])))
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, safe_cholesky, report_jitter
+from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, safe_cholesky, report_jitter, tri_solve
 from .base import MultiOutputGP, apply_mask, cached_jit, kernel_key, minimize, scale_mask
 from .predictive import mtgp_log_likelihood
 
@@ -166,8 +166,10 @@ class StructuredNoiseMTGP(_JointMTGP):
 
 class IndependentGPs(MultiOutputGP):
     """T independent single-output GPs, y_t ~ N(0, b_t K_t + sigma_t^2 I),
-    each with its own kernel hyper-parameters (same kernel structure), fitted
-    together by one vmapped L-BFGS with the shared budget.
+    each with its own kernel hyper-parameters (same kernel structure). Each
+    task is fitted by its own run of the shared optimiser with the full budget
+    ``max_iter`` (what T separate single-output GPs would get); predictions
+    for all tasks come from one vmapped program.
 
     ``kernel_`` is the list of the T fitted kernels; ``task_covariance_`` is
     diag(b_t) (each with its own kernel) and ``noise_covariance_`` diag(sigma_t^2);
@@ -235,21 +237,30 @@ class IndependentGPs(MultiOutputGP):
 
     def _predict_internal(self, Xs, full_cov, include_noise):
         k = self._kernel_struct
-        X = jnp.asarray(self._X)
-        Xs = jnp.asarray(Xs)
         n, T = Xs.shape[0], len(self._thetas)
-        mean = np.zeros((n, T))
+
+        def build():
+            def one(theta, b, s2, L, alpha, X, Xs):  # one task's GP predictive
+                Ks = b * k.evaluate(theta, Xs, X)
+                V = tri_solve(L, Ks.T)
+                var = b * k.evaluate_diag(theta, Xs) - jnp.sum(V**2, axis=0) + include_noise * s2
+                J = None
+                if full_cov:
+                    J = b * k.evaluate(theta, Xs, Xs) - V.T @ V + include_noise * s2 * jnp.eye(Xs.shape[0])
+                return Ks @ alpha, var, J
+
+            return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None))
+
+        fn = cached_jit(("IndependentGPs-predict", kernel_key(k), bool(full_cov), bool(include_noise)), build)
+        thetas = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *self._thetas)
+        mean, var, J = fn(thetas, jnp.asarray(self._b), jnp.asarray(self._s2), jnp.stack(self._chol),
+                          jnp.stack(self._alpha), jnp.asarray(self._X), jnp.asarray(Xs))
+        mean, var = np.asarray(mean).T, np.asarray(var).T
         cov = np.zeros((n, T, T))
-        joint = np.zeros((T * n, T * n)) if full_cov else None
-        for t, theta in enumerate(self._thetas):
-            Ks = self._b[t] * k.evaluate(theta, Xs, X)
-            mean[:, t] = np.asarray(Ks @ self._alpha[t])
-            V = jnp.linalg.solve(self._chol[t], Ks.T)
-            var = self._b[t] * k.evaluate_diag(theta, Xs) - jnp.sum(V**2, axis=0)
-            cov[:, t, t] = np.asarray(var) + (self._s2[t] if include_noise else 0.0)
-            if full_cov:
-                J = self._b[t] * k.evaluate(theta, Xs, Xs) - V.T @ V
-                if include_noise:
-                    J = J + self._s2[t] * jnp.eye(n)
-                joint[t * n:(t + 1) * n, t * n:(t + 1) * n] = np.asarray(J)
+        cov[:, np.arange(T), np.arange(T)] = var
+        joint = None
+        if full_cov:  # task-major: block t is task t's n x n covariance
+            joint = np.zeros((T * n, T * n))
+            for t in range(T):
+                joint[t * n:(t + 1) * n, t * n:(t + 1) * n] = np.asarray(J[t])
         return mean, cov, joint
