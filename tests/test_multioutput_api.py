@@ -65,6 +65,20 @@ def test_linearly_dependent_outputs_warn(data):
         StructuredNoiseMTGP(max_iter=3).fit(X, Y)  # full rank: silent
 
 
+def test_singular_fitted_noise_warns():
+    """Full-rank outputs whose residuals off a linear kernel's range (D = 3 <
+    N) span 2 of 4 task dimensions: eq. (4) is unbounded as Sigma becomes
+    singular along the other two, and Sigma-MT (rank 2) follows it."""
+    from mtgp.multioutput import DegenerateOutputsWarning
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, 3))
+    Y = X @ rng.normal(size=(3, 4)) + rng.normal(size=(60, 2)) @ rng.normal(size=(2, 4))
+    assert np.linalg.matrix_rank(Y) == 4
+    with pytest.warns(DegenerateOutputsWarning, match="noise covariance is numerically singular"):
+        StructuredNoiseMTGP(mtgp.kernels.Linear(), rank=2, max_iter=200).fit(X, Y)
+
+
 def test_dataframes_and_predict_errors(data):
     X, Y = data
     Xd = pd.DataFrame(X, columns=["u", "v"])

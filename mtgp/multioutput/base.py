@@ -126,10 +126,36 @@ class MultiOutputGP(BaseEstimator):
         s = self._y_std
         self.task_covariance_ = np.asarray(self._C) * np.outer(s, s)
         self.noise_covariance_ = np.asarray(self._Sigma) * np.outer(s, s)
+        self._warn_if_singular_noise()
         # eq. (4) on the data scale (Jacobian of the standardisation)
         self.log_marginal_likelihood_ = float(self._ll_internal - Xa.shape[0] * np.sum(np.log(s)))
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def _warn_if_singular_noise(self, ratio_tol: float = 1e-10):
+        """The likelihood of eq. (4) is unbounded above when the data allow a
+        singular Sigma (outputs, or their residuals off the kernel's range,
+        confined to a subspace of task space, e.g. a linear kernel with D < N
+        and low-rank noise); a model free to follow it ends with a singular
+        Sigma and arbitrarily large C and Sigma. Say so rather than return it
+        silently."""
+        ev = np.linalg.eigvalsh(self.noise_covariance_)
+        ratio = ev[0] / ev[-1] if ev[-1] > 0 else -np.inf
+        if ratio < ratio_tol:
+            import warnings
+
+            from ._validation import DegenerateOutputsWarning
+
+            warnings.warn(
+                f"{type(self).__name__}: the fitted noise covariance is numerically singular "
+                f"(smallest / largest eigenvalue {ratio:.1e}): the likelihood grows without bound "
+                "along that direction of task space, so C and Sigma are not identifiable there "
+                "(their fitted values can be arbitrarily large). This happens when the outputs, or "
+                "their residuals off the kernel's range (a linear kernel with fewer features than "
+                "samples), span fewer than T dimensions. Use a lower rank, a model with a noise "
+                "floor, or remove redundant outputs.",
+                DegenerateOutputsWarning, stacklevel=3,
+            )
 
     def _build_predictor(self):
         K = self._kernel_struct.evaluate(self._theta, jnp.asarray(self._X), jnp.asarray(self._X))
