@@ -52,6 +52,8 @@ def header(title: str, elapsed: float) -> str:
     import jax
     import platform
 
-    return (f"# {title}\n\nProduced by\n\n    {command_line()}\n\n"
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                   if k in os.environ)
+    return (f"# {title}\n\nProduced by\n\n    {env + ' ' if env else ''}{command_line()}\n\n"
             f"(jax {jax.__version__}, {jax.devices()[0].platform}, {os.cpu_count()} CPU cores, "
             f"python {platform.python_version()}; {elapsed:.0f} s wall).\n")
