@@ -60,6 +60,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="*", default=None, metavar="CSV",
                     help="write the page from raw CSVs of earlier runs (no fitting)")
+    ap.add_argument("--note", default=None, help="a paragraph for the page (e.g. how the merged runs were made)")
     args = ap.parse_args(argv)
     out = out_dir(args.out)
     t0 = time.perf_counter()
@@ -73,7 +74,7 @@ def main(argv=None):
         names = [n for n in MTR_DATASETS if n in set(df["dataset"])]
         kernels = [k for k in ("linear", "se") if k in set(df["kernel"])]
         return report(df, names, kernels, out, time.perf_counter() - t0,
-                      sources=[str(f) for f in args.merge])
+                      sources=[str(f) for f in args.merge], note=args.note)
     rows = []
     for name in names:
         Xd, Yd = load_mtr(name)
@@ -103,7 +104,7 @@ def main(argv=None):
     return report(pd.DataFrame(rows), names, kernels, out, time.perf_counter() - t0, max_iter=max_iter)
 
 
-def report(df, names, kernels, out, elapsed, max_iter=None, sources=None):
+def report(df, names, kernels, out, elapsed, max_iter=None, sources=None, note=None):
     """Markdown page, raw CSV and figure from the per-fit rows."""
     models_order = [m for m in MODELS if m in set(df["model"])]
     splits = df.groupby(["dataset", "kernel"])["split"].nunique()
@@ -127,6 +128,8 @@ def report(df, names, kernels, out, elapsed, max_iter=None, sources=None):
     md = [header("Cool-MTGP, Sec. 5.3: Mulan multi-target regression", elapsed)]
     if sources:
         md.append("Merged from the raw rows of: " + ", ".join(f"`{s}`" for s in sources) + ".\n")
+    if note:
+        md.append(note + "\n")
     md += [f"Data sets: {', '.join(names)}; {split_text} (at most 800/200 samples), "
            f"standardised with training statistics; L-BFGS budget {budget} for every model; "
            "Cool-MT is the approximate scheme (as in the paper). Linear kernel: v <x, x'> with v = 1/D; "

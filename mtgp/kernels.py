@@ -208,10 +208,11 @@ class _Leaf(Kernel):
 # From this input dimension on, stationary kernels get their squared
 # distances from one matrix product instead of tinygp's pairwise
 # differences, which materialise an (n1, n2, d) array: with gradients, at
-# n = 800 the pairwise form takes 16 ms at d = 8 and 844 ms at d = 370
-# against 3 ms and 18 ms (benchmarks/kernel_distances.py). Below it
-# (Magma's 1-D ages) the exact pairwise form is kept.
-GRAM_MIN_DIM = 4
+# n = 800 the pairwise form takes 27 ms at d = 8 and 1.2 s at d = 370
+# against 6 ms and 29 ms; at d <= 4 it is the faster one
+# (docs/results/kernel_distances.md). Below it (Magma's 1-D ages) the
+# exact pairwise form is kept.
+GRAM_MIN_DIM = 8
 
 
 def scaled_sq_distances(A, B, symmetric=False):
