@@ -109,6 +109,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_VENV = HERE / ".gpytorch-venv"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+INSTALL_NOTE = "mtgp-benchmark-install.txt"  # how the script made the venv (read back for the page)
 MULAN_SETS = ["slump", "edm", "enb", "atp1d"]
 SYN_R, SYN_P = 10, 10
 
@@ -210,8 +211,11 @@ def _peer_worker(argv):
             t = time.perf_counter()
             opt.step(closure)
             fit_s = time.perf_counter() - t
-            with torch.no_grad():
-                own = float(mll(model(X), Y)) * Y.numel()  # GPyTorch's own log-likelihood at the result
+            opt.zero_grad()
+            loss = -mll(model(X), Y)  # at the result: GPyTorch's own log-likelihood and gradient
+            loss.backward()
+            own = -loss.item() * Y.numel()
+            gmax = max(float(q.grad.abs().max()) for q in params if q.grad is not None)
             model.eval()
             lik.eval()
             t = time.perf_counter()
@@ -221,10 +225,14 @@ def _peer_worker(argv):
                 var = pred.variance.numpy()
             pred_s = time.perf_counter() - t
         state = opt.state[opt._params[0]]
+        n_iter, n_eval = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
+        # why torch.optim.LBFGS stopped (the order of its own tests)
+        stop = ("gradient" if gmax <= 1e-6 else "max_iter" if n_iter >= a.max_iter
+                else "max_eval" if n_eval >= int(a.max_iter * 1.25) else "tolerance_change")
         C, S, ls = extract(model, lik, kind)
         jitter = [str(x.message)[:200] for x in w if issubclass(x.category, NumericalWarning)]
-        return {"fit_s": fit_s, "predict_s": pred_s, "n_iter": int(state.get("n_iter", 0)),
-                "func_evals": int(state.get("func_evals", 0)), "closure_calls": counts["evals"],
+        return {"fit_s": fit_s, "predict_s": pred_s, "n_iter": n_iter, "func_evals": n_eval, "stop": stop,
+                "grad_max": gmax, "closure_calls": counts["evals"],
                 "nonfinite": counts["nonfinite"], "ll_own": own, "C": C.tolist(), "Sigma": S.tolist(),
                 "lengthscale": ls, "mean": mean.tolist(), "var_finite": bool(np.all(np.isfinite(var))),
                 "numerical_warnings": jitter[:3], "n_numerical_warnings": len(jitter)}
@@ -252,7 +260,7 @@ def _peer_worker(argv):
             loss = -mll(model(X), Y)
             loss.backward()
             ts.append(time.perf_counter() - t)
-        return min(ts), float(loss)
+        return min(ts), loss.item()
 
     # warm-up of the process (torch's first evaluations are slow), not timed
     t = time.perf_counter()
@@ -325,9 +333,21 @@ def _find_cpu_wheel():
     return None
 
 
-def _pip(py, args, timeout=1800):
-    return subprocess.run([str(py), "-m", "pip", "install", "-q", *args], env=_ENV0, capture_output=True,
-                          text=True, timeout=timeout)
+def _pip(py, args, timeout=1800, env_extra=None, report=None):
+    extra = ["--report", str(report)] if report else []
+    return subprocess.run([str(py), "-m", "pip", "install", "-q", *extra, *args], env=dict(_ENV0, **(env_extra or {})),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _torch_source(report):
+    """Where pip took torch from (its --report JSON)."""
+    try:
+        for it in json.loads(Path(report).read_text()).get("install", []):
+            if it.get("metadata", {}).get("name", "").lower() == "torch":
+                return it.get("download_info", {}).get("url", "?")
+    except (OSError, ValueError):
+        pass
+    return "?"
 
 
 def _dir_size(path):
@@ -350,31 +370,44 @@ def peer_python(path=None):
         py = DEFAULT_VENV / "bin" / "python"
         if not py.exists():
             print(f"creating {DEFAULT_VENV} (python3 -m venv) and installing torch (CPU) + gpytorch ...", flush=True)
+            report = DEFAULT_VENV.parent / ".gpytorch-pip-report.json"
             try:
                 subprocess.run([sys.executable, "-m", "venv", str(DEFAULT_VENV)], check=True, env=_ENV0)
                 tried = []
-                r = _pip(py, ["torch", "--index-url", CPU_INDEX], timeout=900)
-                how = f"torch from the CPU wheel index {CPU_INDEX}"
+                # 1. the CPU wheel index, without the extra indexes of pip's configuration (which may offer the
+                #    CUDA build); a configured find-links folder still takes part
+                r = _pip(py, ["torch", "--index-url", CPU_INDEX], timeout=900, env_extra={"PIP_EXTRA_INDEX_URL": ""},
+                         report=report)
                 if r.returncode != 0:
-                    tried.append(f"CPU index failed ({(r.stderr or r.stdout).strip().splitlines()[-1:]})")
-                    wheel = _find_cpu_wheel()
+                    tried.append(f"`pip install torch --index-url {CPU_INDEX}` failed")
+                    wheel = _find_cpu_wheel()  # 2. a CPU wheel in pip's find-links folders, dependencies from PyPI
                     if wheel:
-                        r = _pip(py, [wheel])
-                        how = f"torch from the local CPU wheel {os.path.basename(wheel)}"
-                    if not wheel or r.returncode != 0:
+                        r = _pip(py, [wheel], report=report)
+                    if not wheel or r.returncode != 0:  # 3. the default build (CUDA on Linux)
                         print("warning: no CPU build of torch found; plain `pip install torch` "
                               "(on Linux the CUDA build, several GB)", flush=True)
-                        r = _pip(py, ["torch"])
-                        how = "torch from the package index (default build)"
+                        tried.append("no CPU wheel found in pip's find-links folders" if not wheel
+                                     else f"`pip install {wheel}` failed")
+                        r = _pip(py, ["torch"], report=report)
+                src = _torch_source(report) if r.returncode == 0 else None
+                if src and not tried and not src.startswith(CPU_INDEX.split("/whl")[0]):
+                    tried.append(f"`pip install torch --index-url {CPU_INDEX}` took it from pip's find-links "
+                                 "folder: the CPU index was unreachable or offered nothing newer")
                 if r.returncode == 0:
                     r = _pip(py, ["gpytorch"])
             except (subprocess.SubprocessError, OSError) as e:
                 shutil.rmtree(DEFAULT_VENV, ignore_errors=True)
                 return None, f"could not create the peer's venv: {e}", None
+            finally:
+                report.unlink(missing_ok=True)
             if r.returncode != 0:
                 shutil.rmtree(DEFAULT_VENV, ignore_errors=True)
                 return None, "pip install failed: " + (r.stderr or r.stdout).strip()[-500:], None
-            install = f"{how} (after: {'; '.join(tried)})" if tried else how
+            install = (f"`python3 -m venv`; torch from `{src}`" + (f" ({'; '.join(tried)})" if tried else "")
+                       + "; then `pip install gpytorch` (dependencies from the package index)")
+            (DEFAULT_VENV / INSTALL_NOTE).write_text(install + "\n")
+        elif (DEFAULT_VENV / INSTALL_NOTE).exists():
+            install = (DEFAULT_VENV / INSTALL_NOTE).read_text().strip()
         path = str(py)
     try:
         r = subprocess.run([path, "-c", "import torch, gpytorch; print(torch.__version__, gpytorch.__version__)"],
@@ -384,7 +417,7 @@ def peer_python(path=None):
     if r.returncode != 0:
         return None, f"{path} cannot import torch and gpytorch: " + r.stderr.strip()[-300:], install
     tv, gv = r.stdout.split()
-    venv = Path(path).resolve().parents[1]
+    venv = Path(path).absolute().parents[1]
     size = _dir_size(venv) / 2**30 if (venv / "pyvenv.cfg").exists() else None
     note = f"torch {tv}, gpytorch {gv} (`{os.path.relpath(path, ROOT) if path.startswith(str(ROOT)) else path}`" + (
         f", venv {size:.1f} GiB)" if size else ")")
@@ -517,7 +550,7 @@ def run_mtgp(items, max_iter, repeat_first):
 
     def counting_minimize(*args, **kw):
         res = original(*args, **kw)
-        calls.append((int(res.nit), int(res.nfev)))
+        calls.append((int(res.nit), int(res.nfev), _scipy_stop(res.message)))
         return res
 
     so.minimize = counting_minimize
@@ -525,6 +558,15 @@ def run_mtgp(items, max_iter, repeat_first):
         return _run_mtgp(items, max_iter, repeat_first, calls)
     finally:
         so.minimize = original
+
+
+def _scipy_stop(message):
+    m = str(message).upper()
+    for key, name in (("PROJECTED GRADIENT", "gradient"), ("RELATIVE REDUCTION", "ftol"), ("ITERATIONS", "max_iter"),
+                      ("EVALUATIONS", "max_fun"), ("ABNORMAL", "line search failed")):
+        if key in m:
+            return name
+    return m[:40]
 
 
 def _run_mtgp(items, max_iter, repeat_first, calls):
@@ -550,7 +592,8 @@ def _run_mtgp(items, max_iter, repeat_first, calls):
                         m_.fit(it["Xtr"], it["Ytr"])
                         row["fit_s"] = time.perf_counter() - t
                         if calls:  # scipy's own counts (nfev includes the line searches' evaluations)
-                            row.update(func_evals=sum(c[1] + 1 for c in calls), optimiser_calls=len(calls))  # + minimize_host's f(x0)
+                            row.update(func_evals=sum(c[1] + 1 for c in calls), optimiser_calls=len(calls),
+                                       stop="+".join(dict.fromkeys(c[2] for c in calls)))  # + minimize_host's f(x0)
                         t = time.perf_counter()
                         pred = m_.predict(it["Xte"]).mean
                         row["predict_s"] = time.perf_counter() - t
@@ -559,7 +602,8 @@ def _run_mtgp(items, max_iter, repeat_first, calls):
                         ls = float(m_.kernel_.lengthscale)
                     row.update(rmse=rmse(pred, it["Yte"]), n_iter=float(sum(c[0] for c in calls)) if calls else np.nan,
                                ll=exact_ll(it, m_.task_covariance_, m_.noise_covariance_, ls if ls else np.nan),
-                               ll_own=float(m_.log_marginal_likelihood_), lengthscale=ls)
+                               ll_own=float(m_.log_marginal_likelihood_), lengthscale=ls,
+                               noise_min=float(np.linalg.eigvalsh(m_.noise_covariance_).min()))
                 except Exception as exc:  # report, keep going
                     print(f"  mtgp {label} on {it['dataset']} {it['split']} failed: {exc}", flush=True)
                     row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -594,7 +638,8 @@ def peer_rows(res, items):
         ls = r["lengthscale"]
         row.update(fit_s=r["fit_s"], predict_s=r["predict_s"], rmse=rmse(r["mean"], it["Yte"]), n_iter=r["n_iter"],
                    func_evals=r["func_evals"], ll=exact_ll(it, C, S, ls if ls else np.nan), ll_own=r["ll_own"],
-                   lengthscale=ls, numerical_warnings=r["n_numerical_warnings"], nonfinite=r["nonfinite"])
+                   lengthscale=ls, numerical_warnings=r["n_numerical_warnings"], nonfinite=r["nonfinite"],
+                   stop=r["stop"], grad_max=r["grad_max"], noise_min=float(np.linalg.eigvalsh(S).min()))
         try:  # consistency: mtgp's exact predictive at GPyTorch's parameters
             row["rmse_mtgp_at_peer"] = rmse(exact_predict(it, C, S, ls if ls else np.nan), it["Yte"])
         except Exception as exc:
@@ -642,8 +687,11 @@ def report(df, evals, args, wall, peer_note, install_note, versions, uptimes, ma
                 notes = [f"{nfail} failed: {x.error.dropna().iloc[0][:80]}" if nfail else ""]
                 if "numerical_warnings" in ok and ok.numerical_warnings.fillna(0).sum():
                     notes.append(f"{int(ok.numerical_warnings.sum())} jitter warning(s)")
+                stops = ok.stop.dropna().value_counts() if "stop" in ok else pd.Series(dtype=int)
                 tab.append([ds, fam, model, len(ok), _ms(ok.rmse, 3), _ms(ok.ll, 1), _ms(ok.ll / (ok.n * ok.tasks), 4),
-                            _ms(ok.n_iter, 0), _ms(ok.func_evals, 0), "; ".join(n for n in notes if n)])
+                            _ms(ok.n_iter, 0), _ms(ok.func_evals, 0), ", ".join(f"{k} {v}" for k, v in stops.items()),
+                            f"{ok.noise_min.min():.1e}" if "noise_min" in ok and ok.noise_min.notna().any() else "-",
+                            "; ".join(n for n in notes if n)])
                 allfits = _ok(df[(df.dataset == ds) & (df.model == model)])
                 allfits = allfits[allfits.fit_s.notna()]
                 cold, warm = allfits[allfits.cold], allfits[~allfits.cold]
@@ -727,10 +775,15 @@ def report(df, evals, args, wall, peer_note, install_note, versions, uptimes, ma
           "## Test RMSE, training log-likelihood, iterations\n",
           "Log-likelihood: mtgp's exact eq. (4) at each fit's C, Sigma and kernel, summed over the N T training "
           "values (and per value). Evaluations: objective + gradient evaluations, line searches included "
-          "(mtgp: scipy's `nfev` + 1; GPyTorch: `LBFGS` state `func_evals`).\n",
+          "(mtgp: scipy's `nfev` + 1; GPyTorch: `LBFGS` state `func_evals`). Stopped by (count of fits): "
+          "`max_iter` the iteration budget; `gradient` largest gradient component <= 1e-6; mtgp `ftol` relative "
+          "decrease <= 1e-12 (scipy's factr test), `line search failed` scipy's ABNORMAL_TERMINATION_IN_LNSRCH "
+          "(20 evaluations without an acceptable step; mtgp keeps the best point evaluated); GPyTorch `max_eval` its cap of 1.25 max_iter evaluations, "
+          "`tolerance_change` a step or loss change below 1e-9. Smallest noise eigenvalue: the smallest "
+          "eigenvalue of the fitted Sigma over the splits (a noise variance collapsing to 0).\n",
           md_table(pd.DataFrame(tab, columns=["data set", "family", "model", "fits", "test RMSE",
                                               "log-lik. (sum)", "log-lik. per value", "iterations",
-                                              "evaluations", "notes"])),
+                                              "evaluations", "stopped by", "smallest noise eigenvalue", "notes"])),
           "",
           "## Paired by split: GPyTorch minus mtgp\n",
           "Positive log-likelihood difference: GPyTorch reached the higher likelihood. Counts: GPyTorch higher / "
@@ -907,7 +960,8 @@ def main(argv=None):
     import platform
     versions["python"] = platform.python_version()
     df = pd.DataFrame(rows)
-    for c in ("error", "rmse", "ll", "ll_own", "fit_s", "predict_s", "n_iter", "func_evals", "rmse_mtgp_at_peer"):
+    for c in ("error", "rmse", "ll", "ll_own", "fit_s", "predict_s", "n_iter", "func_evals", "rmse_mtgp_at_peer",
+              "stop", "noise_min"):
         if c not in df:
             df[c] = np.nan
     wall = time.perf_counter() - t0
