@@ -48,12 +48,27 @@ Optimiser: mtgp ``max_iter`` iterations of scipy's L-BFGS-B (memory 10,
 gradient tolerance 1e-6); GPyTorch one ``step`` of ``torch.optim.LBFGS(lr=1,
 max_iter=max_iter, history_size=10, line_search_fn="strong_wolfe",
 tolerance_grad=1e-6)`` on ``-ExactMarginalLogLikelihood`` (per-observation,
-divided by N T like mtgp's objective), inside
-``gpytorch.settings.fast_computations(False, False, False)`` (no CG / Lanczos)
-and ``max_cholesky_size(--max-cholesky-size)``: with the default 10**9 every
-log-determinant is a dense Cholesky factorisation of the N T x N T matrix;
-``--max-cholesky-size 800`` (GPyTorch's default) lets GPyTorch use its exact
-Kronecker eigendecompositions above that size (needed for scm20d).
+divided by N T like mtgp's objective; torch's other defaults apply:
+``tolerance_change=1e-9``, ``max_eval=1.25 max_iter``).
+
+GPyTorch configurations (``--peer-configs``): ``dense`` =
+``gpytorch.settings.fast_computations(False, False, False)`` and
+``max_cholesky_size(--max-cholesky-size)``: no CG / Lanczos; with ``log_prob``
+off GPyTorch's ``MultivariateNormal.log_prob`` is torch's dense one, a
+Cholesky factorisation of the N T x N T covariance per evaluation whatever
+``max_cholesky_size`` says (fitted only where N T <= ``--dense-max-nt``, else
+one evaluation is timed). ``kronecker`` = GPyTorch's defaults, whose
+multitask operators (``KroneckerProductAddedDiagLinearOperator``,
+``SumKroneckerLinearOperator``) solve and take log-determinants exactly
+through eigendecompositions of the N x N and T x T factors. Every GPyTorch
+fit is checked against mtgp's exact formulas at its parameters. scm20d
+(N T = 12800) is not in the default list: about 6 s per ``kronecker``
+evaluation of the Std-MT objective here.
+
+Threads (``--threads``, default 1): OMP / OpenBLAS / MKL threads, XLA's
+intra-op pool and ``torch.set_num_threads`` for both libraries; on a shared
+machine multithreaded OpenBLAS (used by jaxlib's CPU LAPACK) was up to 100x
+slower.
 
 Timing: each library fits every data set in one process (mtgp: this
 interpreter, its persistent compilation cache off unless MTGP_CACHE_DIR is
@@ -885,8 +900,8 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=None, help="synthetic repetitions (default 3; 0: none)")
     p.add_argument("--max-iter", type=int, default=None, help="L-BFGS iterations, both libraries (default 200)")
     p.add_argument("--max-cholesky-size", type=int, default=10**9,
-                   help="GPyTorch max_cholesky_size (default 10**9: dense Cholesky everywhere; 800 is GPyTorch's "
-                        "default, which uses its exact Kronecker eigendecompositions above it)")
+                   help="GPyTorch max_cholesky_size in the 'dense' configuration (default 10**9; with "
+                        "fast_computations off the log-likelihood is dense whatever this is)")
     p.add_argument("--peer-configs", nargs="+", default=["kronecker", "dense"], choices=["kronecker", "dense"],
                    help="GPyTorch settings to run: 'dense' = fast_computations(False, False, False) and "
                         "max_cholesky_size(--max-cholesky-size); 'kronecker' = GPyTorch's defaults")
