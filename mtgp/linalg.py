@@ -10,6 +10,7 @@ hiding it.
 from __future__ import annotations
 
 import math
+import functools
 import warnings
 
 import jax
@@ -25,6 +26,7 @@ class JitterWarning(UserWarning):
     was added before factorising it."""
 
 
+@functools.partial(jax.jit, static_argnames=("base_jitter", "max_tries"))
 def safe_cholesky(A, base_jitter: float = 1e-10, max_tries: int = 10):
     """Lower Cholesky factor of the symmetric matrix ``A`` (n, n).
 
