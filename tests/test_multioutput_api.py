@@ -77,6 +77,15 @@ def test_singular_fitted_noise_warns():
     assert np.linalg.matrix_rank(Y) == 4
     with pytest.warns(DegenerateOutputsWarning, match="noise covariance is numerically singular"):
         StructuredNoiseMTGP(mtgp.kernels.Linear(), rank=2, max_iter=200).fit(X, Y)
+    # a noise floor keeps Sigma positive definite: no warning, floor respected
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateOutputsWarning)
+        m = StructuredNoiseMTGP(mtgp.kernels.Linear(), rank=2, max_iter=200, min_noise_variance=1e-4).fit(X, Y)
+    assert np.linalg.eigvalsh(m.noise_covariance_)[0] >= 1e-4 * np.var(Y, axis=0).min() * (1 - 1e-9)
+    with pytest.raises(ValueError, match="min_noise_variance"):
+        ICM(min_noise_variance=-1.0).fit(X, Y)
 
 
 def test_dataframes_and_predict_errors(data):

@@ -152,8 +152,8 @@ class MultiOutputGP(BaseEstimator):
                 "along that direction of task space, so C and Sigma are not identifiable there "
                 "(their fitted values can be arbitrarily large). This happens when the outputs, or "
                 "their residuals off the kernel's range (a linear kernel with fewer features than "
-                "samples), span fewer than T dimensions. Use a lower rank, a model with a noise "
-                "floor, or remove redundant outputs.",
+                "samples), span fewer than T dimensions. Use a lower rank, a noise floor "
+                "(min_noise_variance), or remove redundant outputs.",
                 DegenerateOutputsWarning, stacklevel=3,
             )
 

@@ -2,7 +2,8 @@
 optimiser and budget (``max_iter`` L-BFGS iterations, ``tol``):
 
 * :class:`IndependentGPs`: one GP per task, each with its own kernel
-  hyper-parameters, b_t and sigma_t^2 (all T fits run in one vmapped L-BFGS).
+  hyper-parameters, b_t and sigma_t^2 (one optimiser run per task, each
+  with the full budget; one vmapped predictive).
 * :class:`ICM`: Std-MT (Bonilla et al. 2008): C = A A^T with A (T, P) (rank
   P; ``diagonal=True`` adds a free diagonal as GPyTorch's IndexKernel does),
   per-task noise Sigma = diag(sigma_t^2).
@@ -12,6 +13,10 @@ optimiser and budget (``max_iter`` L-BFGS iterations, ``tol``):
 
 The joint likelihood (eq. 4) of ICM and Sigma-MT is evaluated exactly in
 O(N^3 + T^3) by :func:`~mtgp.multioutput.predictive.mtgp_log_likelihood`.
+Both take ``min_noise_variance`` (default 0: the models as published): a
+floor added to Sigma's diagonal, relative to each output's variance. When
+the data let Sigma become singular, eq. (4) is unbounded and without a floor
+the fit follows it (a ``DegenerateOutputsWarning`` says so).
 """
 
 from __future__ import annotations
@@ -48,18 +53,24 @@ class _JointMTGP(MultiOutputGP):
         rng = np.random.default_rng(self.random_state)
         extra0, covs = self._structure(T, b0, s20, rng)
         x0 = {"kernel": theta0, **extra0}
-        def obj(p, theta0, X, Y):
+        floor_value = float(getattr(self, "min_noise_variance", 0.0))
+        if not (np.isfinite(floor_value) and floor_value >= 0.0):
+            raise ValueError(f"min_noise_variance must be >= 0, got {floor_value!r}")
+        floor = jnp.asarray(floor_value * np.var(Y, axis=0))
+
+        def obj(p, theta0, X, Y, floor):
             theta = apply_mask(mask, p["kernel"], theta0)
             K = kernel.evaluate(theta, X, X)
             C, S = covs(p)
-            return -mtgp_log_likelihood(K, C, S, Y) / (Y.shape[0] * Y.shape[1])
+            return -mtgp_log_likelihood(K, C, S + jnp.diag(floor), Y) / (Y.shape[0] * Y.shape[1])
 
         key = (type(self).__name__, self._key(), kernel_key(kernel))
-        res = minimize(key, obj, x0, (theta0, jnp.asarray(X), jnp.asarray(Y)), int(self.max_iter), float(self.tol))
+        res = minimize(key, obj, x0, (theta0, jnp.asarray(X), jnp.asarray(Y), floor), int(self.max_iter),
+                       float(self.tol))
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
         C, S = covs(p)
-        self._C, self._Sigma = np.asarray(C), np.asarray(S)
+        self._C, self._Sigma = np.asarray(C), np.asarray(S + jnp.diag(floor))
         self.params_ = jax.tree_util.tree_map(np.asarray, p)
         self.n_iter_ = int(res.n_iter)
 
@@ -76,11 +87,13 @@ class ICM(_JointMTGP):
 
     Parameters: ``kernel`` (default SE(); its overall variance is held fixed,
     C absorbs the scale), ``rank`` P, ``diagonal``, ``normalize_y``,
-    ``max_iter``, ``tol``, ``random_state`` (initial A).
+    ``max_iter``, ``tol``, ``random_state`` (initial A), ``min_noise_variance``
+    (floor of each sigma_t^2 relative to the output's variance; default 0).
     """
 
     def __init__(self, kernel=None, rank: int = 1, diagonal: bool = False, normalize_y: bool = False,
-                 max_iter: int = 200, tol: float = 1e-6, random_state: Optional[int] = 0):
+                 max_iter: int = 200, tol: float = 1e-6, random_state: Optional[int] = 0,
+                 min_noise_variance: float = 0.0):
         self.kernel = kernel
         self.rank = rank
         self.diagonal = diagonal
@@ -88,6 +101,7 @@ class ICM(_JointMTGP):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.min_noise_variance = min_noise_variance
 
     def _key(self):
         return (int(self.rank), bool(self.diagonal))
@@ -117,17 +131,21 @@ class StructuredNoiseMTGP(_JointMTGP):
     ``rank=None`` (default): free-form C = L_c L_c^T and Sigma = L_s L_s^T
     (lower-triangular factors with log-parameterised diagonals; T(T+1)
     parameters). ``rank=P``: the paper's low-rank forms C = A_c A_c^T + c^2 I,
-    Sigma = A_s A_s^T + s^2 I (2TP + 2 parameters).
+    Sigma = A_s A_s^T + s^2 I (2TP + 2 parameters). ``min_noise_variance``
+    adds a floor to Sigma's diagonal, relative to each output's variance
+    (default 0, the published model).
     """
 
     def __init__(self, kernel=None, rank: Optional[int] = None, normalize_y: bool = False,
-                 max_iter: int = 200, tol: float = 1e-6, random_state: Optional[int] = 0):
+                 max_iter: int = 200, tol: float = 1e-6, random_state: Optional[int] = 0,
+                 min_noise_variance: float = 0.0):
         self.kernel = kernel
         self.rank = rank
         self.normalize_y = normalize_y
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.min_noise_variance = min_noise_variance
 
     def _key(self):
         return None if self.rank is None else int(self.rank)
