@@ -482,10 +482,9 @@ def _initial_values(kernel, Xtr, Ytr, P):
 def make_datasets(names, n_splits, reps, folder):
     """One .npz per (data set, split): the same splits as cool_mulan.py, the
     same synthetic draws as cool_synthetic.py (R = 10, seeds 10000 + rep)."""
-    from cool_mulan import kernel, split
+    from cool_mulan import split
     from cool_synthetic import N_TRAIN, make_data
     from mtgp.datasets import load_mtr
-    from mtgp.kernels import Linear
 
     items = []
     for name in names:
@@ -553,9 +552,7 @@ def rmse(pred, Y):
 
 
 def run_mtgp(items, max_iter, repeat_first):
-    import warnings
-
-    import mtgp
+    import mtgp  # noqa: F401  (float64 and XLA flags before JAX starts)
 
     import scipy.optimize as so
 

@@ -175,7 +175,7 @@ def main(argv=None):
           "## Relative Frobenius error of the estimated C and Sigma (mean over repetitions)\n",
           "C is identifiable only through the D = 20 realised weight vectors, so even a perfect "
           "estimator has a sizeable error in C at this size.\n",
-          md_table(ftab), f"\n![matrices](cool_synthetic_matrices.png)\n",
+          md_table(ftab), "\n![matrices](cool_synthetic_matrices.png)\n",
           "Rank of the training outputs (N x T): " + ", ".join(
               f"R = {R}: {'/'.join(map(str, sorted(v)))}" for R, v in ranks.items()) + ". "
           "For R < T this design makes eq. (4) unbounded above: K = X X^T has rank D = 20 < N, "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,7 @@ from .. import kernels as _k
 from ._validation import check_fit_data, check_predict_inputs
 from .predictive import EigenPredictor, MultiOutputPrediction
 
-from ..optim import cached_jit, minimize_host  # noqa: F401  (cached_jit re-exported)
+from ..optim import minimize_host
 
 
 def kernel_key(kernel) -> str:

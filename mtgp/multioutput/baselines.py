@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, safe_cholesky, report_jitter, tri_solve
-from .base import MultiOutputGP, apply_mask, cached_jit, kernel_key, minimize, scale_mask
+from ..linalg import cho_solve, cholesky, gaussian_logpdf, report_jitter, safe_cholesky, tri_solve
+from ..optim import cached_jit
+from .base import MultiOutputGP, apply_mask, kernel_key, minimize, scale_mask
 from .predictive import mtgp_log_likelihood
 
 __all__ = ["IndependentGPs", "ICM", "StructuredNoiseMTGP"]
@@ -76,7 +77,6 @@ class _JointMTGP(MultiOutputGP):
 
 
 def _chol_from(off, logdiag):
-    T = logdiag.shape[0]
     return jnp.tril(off, -1) + jnp.diag(jnp.exp(logdiag))
 
 
@@ -227,10 +227,9 @@ class IndependentGPs(MultiOutputGP):
         self._theta = self._thetas[0]
         self._b = np.asarray(bs)
         self._s2 = np.asarray(s2s)
-        res = type("R", (), {"n_iter": its})()
         self._C = np.diag(self._b)
         self._Sigma = np.diag(self._s2)
-        self.n_iter_ = np.asarray(res.n_iter)
+        self.n_iter_ = np.asarray(its)
 
     def _build_predictor(self):
         k = self._kernel_struct
@@ -246,6 +245,10 @@ class IndependentGPs(MultiOutputGP):
             self._alpha.append(cho_solve(L, y))
             ll += float(gaussian_logpdf(y, L))
         self._ll_internal = ll
+        # stacked once for the vmapped predictive
+        self._stacked = (jax.tree_util.tree_map(lambda *a: jnp.stack(a), *self._thetas),
+                         jnp.asarray(self._b), jnp.asarray(self._s2), jnp.stack(self._chol),
+                         jnp.stack(self._alpha))
         self.kernels_ = [k.with_params(jax.tree_util.tree_map(np.asarray, th)) for th in self._thetas]
 
     def fit(self, X, Y):
@@ -270,9 +273,7 @@ class IndependentGPs(MultiOutputGP):
             return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None))
 
         fn = cached_jit(("IndependentGPs-predict", kernel_key(k), bool(full_cov), bool(include_noise)), build)
-        thetas = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *self._thetas)
-        mean, var, J = fn(thetas, jnp.asarray(self._b), jnp.asarray(self._s2), jnp.stack(self._chol),
-                          jnp.stack(self._alpha), jnp.asarray(self._X), jnp.asarray(Xs))
+        mean, var, J = fn(*self._stacked, jnp.asarray(self._X), jnp.asarray(Xs))
         mean, var = np.asarray(mean).T, np.asarray(var).T
         cov = np.zeros((n, T, T))
         cov[:, np.arange(T), np.arange(T)] = var

@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, symmetrize, tri_solve
-from .base import MultiOutputGP, apply_mask, cached_jit, kernel_key, minimize, scale_mask
+from ..optim import cached_jit
+from .base import MultiOutputGP, apply_mask, kernel_key, minimize, scale_mask
 from .predictive import mtgp_log_likelihood
 
 __all__ = [
@@ -401,7 +402,6 @@ class CoolMTGP(MultiOutputGP):
                            (theta0, Xj, Yo, floor), int(self.max_iter), tol)
             p = res.params
             objective = -float(res.value) * N * T
-            W_y, alpha = weights(p, theta0, Xj, Yo, floor)
         elif self.method == "hierarchical":
             hobj = _hier_objective(kernel)
             prev = np.inf
@@ -414,15 +414,14 @@ class CoolMTGP(MultiOutputGP):
                 if abs(prev - val) <= self.outer_tol * max(1.0, abs(val)):
                     break
                 prev = val
-            W_y, _ = weights(p, theta0, Xj, Yo, floor)
-            theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
-            K = kernel.evaluate(theta, Xj, Xj)
-            alpha = hierarchical_duals(K, b, s2, Yo, W_y)
-            objective = float(hierarchical_log_likelihood(K, b, s2, Yo, W_y))
         else:
             raise ValueError(f"method must be 'hierarchical' or 'approximate', got {self.method!r}")
+        W_y, alpha = weights(p, theta0, Xj, Yo, floor)  # eqs. 17-18 (~Cool: its duals, eq. 31)
         theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
         K = kernel.evaluate(theta, Xj, Xj)
+        if self.method == "hierarchical":  # Alg. 1's duals and eq. 21 at the final weights
+            alpha = hierarchical_duals(K, b, s2, Yo, W_y)
+            objective = float(hierarchical_log_likelihood(K, b, s2, Yo, W_y))
         W_y, alpha, b, s2 = (np.asarray(a) for a in (W_y, alpha, b, s2))
         if not (np.all(np.isfinite(W_y)) and np.all(np.isfinite(alpha))):
             raise FloatingPointError("CoolMTGP: non-finite MAP weights; check the data scale or use normalize_y=True")
