@@ -12,32 +12,40 @@ from __future__ import annotations
 import math
 import functools
 import warnings
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from . import config
+from .exceptions import JitterWarning
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-class JitterWarning(UserWarning):
-    """A matrix was not numerically positive definite and a diagonal jitter
-    was added before factorising it."""
-
-
-@functools.partial(jax.jit, static_argnames=("base_jitter", "max_tries"))
-def safe_cholesky(A, base_jitter: float = 1e-10, max_tries: int = 10):
+def safe_cholesky(A, base_jitter: Optional[float] = None, max_tries: Optional[int] = None):
     """Lower Cholesky factor of the symmetric matrix ``A`` (n, n).
 
     Tries the plain factorisation first; if it fails (non-finite factor),
     retries with ``jitter * mean(diag(A)) * I`` for jitter = base_jitter,
-    10 * base_jitter, ... (at most ``max_tries`` times).
+    10 * base_jitter, ... (at most ``max_tries`` times). Both default to
+    :func:`mtgp.config.get` (``jitter``, ``jitter_max_tries``), read when the
+    calling program is traced.
 
     Returns ``(L, added)`` where ``added`` is the absolute diagonal value that
     was added (0.0 when none was needed; NaN factor if every try failed).
     Not reverse-differentiable (it loops); objectives use ``cholesky``.
     """
+    s = config.get()
+    base_jitter = float(s.jitter if base_jitter is None else base_jitter)
+    max_tries = int(s.jitter_max_tries if max_tries is None else max_tries)
+    return _safe_cholesky(A, base_jitter, max_tries)
+
+
+@functools.partial(jax.jit, static_argnames=("base_jitter", "max_tries"))
+def _safe_cholesky(A, base_jitter: float, max_tries: int):
     A = 0.5 * (A + A.T)
     n = A.shape[-1]
     scale = jnp.maximum(jnp.mean(jnp.abs(jnp.diagonal(A))), 1e-300)

@@ -6,7 +6,7 @@ import pytest
 
 import mtgp
 from mtgp.kernels import SE
-from mtgp.validation import DataError
+from mtgp.exceptions import DataError
 
 
 def frame():
@@ -126,7 +126,7 @@ def test_prediction_inputs_and_new_individual_checked():
 
 
 def test_not_fitted_and_bad_options():
-    with pytest.raises(mtgp.magma.NotFittedError):
+    with pytest.raises(mtgp.NotFittedError):
         mtgp.Magma().predict(None, inputs=[1.0])
     with pytest.raises(ValueError, match="mean_update"):
         mtgp.Magma(mean_update="bogus").fit(frame())

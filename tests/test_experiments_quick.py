@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import mtgp
-from mtgp.gpfda import GPFDA
+from mtgp import GPFDA
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -41,10 +41,10 @@ def test_gpfda_spline_recovers_smooth_mean():
 
 
 def test_gpfda_needs_fit_and_1d():
-    with pytest.raises(RuntimeError):
+    with pytest.raises(mtgp.NotFittedError):
         GPFDA().mean([1.0])
     df = pd.DataFrame({"ID": ["a"] * 3, "Input_1": [0, 1, 2.0], "Input_2": [0, 1, 2.0], "Output": [1, 2, 3.0]})
-    with pytest.raises(mtgp.validation.DataError):
+    with pytest.raises(mtgp.DataError):
         GPFDA().fit(df)
 
 

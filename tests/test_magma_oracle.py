@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import mtgp
-from mtgp import _magma_core as core
+from mtgp.magma import numerics as core
 from mtgp.kernels import SE, Linear, Matern52, Constant
 from conftest import DenseMagma
 
@@ -94,7 +94,7 @@ def test_dense_inputs_stay_exact_without_jitter():
     assert np.linalg.cond(np.asarray(k0(grid[:, None]))) > 1e14
     import warnings
     with warnings.catch_warnings():
-        warnings.simplefilter("error", mtgp.linalg.JitterWarning)
+        warnings.simplefilter("error", mtgp.JitterWarning)
         model = mtgp.Magma(k0, ki, noise=noise).fit(data, optimize=False)
     ref = DenseMagma(k0, [ki] * 6, [noise] * 6, list(data.values()), lambda X: np.zeros(len(X)))
     assert model.log_likelihood_ == pytest.approx(ref.loglik(), rel=1e-9)
@@ -131,7 +131,7 @@ def test_multidimensional_inputs_ard_match_dense():
     # a fit runs on 2-D data and does not decrease the likelihood
     fitted = mtgp.Magma(k0, ki, noise=0.05, max_iter=3).fit(df)
     assert fitted.log_likelihood_ >= model.log_likelihood_ - 1e-8
-    with pytest.raises(mtgp.validation.DataError, match="dimension"):
+    with pytest.raises(mtgp.DataError, match="dimension"):
         fitted.predict(None, inputs=np.zeros((3, 3)))
 
 
@@ -141,5 +141,5 @@ def test_prior_mean_values_on_grid():
     values = 2.0 * model0.grid_[:, 0]
     model1 = mtgp.Magma(SE(2.0, 1.0), SE(), noise=0.3, prior_mean=values).fit(data, optimize=False)
     assert model1.log_likelihood_ == pytest.approx(model0.log_likelihood_, rel=1e-12)
-    with pytest.raises(mtgp.validation.DataError, match="distinct inputs"):
+    with pytest.raises(mtgp.DataError, match="distinct inputs"):
         mtgp.Magma(prior_mean=values[:-1]).fit(data, optimize=False)

@@ -8,7 +8,7 @@ from sklearn.model_selection import cross_val_score
 
 import mtgp
 from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP, task_order_sensitivity
-from mtgp.validation import DataError
+from mtgp.exceptions import DataError
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_bad_inputs(data, bad, match):
 def test_linearly_dependent_outputs_warn(data):
     """An output that is an exact combination of others makes eq. (4)
     unbounded (Sigma singular along it): the fit says so, naming the tasks."""
-    from mtgp.multioutput import DegenerateOutputsWarning
+    from mtgp import DegenerateOutputsWarning
 
     X, Y = data
     Yd = pd.DataFrame(np.column_stack([Y, Y[:, 0] - 2.0 * Y[:, 1]]), columns=["a", "b", "c", "d"])
@@ -69,7 +69,7 @@ def test_singular_fitted_noise_warns():
     """Full-rank outputs whose residuals off a linear kernel's range (D = 3 <
     N) span 2 of 4 task dimensions: eq. (4) is unbounded as Sigma becomes
     singular along the other two, and Sigma-MT (rank 2) follows it."""
-    from mtgp.multioutput import DegenerateOutputsWarning
+    from mtgp import DegenerateOutputsWarning
 
     rng = np.random.default_rng(2)
     X = rng.normal(size=(60, 3))

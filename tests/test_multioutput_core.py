@@ -10,9 +10,10 @@ import pytest
 from scipy import stats
 
 import mtgp
+from mtgp.testing import dense_log_likelihood, dense_predict
 from mtgp.multioutput import (
-    CoolMTGP, EigenPredictor, ICM, IndependentGPs, StructuredNoiseMTGP, dense_log_likelihood,
-    dense_predict, mtgp_log_likelihood, noise_covariance_recursion, recover_noise_covariance,
+    CoolMTGP, EigenPredictor, ICM, IndependentGPs, StructuredNoiseMTGP,
+    mtgp_log_likelihood, noise_covariance_recursion, recover_noise_covariance,
     recover_task_covariance,
 )
 

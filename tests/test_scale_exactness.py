@@ -63,7 +63,7 @@ def test_buckets_are_exact(common):
 def test_analytic_theta0_gradient_matches_autodiff():
     import jax
     import jax.numpy as jnp
-    from mtgp import _magma_core as core
+    from mtgp.magma import numerics as core
     train, _, _ = _uneven(1, M=6)
     m = mtgp.Magma(max_iter=1).fit(train)
     post, grid = m.posterior_, jnp.asarray(m.grid_)
@@ -115,7 +115,7 @@ def test_grid_binning_is_opt_in_and_bounded():
 
 
 def test_compilation_cache_dir_is_overridable(tmp_path, monkeypatch):
-    from mtgp import _cache
+    from mtgp import config as _cache
     monkeypatch.setenv("MTGP_CACHE_DIR", "off")
     assert _cache.default_cache_dir() is None
     monkeypatch.setenv("MTGP_CACHE_DIR", str(tmp_path / "c"))

@@ -9,7 +9,6 @@
 
 from .baselines import ICM, IndependentGPs, StructuredNoiseMTGP
 from .base import MultiOutputGP
-from ._validation import DegenerateOutputsWarning
 from .cool import (
     CoolMTGP,
     approximate_log_likelihood,
@@ -20,18 +19,11 @@ from .cool import (
     recover_task_covariance,
     task_order_sensitivity,
 )
-from .predictive import (
-    EigenPredictor,
-    MultiOutputPrediction,
-    dense_log_likelihood,
-    dense_predict,
-    mtgp_log_likelihood,
-)
+from .algebra import EigenPredictor, mtgp_log_likelihood
 
 __all__ = [
-    "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP", "DegenerateOutputsWarning",
-    "MultiOutputPrediction", "EigenPredictor", "mtgp_log_likelihood",
-    "dense_log_likelihood", "dense_predict", "approximate_log_likelihood",
+    "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP",
+    "EigenPredictor", "mtgp_log_likelihood", "approximate_log_likelihood",
     "hierarchical_log_likelihood", "map_previous_weights", "recover_noise_covariance",
     "noise_covariance_recursion", "recover_task_covariance", "task_order_sensitivity",
 ]

@@ -11,48 +11,20 @@ log-likelihood) and one exact predictive (:class:`EigenPredictor`, eq. 5).
 
 from __future__ import annotations
 
-import json
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.base import BaseEstimator
 
+from .. import config
 from .. import kernels as _k
-from ._validation import check_fit_data, check_predict_inputs
-from .predictive import EigenPredictor, MultiOutputPrediction
-
+from ..distributions import MultiOutputPrediction
+from ..base import Estimator, check_is_fitted
+from ..exceptions import DegenerateOutputsWarning
 from ..optim import minimize_host
-
-
-def kernel_key(kernel) -> str:
-    """Structure of a kernel without its values (jit-cache key)."""
-
-    def strip(d):
-        if "params" in d:
-            return {"type": d["type"], "shapes": {k: np.shape(v) for k, v in d["params"].items()}}
-        return {"type": d["type"], "k1": strip(d["k1"]), "k2": strip(d["k2"])}
-
-    try:
-        return json.dumps(strip(kernel.to_dict()), sort_keys=True, default=str)
-    except Exception:  # unknown kernel class: no sharing across instances
-        return f"id:{id(kernel)}"
-
-
-def scale_mask(kernel, fix: bool = True):
-    """Pytree of bools (matching ``kernel.init_params()``) marking the kernel's
-    overall scale, which multi-task models hold fixed: it is redundant with
-    the task covariance (C (x) K = (aC) (x) (K / a)), so C is identifiable
-    only once the kernel's variance is pinned. Sums keep the first summand's
-    variance fixed (the second's ratio stays free); products fix both."""
-    if isinstance(kernel, _k.Sum):
-        return (scale_mask(kernel.k1, fix), scale_mask(kernel.k2, False))
-    if isinstance(kernel, _k.Product):
-        return (scale_mask(kernel.k1, fix), scale_mask(kernel.k2, fix))
-    if isinstance(kernel, _k._Leaf):
-        return {p: bool(fix and p == "variance") for p in kernel.param_names}
-    return jax.tree_util.tree_map(lambda _: False, kernel.init_params())
+from .algebra import EigenPredictor
+from .validation import check_fit_data, check_outputs, check_predict_inputs
 
 
 def apply_mask(mask, free, fixed):
@@ -71,7 +43,7 @@ def minimize(key, objective, x0, args, max_iter, tol):
                          max_linesearch=20)
 
 
-class MultiOutputGP(BaseEstimator):
+class MultiOutputGP(Estimator):
     """Base class: validation, optional output standardisation, exact
     predictive, scikit-learn conventions. Subclasses implement ``_fit_core``
     (on the internal, possibly standardised, scale) and set ``_theta`` (kernel
@@ -96,6 +68,7 @@ class MultiOutputGP(BaseEstimator):
         raise NotImplementedError
 
     # ---- fit ----------------------------------------------------------
+    @config.float64
     def fit(self, X, Y):
         """Fit to inputs ``X`` (N, D) and outputs ``Y`` (N, T) (arrays or DataFrames)."""
         t0 = time.perf_counter()
@@ -143,8 +116,6 @@ class MultiOutputGP(BaseEstimator):
         if ratio < ratio_tol:
             import warnings
 
-            from ._validation import DegenerateOutputsWarning
-
             warnings.warn(
                 f"{type(self).__name__}: the fitted noise covariance is numerically singular "
                 f"(smallest / largest eigenvalue {ratio:.1e}): the likelihood grows without bound "
@@ -162,12 +133,10 @@ class MultiOutputGP(BaseEstimator):
         self._ll_internal = self._predictor.log_likelihood
 
     def _check_fitted(self):
-        if not hasattr(self, "kernel_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, Y) first")
+        check_is_fitted(self, "kernel_")
 
     # ---- predict ------------------------------------------------------
+    @config.float64
     def predict(self, X, full_cov: bool = False, include_noise: bool = False) -> MultiOutputPrediction:
         """Predictive distribution at ``X`` (n, D), eq. (5).
 
@@ -204,13 +173,14 @@ class MultiOutputGP(BaseEstimator):
         return mean, cov, joint
 
     # ---- scoring --------------------------------------------------------
+    @config.float64
     def score(self, X, Y):
         """Coefficient of determination R^2 of the predictive mean, averaged
         over tasks (scikit-learn's ``uniform_average``)."""
         from sklearn.metrics import r2_score
 
         pred = self.predict(X)
-        Ya, _ = __import__("mtgp.multioutput._validation", fromlist=["check_outputs"]).check_outputs(Y)
+        Ya, _ = check_outputs(Y)
         return float(r2_score(Ya, pred.mean))
 
     def __sklearn_tags__(self):

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..linalg import cho_solve, cholesky, gaussian_logpdf, report_jitter, safe_cholesky, tri_solve
-from ..optim import cached_jit
-from .base import MultiOutputGP, apply_mask, kernel_key, minimize, scale_mask
-from .predictive import mtgp_log_likelihood
+from ..compile import cached_jit
+from .base import MultiOutputGP, apply_mask, minimize
+from .algebra import mtgp_log_likelihood
 
 __all__ = ["IndependentGPs", "ICM", "StructuredNoiseMTGP"]
 
@@ -48,7 +48,7 @@ class _JointMTGP(MultiOutputGP):
     def _fit_core(self, X, Y):
         kernel = self._kernel_struct
         N, T = Y.shape
-        mask = scale_mask(kernel)
+        mask = kernel.scale_mask()
         theta0 = kernel.init_params()
         b0, s20 = self._init_scales(kernel, X, Y)
         rng = np.random.default_rng(self.random_state)
@@ -65,7 +65,7 @@ class _JointMTGP(MultiOutputGP):
             C, S = covs(p)
             return -mtgp_log_likelihood(K, C, S + jnp.diag(floor), Y) / (Y.shape[0] * Y.shape[1])
 
-        key = (type(self).__name__, self._key(), kernel_key(kernel))
+        key = (type(self).__name__, self._key(), kernel.structure())
         res = minimize(key, obj, x0, (theta0, jnp.asarray(X), jnp.asarray(Y), floor), int(self.max_iter),
                        float(self.tol))
         p = res.params
@@ -204,7 +204,7 @@ class IndependentGPs(MultiOutputGP):
     def _fit_core(self, X, Y):
         kernel = self._kernel_struct
         N, T = Y.shape
-        mask = scale_mask(kernel)
+        mask = kernel.scale_mask()
         theta0 = kernel.init_params()
         b0, s20 = self._init_scales(kernel, X, Y)
         def obj(p, theta0, X, y):
@@ -213,7 +213,7 @@ class IndependentGPs(MultiOutputGP):
             L = cholesky(K + jnp.exp(p["log_s2"]) * jnp.eye(X.shape[0]))
             return -gaussian_logpdf(y, L) / X.shape[0]
 
-        key = ("IndependentGPs", kernel_key(kernel))
+        key = ("IndependentGPs", kernel.structure())
         Xj = jnp.asarray(X)
         self._thetas, bs, s2s, its = [], [], [], []
         for t in range(T):  # same budget per task as one joint fit
@@ -272,7 +272,7 @@ class IndependentGPs(MultiOutputGP):
 
             return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None))
 
-        fn = cached_jit(("IndependentGPs-predict", kernel_key(k), bool(full_cov), bool(include_noise)), build)
+        fn = cached_jit(("IndependentGPs-predict", k.structure(), bool(full_cov), bool(include_noise)), build)
         mean, var, J = fn(*self._stacked, jnp.asarray(self._X), jnp.asarray(Xs))
         mean, var = np.asarray(mean).T, np.asarray(var).T
         cov = np.zeros((n, T, T))

@@ -40,9 +40,9 @@ import numpy as np
 import pandas as pd
 
 from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, symmetrize, tri_solve
-from ..optim import cached_jit
-from .base import MultiOutputGP, apply_mask, kernel_key, minimize, scale_mask
-from .predictive import mtgp_log_likelihood
+from ..compile import cached_jit
+from .base import MultiOutputGP, apply_mask, minimize
+from .algebra import mtgp_log_likelihood
 
 __all__ = [
     "CoolMTGP",
@@ -270,7 +270,7 @@ def _unpack(kernel, mask, p, theta0, floor=0.0):
 
 
 def _approx_objective(kernel):
-    mask = scale_mask(kernel)
+    mask = kernel.scale_mask()
 
     def obj(p, theta0, X, Y, floor):
         N, T = Y.shape
@@ -282,7 +282,7 @@ def _approx_objective(kernel):
 
 
 def _hier_objective(kernel):
-    mask = scale_mask(kernel)
+    mask = kernel.scale_mask()
 
     def obj(p, theta0, X, Ytilde, floor):
         N, T = Ytilde.shape
@@ -294,7 +294,7 @@ def _hier_objective(kernel):
 
 
 def _weights_program(kernel):
-    mask = scale_mask(kernel)
+    mask = kernel.scale_mask()
 
     def build():
         def run(p, theta0, X, Y, floor):
@@ -304,7 +304,7 @@ def _weights_program(kernel):
 
         return run
 
-    return cached_jit(("cool-weights", kernel_key(kernel)), build)
+    return cached_jit(("cool-weights", kernel.structure()), build)
 
 
 class CoolMTGP(MultiOutputGP):
@@ -392,13 +392,13 @@ class CoolMTGP(MultiOutputGP):
         theta0 = kernel.init_params()
         b0, s20 = self._init_scales(kernel, X, Y[:, order])
         p = {"kernel": theta0, "log_b": jnp.log(jnp.asarray(b0)), "log_s2": jnp.log(jnp.asarray(s20))}
-        mask = scale_mask(kernel)
+        mask = kernel.scale_mask()
         tol = float(self.tol)
         floor = jnp.asarray(float(self.min_noise_variance) * np.var(Y, axis=0)[order])
         weights = _weights_program(kernel)
         n_outer = 0
         if self.method == "approximate":
-            res = minimize(("cool-approx", kernel_key(kernel)), _approx_objective(kernel), p,
+            res = minimize(("cool-approx", kernel.structure()), _approx_objective(kernel), p,
                            (theta0, Xj, Yo, floor), int(self.max_iter), tol)
             p = res.params
             objective = -float(res.value) * N * T
@@ -407,7 +407,7 @@ class CoolMTGP(MultiOutputGP):
             prev = np.inf
             for n_outer in range(1, int(self.n_outer) + 1):
                 W_y, _ = weights(p, theta0, Xj, Yo, floor)  # step 1: MAP of w_y,t (eqs. 17-18)
-                res = minimize(("cool-hier", kernel_key(kernel)), hobj, p,  # step 2: eq. (21)
+                res = minimize(("cool-hier", kernel.structure()), hobj, p,  # step 2: eq. (21)
                                (theta0, Xj, Yo - Yo @ W_y.T, floor), int(self.max_iter), tol)
                 p = res.params
                 val = float(res.value)

@@ -23,22 +23,15 @@ Eq. (5) uses ``Sigma (x) I``; Algorithm 4's ``Sigma^-1`` is a typo (NOTES.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 
 from ..linalg import LOG_2PI, cholesky, logdet_from_chol, report_jitter, safe_cholesky, symmetrize, tri_solve
 
 __all__ = [
-    "MultiOutputPrediction",
     "EigenPredictor",
     "mtgp_log_likelihood",
-    "dense_log_likelihood",
-    "dense_predict",
     "vec",
     "unvec",
 ]
@@ -118,100 +111,6 @@ def _ll_bwd(res, g):
 
 
 mtgp_log_likelihood.defvjp(_ll_fwd, _ll_bwd)
-
-
-# --------------------------------------------------------------------------
-# dense references (tests only: O(N^3 T^3))
-# --------------------------------------------------------------------------
-
-def dense_log_likelihood(K, C, Sigma, Y):
-    """Dense reference for :func:`mtgp_log_likelihood` (forms the NT x NT matrix)."""
-    N, T = Y.shape
-    A = jnp.kron(C, K) + jnp.kron(Sigma, jnp.eye(N))
-    Lf = cholesky(A)
-    r = vec(Y)
-    a = tri_solve(Lf, r)
-    return -0.5 * (a @ a + logdet_from_chol(Lf) + N * T * LOG_2PI)
-
-
-def dense_predict(K, Ks, Kss, C, Sigma, Y):
-    """Dense eq. (5): returns (mean (n, T), joint cov (nT, nT), task-major)."""
-    N, T = Y.shape
-    n = Ks.shape[0]
-    A = jnp.kron(C, K) + jnp.kron(Sigma, jnp.eye(N))
-    B = jnp.kron(C, Ks)  # (T n, T N)
-    mean = B @ jnp.linalg.solve(A, vec(Y))
-    cov = jnp.kron(C, Kss) - B @ jnp.linalg.solve(A, B.T)
-    return np.asarray(unvec(mean, T)), np.asarray(cov)
-
-
-# --------------------------------------------------------------------------
-# prediction object
-# --------------------------------------------------------------------------
-
-@dataclass
-class MultiOutputPrediction:
-    """Predictive distribution at n test inputs for T tasks.
-
-    ``mean`` (n, T); ``cov`` (n, T, T): joint across tasks at each point;
-    ``var`` (n, T) its diagonal; ``joint_cov`` (n*T, n*T) only with
-    ``full_cov=True``, **task-major**: entry ``t * n + j`` is task t at test
-    point j (the ordering of ``C (x) K**``; see :meth:`joint_cov_point_major`).
-    ``include_noise`` tells whether the noise covariance Sigma was added
-    (prediction of new observations y*) or not (latent f*, eq. 5).
-
-    The object behaves as the array ``mean`` for numpy and scikit-learn
-    metrics (``np.asarray(pred)``).
-    """
-
-    mean: np.ndarray
-    cov: np.ndarray
-    joint_cov: Optional[np.ndarray] = None
-    include_noise: bool = False
-    task_names: Optional[List[str]] = None
-
-    @property
-    def var(self) -> np.ndarray:
-        return np.diagonal(self.cov, axis1=1, axis2=2).copy()
-
-    @property
-    def std(self) -> np.ndarray:
-        return np.sqrt(np.clip(self.var, 0.0, None))
-
-    @property
-    def shape(self):
-        return self.mean.shape
-
-    def __len__(self):
-        return self.mean.shape[0]
-
-    def __array__(self, dtype=None, copy=None):
-        return np.asarray(self.mean, dtype=dtype)
-
-    def interval(self, level: float = 0.95) -> Tuple[np.ndarray, np.ndarray]:
-        """Task-wise central interval of probability ``level``: (lower, upper), each (n, T)."""
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        z = stats.norm.ppf(0.5 + level / 2.0)
-        sd = self.std
-        return self.mean - z * sd, self.mean + z * sd
-
-    def joint_cov_point_major(self) -> np.ndarray:
-        """``joint_cov`` reordered point-major: entry ``j * T + t``."""
-        if self.joint_cov is None:
-            raise ValueError("predict with full_cov=True to get the joint covariance")
-        n, T = self.mean.shape
-        return self.joint_cov.reshape(T, n, T, n).transpose(1, 0, 3, 2).reshape(n * T, n * T)
-
-    def to_frame(self):
-        """Mean and standard deviation as a pandas DataFrame (columns ``task`` / ``task_std``)."""
-        import pandas as pd
-
-        names = self.task_names or [f"task {t}" for t in range(self.mean.shape[1])]
-        df = pd.DataFrame(self.mean, columns=names)
-        for t, name in enumerate(names):
-            df[f"{name}_std"] = self.std[:, t]
-        return df
 
 
 # --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Input validation shared by all models: clear errors that name the column,
-row, individual or value at fault, raised before any numerics run."""
+row, individual or value at fault, raised before any numerics run (every
+check of user data lives here or in :mod:`mtgp.data.individuals`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-
-class DataError(ValueError):
-    """Invalid user data (missing column, NaN, duplicate input, ...)."""
+from ..exceptions import DataError
 
 
 def _describe_rows(rows: np.ndarray, limit: int = 5) -> str:
@@ -74,8 +73,12 @@ def check_same_rows(X: np.ndarray, Y: np.ndarray, xname="X", yname="Y") -> None:
         raise DataError(f"{xname} has {X.shape[0]} rows but {yname} has {Y.shape[0]}")
 
 
-def check_input_dim(X: np.ndarray, expected: int, what: str) -> None:
+def check_input_dim(X: np.ndarray, expected: int, what: str, columns=None) -> None:
+    """The one input-dimension check of fitted models: ``X`` (n, d) must have
+    the training inputs' dimension ``expected``."""
     if X.shape[1] != expected:
+        named = f" {list(columns)}" if columns is not None else ""
         raise DataError(
-            f"{what}: expected inputs of dimension {expected} (as in training), got {X.shape[1]}"
+            f"{what}: inputs have dimension {X.shape[1]} but the model was trained on "
+            f"{expected}-dimensional inputs{named}"
         )

@@ -20,14 +20,15 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.interpolate import make_lsq_spline
 
-from .data import to_individuals
-from .gp import GP
-from .kernels import SE, Kernel
-from .prediction import Prediction
-from .validation import DataError
+from ..data import to_individuals
+from ..distributions import Prediction
+from ..base import Estimator, check_is_fitted
+from ..exceptions import DataError
+from ..kernels import SE, Kernel
+from .estimator import GP
 
 
-class GPFDA:
+class GPFDA(Estimator):
     """Spline mean curve from pooled training data + single-task GP.
 
     Parameters
@@ -86,16 +87,14 @@ class GPFDA:
     def mean(self, X) -> np.ndarray:
         """The estimated mean curve at inputs X ((n,) or (n, 1)); outside the
         training range the spline is extrapolated (cubic polynomial pieces)."""
-        if not hasattr(self, "spline_"):
-            raise RuntimeError("GPFDA is not fitted yet: call fit(data) first")
+        check_is_fitted(self, "spline_")
         X = np.asarray(X, dtype=np.float64)
         return np.asarray(self.spline_(X.reshape(-1)), dtype=np.float64)
 
     def predict(self, new_data, inputs, noise: bool = True) -> Prediction:
         """Fit a GP with the spline as its fixed mean on the new individual's
         observed points (DataFrame or (X, y)) and predict at ``inputs``."""
-        if not hasattr(self, "spline_"):
-            raise RuntimeError("GPFDA is not fitted yet: call fit(data) first")
+        check_is_fitted(self, "spline_")
         v = max(self.residual_var_, 1e-6)
         kernel = self.kernel if self.kernel is not None else SE(
             variance=v, lengthscale=max((self.range_[1] - self.range_[0]) / 5.0, 1e-3))

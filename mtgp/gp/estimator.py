@@ -9,15 +9,18 @@ from typing import Callable, Optional, Sequence, Union
 import jax.numpy as jnp
 import numpy as np
 
-from . import _magma_core as core
-from .data import as_inputs, to_individuals
-from .kernels import SE, Kernel
-from .linalg import report_jitter
-from .prediction import Prediction
-from .validation import DataError
+from .. import config
+from ..data import as_inputs, to_individuals
+from ..distributions import Prediction
+from ..base import Estimator, check_is_fitted
+from ..exceptions import DataError
+from ..kernels import SE, Kernel
+from ..linalg import report_jitter
+from ..means import PriorMean
+from . import numerics as core
 
 
-class GP:
+class GP(Estimator):
     """Gaussian process regression for one individual.
 
     Parameters
@@ -41,13 +44,9 @@ class GP:
         self.input_columns = input_columns
 
     def _mean(self, X):
-        if callable(self.mean):
-            v = np.asarray(self.mean(X), dtype=np.float64).reshape(-1)
-            if v.shape[0] != X.shape[0] or not np.all(np.isfinite(v)):
-                raise DataError(f"GP mean: the callable must return {X.shape[0]} finite values")
-            return v
-        return np.full(X.shape[0], float(self.mean))
+        return PriorMean(self.mean, name="GP mean")(X)
 
+    @config.float64
     def fit(self, data, optimize: bool = True) -> "GP":
         """``data``: a DataFrame (Input column(s), Output, optional single ID)
         or an (X, y) pair."""
@@ -74,10 +73,10 @@ class GP:
         self.log_likelihood_ = float(ll)
         return self
 
+    @config.float64
     def predict(self, inputs, noise: bool = True) -> Prediction:
         """Posterior at ``inputs``; ``noise=True`` for the noisy outputs."""
-        if not hasattr(self, "theta_"):
-            raise RuntimeError("this GP is not fitted yet: call fit(data) first")
+        check_is_fitted(self, "theta_")
         Xp = as_inputs(inputs, self.input_columns_, what="prediction inputs")
         mean, cov, jit_o = core.gp_predict_jit(self._static, bool(noise), self.theta_, jnp.asarray(self.X_),
                                                jnp.asarray(self.y_), jnp.asarray(self._mean(self.X_)),

@@ -1,34 +1,7 @@
-"""Covariance kernels with log-scale hyper-parameters.
-
-A kernel object holds *initial* (or fitted) hyper-parameter values and its
-structure; all numerics go through the pure function
-``kernel.evaluate(params, X1, X2)`` where ``params`` is a pytree of
-**log** hyper-parameters (``kernel.init_params()`` gives the kernel's own).
-This split lets the models vmap one kernel structure over a batch of
-parameter sets (one per individual, Magma's "Different HP") and optimise on
-the log scale, as the reference implementations do.
-
-Leaf kernels delegate the correlation function to :mod:`tinygp` and add the
-variance and (ARD) lengthscale on top:
-
-========== ==================================================================
-``SE``      v * exp(-|x - x'|^2 / (2 l^2))          (Magma paper, eq. 1)
-``Matern32`` v * (1 + sqrt(3) r) exp(-sqrt(3) r),  r = |x - x'|_2 / l
-``Matern52`` v * (1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r)
-``RQ``      v * (1 + r^2 / (2 alpha))^(-alpha)
-``Periodic`` v * exp(-2 sin^2(pi |x - x'|_1 / p) / l^2)
-``Linear``  v * <x, x'>
-``Constant`` v
-========== ==================================================================
-
-For every stationary kernel r is the Euclidean distance of the inputs
-divided by the lengthscale (tinygp's Matérn and RQ kernels default to the L1
-distance; mtgp passes L2, as scikit-learn and GPyTorch use).
-
-``lengthscale`` may be a vector (one per input dimension, ARD); the kernel
-then only accepts inputs of that dimension. Sums and products of kernels are
-kernels (``SE() + Linear()``, ``SE() * Periodic()``).
-"""
+"""The kernel interface: log-scale hyper-parameters, structure (the one
+compile key), parameters held fixed by multi-output models, sums and
+products, and (de)serialisation. Concrete kernels live in
+:mod:`mtgp.kernels.stationary` and :mod:`mtgp.kernels.dot_product`."""
 
 from __future__ import annotations
 
@@ -38,22 +11,9 @@ from typing import Any, Dict, Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tinygp import kernels as tgk
 
-__all__ = [
-    "Kernel",
-    "SE",
-    "Matern32",
-    "Matern52",
-    "RQ",
-    "Periodic",
-    "Linear",
-    "Constant",
-    "Sum",
-    "Product",
-    "kernel_from_dict",
-]
-
+from .. import config
+from ..exceptions import DataError
 
 def _as_2d(X):
     X = jnp.asarray(X, dtype=jnp.float64)
@@ -96,7 +56,10 @@ class Kernel:
         raise NotImplementedError
 
     # ---- conveniences ----------------------------------------------------
+    @config.float64
     def __call__(self, X1, X2=None):
+        """The covariance matrix k(X1, X2) (or k(X1, X1)) at the values the
+        kernel holds, in float64."""
         X1 = _as_2d(X1)
         X2 = X1 if X2 is None else _as_2d(X2)
         self.check_input_dim(X1.shape[1])
@@ -104,8 +67,10 @@ class Kernel:
         return self.evaluate(self.init_params(), X1, X2)
 
     def check_input_dim(self, d: int, what: str = "inputs") -> None:
+        """Raise :class:`~mtgp.exceptions.DataError` if inputs of dimension
+        ``d`` do not fit the kernel's ARD lengthscale."""
         if self.input_dim is not None and self.input_dim != d:
-            raise ValueError(
+            raise DataError(
                 f"kernel {self!r} expects {self.input_dim}-dimensional inputs "
                 f"(from its ARD lengthscale) but the {what} have {d} dimension(s)"
             )
@@ -126,8 +91,31 @@ class Kernel:
 
     def structure(self) -> tuple:
         """Hashable description of the kernel's form (types and parameter
-        shapes, not values): equal structures share compiled programs."""
-        raise NotImplementedError
+        shapes, not values): equal structures share compiled programs, so it
+        is the only key under which mtgp caches a compiled program.
+
+        The default covers a subclass whose ``evaluate`` depends only on its
+        class and its parameters: the class, the shapes of
+        ``init_params()``, and every other hashable attribute (static
+        configuration). Override it if ``evaluate`` reads anything else."""
+        params = self.init_params()
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        static = []
+        for name, value in sorted(vars(self).items()):
+            if isinstance(value, (bool, int, float, str, type(None), tuple)):
+                static.append((name, value))
+        return (type(self).__module__, type(self).__qualname__, str(treedef),
+                tuple(np.shape(x) for x in leaves), tuple(static))
+
+    def scale_mask(self, fix: bool = True):
+        """Pytree of bools matching :meth:`init_params` that marks the
+        kernel's overall scale, which multi-output models hold fixed: it is
+        redundant with the output covariance (C (x) K = (aC) (x) (K / a)), so
+        C is identifiable only once the kernel's variance is pinned. Leaf
+        kernels mark their ``variance``; a sum keeps the first summand's
+        variance fixed (the second's ratio stays free); a product fixes both.
+        The default (unknown kernel classes) fixes nothing."""
+        return jax.tree_util.tree_map(lambda _: False, self.init_params())
 
     def static(self) -> "StaticKernel":
         return StaticKernel(self)
@@ -139,7 +127,11 @@ class Kernel:
 
 
 def _positive(name: str, value, kernel_name: str):
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{kernel_name}: {name} must be a positive finite number "
+                         f"(or a 1-D array of them), got {value!r}") from None
     if arr.ndim > 1:
         raise ValueError(f"{kernel_name}: {name} must be a scalar or a 1-D array, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
@@ -187,6 +179,9 @@ class _Leaf(Kernel):
     def structure(self):
         return (type(self).__name__,) + tuple((p, np.shape(getattr(self, p))) for p in self.param_names)
 
+    def scale_mask(self, fix: bool = True):
+        return {p: bool(fix and p == "variance") for p in self.param_names}
+
     def to_dict(self):
         return {
             "type": type(self).__name__,
@@ -203,172 +198,6 @@ class _Leaf(Kernel):
 
         args = ", ".join(f"{p}={fmt(getattr(self, p))}" for p in self.param_names)
         return f"{type(self).__name__}({args})"
-
-
-# From this input dimension on, stationary kernels get their squared
-# distances from one matrix product instead of tinygp's pairwise
-# differences, which materialise an (n1, n2, d) array: with gradients, at
-# n = 800 the pairwise form takes 27 ms at d = 8 and 1.2 s at d = 370
-# against 6 ms and 29 ms; at d <= 4 it is the faster one
-# (docs/results/kernel_distances.md). Below it (Magma's 1-D ages) the
-# exact pairwise form is kept.
-GRAM_MIN_DIM = 8
-
-
-def scaled_sq_distances(A, B, symmetric=False):
-    """|a_i - b_j|^2 for the rows of A (n1, d) and B (n2, d) through
-    |a|^2 + |b|^2 - 2 a.b on inputs centred at A's mean (the distances are
-    translation invariant; centring keeps the cancellation error at the
-    level of the points' spread). Clipped at 0; with ``symmetric`` (B is A)
-    the result is symmetrised and its diagonal set to 0 exactly."""
-    c = jnp.mean(A, axis=0)
-    A = A - c
-    B = A if symmetric else B - c
-    na = jnp.sum(A * A, axis=1)
-    nb = na if symmetric else jnp.sum(B * B, axis=1)
-    r2 = jnp.maximum(na[:, None] + nb[None, :] - 2.0 * (A @ B.T), 0.0)
-    if symmetric:
-        r2 = 0.5 * (r2 + r2.T) * (1.0 - jnp.eye(A.shape[0], dtype=r2.dtype))
-    return r2
-
-
-def _safe_sqrt(r2):
-    # d sqrt(r2) at r2 = 0 is infinite; the correlations below are flat there
-    pos = r2 > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, r2, 1.0)), 0.0)
-
-
-class _Stationary(_Leaf):
-    """v * rho(|x - x'| / l) with rho from tinygp, evaluated at unit scale
-    (from ``GRAM_MIN_DIM`` input dimensions on, rho is applied to squared
-    distances from a matrix product: :func:`scaled_sq_distances`)."""
-
-    param_names = ("variance", "lengthscale")
-    ard_params = ("lengthscale",)
-    _tinygp_kernel = None  # set by subclasses
-
-    def __init__(self, variance=1.0, lengthscale=1.0):
-        super().__init__(variance=variance, lengthscale=lengthscale)
-
-    def _correlation(self, params):
-        # Euclidean r for every stationary kernel (tinygp's Matérn and RQ
-        # default to the L1 distance, which is not the usual kernel for d > 1)
-        return self._tinygp_kernel(scale=1.0, distance=tgk.distance.L2Distance())
-
-    def _correlation_of_sq_distance(self, params, r2):
-        """rho as a function of the squared scaled distance (same formula as
-        the tinygp kernel of :meth:`_correlation`)."""
-        raise NotImplementedError
-
-    def evaluate(self, params, X1, X2):
-        scale = jnp.exp(params["lengthscale"])
-        A = X1 / scale
-        if X1.shape[-1] >= GRAM_MIN_DIM:
-            B = A if X2 is X1 else X2 / scale
-            r2 = scaled_sq_distances(A, B, symmetric=X2 is X1)
-            return jnp.exp(params["variance"]) * self._correlation_of_sq_distance(params, r2)
-        rho = self._correlation(params)
-        return jnp.exp(params["variance"]) * rho(A, X2 / scale)
-
-    def evaluate_diag(self, params, X):
-        # rho(0) = 1 for every stationary correlation used here
-        return jnp.full(X.shape[0], jnp.exp(params["variance"]))
-
-
-class SE(_Stationary):
-    """Squared exponential (exponentiated quadratic) kernel, Magma eq. (1):
-    k(x, x') = variance * exp(-|x - x'|^2 / (2 lengthscale^2))."""
-
-    _tinygp_kernel = tgk.ExpSquared
-
-    def _correlation_of_sq_distance(self, params, r2):
-        return jnp.exp(-0.5 * r2)
-
-
-class Matern32(_Stationary):
-    """Matérn 3/2: variance * (1 + sqrt(3) r) exp(-sqrt(3) r), r = |x - x'| / l."""
-
-    _tinygp_kernel = tgk.Matern32
-
-    def _correlation_of_sq_distance(self, params, r2):
-        a = np.sqrt(3.0) * _safe_sqrt(r2)
-        return (1.0 + a) * jnp.exp(-a)
-
-
-class Matern52(_Stationary):
-    """Matérn 5/2: variance * (1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r)."""
-
-    _tinygp_kernel = tgk.Matern52
-
-    def _correlation_of_sq_distance(self, params, r2):
-        a = np.sqrt(5.0) * _safe_sqrt(r2)
-        return (1.0 + a + a * a / 3.0) * jnp.exp(-a)
-
-
-class RQ(_Stationary):
-    """Rational quadratic: variance * (1 + r^2 / (2 alpha))^(-alpha)."""
-
-    param_names = ("variance", "lengthscale", "alpha")
-
-    def __init__(self, variance=1.0, lengthscale=1.0, alpha=1.0):
-        _Leaf.__init__(self, variance=variance, lengthscale=lengthscale, alpha=alpha)
-
-    def _correlation(self, params):
-        return tgk.RationalQuadratic(scale=1.0, alpha=jnp.exp(params["alpha"]),
-                                     distance=tgk.distance.L2Distance())
-
-    def _correlation_of_sq_distance(self, params, r2):
-        alpha = jnp.exp(params["alpha"])
-        return (1.0 + 0.5 * r2 / alpha) ** -alpha
-
-
-class Periodic(_Leaf):
-    """Periodic (exp-sine-squared) kernel:
-    variance * exp(-2 sin^2(pi |x - x'|_1 / period) / lengthscale^2)."""
-
-    param_names = ("variance", "lengthscale", "period")
-
-    def __init__(self, variance=1.0, lengthscale=1.0, period=1.0):
-        super().__init__(variance=variance, lengthscale=lengthscale, period=period)
-
-    def evaluate(self, params, X1, X2):
-        gamma = 2.0 * jnp.exp(-2.0 * params["lengthscale"])
-        k = tgk.ExpSineSquared(scale=jnp.exp(params["period"]), gamma=gamma)
-        return jnp.exp(params["variance"]) * k(X1, X2)
-
-    def evaluate_diag(self, params, X):
-        return jnp.full(X.shape[0], jnp.exp(params["variance"]))
-
-
-class Linear(_Leaf):
-    """Linear (dot-product) kernel: variance * <x, x'>. Add ``Constant()``
-    for an offset."""
-
-    param_names = ("variance",)
-
-    def __init__(self, variance=1.0):
-        super().__init__(variance=variance)
-
-    def evaluate(self, params, X1, X2):
-        return jnp.exp(params["variance"]) * (X1 @ X2.T)
-
-    def evaluate_diag(self, params, X):
-        return jnp.exp(params["variance"]) * jnp.sum(X * X, axis=1)
-
-
-class Constant(_Leaf):
-    """Constant kernel: k(x, x') = variance."""
-
-    param_names = ("variance",)
-
-    def __init__(self, variance=1.0):
-        super().__init__(variance=variance)
-
-    def evaluate(self, params, X1, X2):
-        return jnp.full((X1.shape[0], X2.shape[0]), jnp.exp(params["variance"]))
-
-    def evaluate_diag(self, params, X):
-        return jnp.full(X.shape[0], jnp.exp(params["variance"]))
 
 
 class _Combination(Kernel):
@@ -414,6 +243,9 @@ class Sum(_Combination):
 
     _symbol = "+"
 
+    def scale_mask(self, fix: bool = True):
+        return (self.k1.scale_mask(fix), self.k2.scale_mask(False))
+
     def evaluate(self, params, X1, X2):
         return self.k1.evaluate(params[0], X1, X2) + self.k2.evaluate(params[1], X1, X2)
 
@@ -425,6 +257,9 @@ class Product(_Combination):
     """k1 * k2 (elementwise)."""
 
     _symbol = "*"
+
+    def scale_mask(self, fix: bool = True):
+        return (self.k1.scale_mask(fix), self.k2.scale_mask(fix))
 
     def evaluate(self, params, X1, X2):
         return self.k1.evaluate(params[0], X1, X2) * self.k2.evaluate(params[1], X1, X2)
@@ -457,10 +292,14 @@ class StaticKernel:
         return self.kernel.evaluate_diag(params, X)
 
 
-_REGISTRY = {
-    cls.__name__: cls
-    for cls in (SE, Matern32, Matern52, RQ, Periodic, Linear, Constant, Sum, Product)
-}
+
+_REGISTRY: Dict[str, type] = {"Sum": Sum, "Product": Product}
+
+
+def register(cls):
+    """Class decorator: make a kernel class loadable by :func:`kernel_from_dict`."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
 
 
 def kernel_from_dict(spec: Dict[str, Any]) -> Kernel:

@@ -37,10 +37,10 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .linalg import (LOG_2PI, cho_solve, cholesky, logdet_from_chol, safe_cholesky,
+from ..linalg import (LOG_2PI, cho_solve, cholesky, logdet_from_chol, safe_cholesky,
                      symmetrize, tri_solve)
-from .optim import (batched_lbfgs_minimize, batched_minimize_host, lbfgs_minimize,
-                    minimize_host)
+from ..gp.numerics import gp_nll
+from ..optim import batched_lbfgs_minimize, batched_minimize_host, minimize_host
 
 # Relative diagonal jitter used only inside the paper's expected-log-likelihood
 # objective for theta_0 (mean_update="expected"), which needs K0^-1.
@@ -370,12 +370,9 @@ def predict_prior_jit(k0, ki, include_noise, theta0, theta_star, post, grid, Xp,
 
 
 def new_individual_nll(ki, theta, Xo, yo, mu_o, Kmu_o):
-    """-log N(y_*; m_hat(t_*), K_hat(t_*) + Psi_theta(t_*)) (Sec. 4.3)."""
-    C = Kmu_o + ki.evaluate(theta["kernel"], Xo, Xo)
-    C = C + jnp.exp(theta["log_noise"]) * jnp.eye(Xo.shape[0], dtype=C.dtype)
-    L = cholesky(C)
-    a = tri_solve(L, yo - mu_o)
-    return 0.5 * (jnp.sum(a**2) + logdet_from_chol(L) + Xo.shape[0] * LOG_2PI)
+    """-log N(y_*; m_hat(t_*), K_hat(t_*) + Psi_theta(t_*)) (Sec. 4.3): the GP
+    marginal likelihood with the hyper-posterior covariance added."""
+    return gp_nll(ki, theta, Xo, yo, mu_o, extra_cov=Kmu_o)
 
 
 @partial(jax.jit, static_argnames=("ki", "max_iter"))
@@ -393,30 +390,3 @@ def fit_new_individual_jit(ki, max_iter, starts, Xo, yo, mu_o, Kmu_o, prior_mean
     res = batched_lbfgs_minimize(lambda f: objective(f), flat_starts, max_iter=max_iter)
     best = jnp.argmin(jnp.where(jnp.isfinite(res.value), res.value, jnp.inf))
     return unravel(res.params[best]), res.value[best] * Xo.shape[0]
-
-
-# --------------------------------------------------------- single-task GP
-
-def gp_nll(ki, theta, X, y, mean):
-    """-log N(y; mean, k(X, X) + sigma^2 I) (standard GP marginal likelihood)."""
-    return new_individual_nll(ki, theta, X, y, mean, jnp.zeros((X.shape[0], X.shape[0]), X.dtype))
-
-
-@partial(jax.jit, static_argnames=("ki", "max_iter"))
-def fit_gp_jit(ki, max_iter, theta, X, y, mean):
-    res = lbfgs_minimize(lambda th: gp_nll(ki, th, X, y, mean) / X.shape[0], theta, max_iter=max_iter)
-    return res.params, -res.value * X.shape[0]
-
-
-@partial(jax.jit, static_argnames=("ki", "include_noise"))
-def gp_predict_jit(ki, include_noise, theta, X, y, mean_X, Xp, mean_p):
-    noise = jnp.exp(theta["log_noise"])
-    K = ki.evaluate(theta["kernel"], X, X) + noise * jnp.eye(X.shape[0], dtype=X.dtype)
-    L, jit_o = safe_cholesky(K)
-    Kpx = ki.evaluate(theta["kernel"], Xp, X)
-    W = tri_solve(L, Kpx.T)
-    mean = mean_p + W.T @ tri_solve(L, y - mean_X)
-    cov = ki.evaluate(theta["kernel"], Xp, Xp) - W.T @ W
-    if include_noise:
-        cov = cov + noise * jnp.eye(Xp.shape[0], dtype=X.dtype)
-    return mean, symmetrize(cov), jit_o

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from ..compile import cached_jit
+
 
 class OptimResult(NamedTuple):
     params: object
@@ -164,19 +166,6 @@ def lbfgs_parallel_backtracking(fun: Callable, x0, max_iter: int = 100, tol: flo
 # from Python: every compiled program is loop-free (one objective and
 # gradient, or one vmapped L-BFGS iteration), at the price of one dispatch
 # and one device-to-host transfer per iteration (~0.1 ms).
-
-_JIT_CACHE: dict = {}
-
-
-def cached_jit(key, builder):
-    """``jax.jit(builder())`` memoised under a hashable ``key`` that must
-    identify the function (e.g. its name and the static kernel structure):
-    one compiled program per key and argument shapes, shared across calls."""
-    fn = _JIT_CACHE.get(key)
-    if fn is None:
-        fn = _JIT_CACHE[key] = jax.jit(builder())
-    return fn
-
 
 def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
                   tol: float = 1e-6, ftol: float = 1e-10, max_linesearch: int = 10) -> OptimResult:

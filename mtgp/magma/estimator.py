@@ -23,19 +23,16 @@ import numpy as np
 import pandas as pd
 from jax.flatten_util import ravel_pytree
 
-from . import _magma_core as core
-from .data import (Individuals, as_inputs, bin_inputs, bucket_individuals, pooled_grid,
-                   to_individuals)
-from .kernels import SE, Kernel, kernel_from_dict
-from .linalg import report_jitter
-from .prediction import Prediction
-from .validation import DataError
-
-PriorMean = Union[float, Callable, Sequence[float], np.ndarray]
-
-
-class NotFittedError(RuntimeError):
-    """A method that needs a fitted model was called before ``fit``."""
+from .. import config
+from ..data import (Individuals, as_inputs, bin_inputs, bucket_individuals, pad_observations,
+                    pooled_grid, to_individuals)
+from ..distributions import Prediction
+from ..base import Estimator, check_is_fitted
+from ..exceptions import DataError
+from ..kernels import SE, Kernel, kernel_from_dict
+from ..linalg import report_jitter
+from ..means import PriorMean, PriorMeanSpec
+from . import numerics as core
 
 
 def _check_kernel(kernel, name):
@@ -55,58 +52,7 @@ def _tree_index(tree, i):
     return jax.tree_util.tree_map(lambda a: a[i], tree)
 
 
-class _PriorMean:
-    """m_0 given as a constant, a callable f(X (n, d)) -> (n,), or values on
-    the pooled training grid (then linearly interpolated at other 1-D inputs,
-    with a warning)."""
-
-    def __init__(self, spec: PriorMean, grid: np.ndarray):
-        self.spec = spec
-        self.grid = grid
-        if callable(spec):
-            self.kind = "callable"
-            self.values = self(grid, what="prior_mean on the training inputs")
-        elif np.ndim(spec) == 0:
-            v = float(spec)
-            if not np.isfinite(v):
-                raise DataError(f"prior_mean must be finite, got {spec!r}")
-            self.kind, self.values = "constant", np.full(len(grid), v)
-        else:
-            vals = np.asarray(spec, dtype=np.float64).reshape(-1)
-            if vals.shape[0] != grid.shape[0]:
-                raise DataError(
-                    f"prior_mean given as values has length {vals.shape[0]}, but the training data "
-                    f"have {grid.shape[0]} distinct inputs (the pooled grid, sorted): give one "
-                    "value per distinct input, a constant or a callable"
-                )
-            if not np.all(np.isfinite(vals)):
-                raise DataError("prior_mean values contain NaN or inf")
-            self.kind, self.values = "values", vals
-
-    def __call__(self, X: np.ndarray, what: str = "prior_mean") -> np.ndarray:
-        if self.kind == "constant":
-            return np.full(X.shape[0], float(self.spec))
-        if self.kind == "callable":
-            v = np.asarray(self.spec(X), dtype=np.float64).reshape(-1)
-            if v.shape[0] != X.shape[0] or not np.all(np.isfinite(v)):
-                raise DataError(f"{what}: the callable must return {X.shape[0]} finite values")
-            return v
-        # values on the grid
-        on_grid = {tuple(r): k for k, r in enumerate(self.grid)}
-        hits = [on_grid.get(tuple(r)) for r in X]
-        if all(h is not None for h in hits):
-            return self.values[np.array(hits, dtype=np.int64)]
-        if self.grid.shape[1] != 1:
-            raise DataError(
-                "prior_mean was given as values on the training inputs; it cannot be evaluated at new "
-                "multi-dimensional inputs: give a constant or a callable instead"
-            )
-        warnings.warn("prior_mean given as values: linearly interpolated at inputs off the training grid",
-                      UserWarning, stacklevel=3)
-        return np.interp(X[:, 0], self.grid[:, 0], self.values)
-
-
-class Magma:
+class Magma(Estimator):
     """Multi-task GP with a common mean process (Magma).
 
     Parameters
@@ -179,7 +125,7 @@ class Magma:
     """
 
     def __init__(self, mean_kernel: Optional[Kernel] = None, task_kernel: Optional[Kernel] = None,
-                 noise: float = 1.0, common_hp: bool = True, prior_mean: PriorMean = 0.0,
+                 noise: float = 1.0, common_hp: bool = True, prior_mean: PriorMeanSpec = 0.0,
                  max_iter: int = 25, tol: float = 1e-3, n_init: int = 1, init_iter: int = 5,
                  mean_update: str = "marginal", new_individual_hp: str = "map",
                  m_step_max_iter: int = 50, random_state: Optional[int] = None,
@@ -220,10 +166,10 @@ class Magma:
         _positive_scalar(self.noise, "noise")
 
     def _require_fit(self):
-        if not hasattr(self, "theta0_"):
-            raise NotFittedError("this Magma model is not fitted yet: call fit(data) first")
+        check_is_fitted(self, "theta0_")
 
     # ---------------------------------------------------------------- fit
+    @config.float64
     def fit(self, data, optimize: bool = True) -> "Magma":
         """Train by EM (Algorithm 1). ``data``: long DataFrame (ID, Input(s),
         Output), dict {id: (X, y)} or list of (X, y).
@@ -242,7 +188,7 @@ class Magma:
         ki.check_input_dim(d, "training inputs (task_kernel)")
         grid, splits = pooled_grid(inds)
         pad = bucket_individuals(inds, splits, grid.shape[0], self.buckets)
-        prior = _PriorMean(self.prior_mean, grid)
+        prior = PriorMean(self.prior_mean, grid)
         M = inds.n_individuals
 
         theta0 = k0.init_params()
@@ -360,6 +306,7 @@ class Magma:
     def _inputs(self, inputs, what):
         return as_inputs(inputs, self.input_columns_, what=what)
 
+    @config.float64
     def hyperposterior(self, inputs=None) -> Prediction:
         """Hyper-posterior of mu_0 (Prop. 4) at ``inputs`` (default: the
         pooled training grid), using all training data: exact, as if computed
@@ -382,6 +329,7 @@ class Magma:
             hi = max(hi, float(inds_new.inputs[0].max()))
         return np.linspace(lo, hi, 500)[:, None]
 
+    @config.float64
     def predict(self, new_data=None, inputs=None, noise: bool = True,
                 hyperparameters: Optional[dict] = None) -> Prediction:
         """Predict a new individual (Sec. 4).
@@ -426,7 +374,7 @@ class Magma:
             mean, cov = core.predict_prior_jit(sk0, ski, bool(noise), self.theta0_, theta_star,
                                                self.posterior_, grid, jnp.asarray(Xp), m0_p)
         else:
-            Xo, yo, m0_o, mask_o = _pad_observations(inds_new.inputs[0], inds_new.outputs[0],
+            Xo, yo, m0_o, mask_o = pad_observations(inds_new.inputs[0], inds_new.outputs[0],
                                                      self._prior(inds_new.inputs[0]))
             mean, cov, jit_o = core.predict_jit(sk0, ski, bool(noise), self.theta0_, theta_star,
                                                 self.posterior_, grid, jnp.asarray(Xp), m0_p,
@@ -465,6 +413,7 @@ class Magma:
         return theta_star
 
     # ------------------------------------------------------- save / load
+    @config.float64
     def save(self, path) -> None:
         """Save the fitted model (kernels, hyper-parameters, training data) to
         an ``.npz`` file; :meth:`load` gives back identical predictions."""
@@ -497,6 +446,7 @@ class Magma:
                      float(self._prior.spec) if self._prior.kind == "constant" else np.nan))
 
     @classmethod
+    @config.float64
     def load(cls, path) -> "Magma":
         """Load a model written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as f:
@@ -544,22 +494,6 @@ class Magma:
         self.history_ = np.array(meta["history"])
         self.n_iter_, self.converged_ = meta["n_iter"], meta["converged"]
 
-    def __repr__(self):
-        k0, ki = self._kernels()
-        return (f"Magma(mean_kernel={k0!r}, task_kernel={ki!r}, noise={self.noise}, "
-                f"common_hp={self.common_hp})")
-
-
-def _pad_observations(X, y, m0):
-    """Pad a new individual's observations to a size bucket (8, 16, 32, ...)
-    so predictions for individuals with different numbers of points share one
-    compiled program; padding copies a real input and is masked out."""
-    n = len(y)
-    size = max(8, 1 << (n - 1).bit_length())
-    k = size - n
-    mask = np.concatenate([np.ones(n), np.zeros(k)])
-    return (np.vstack([X, np.repeat(X[:1], k, axis=0)]), np.concatenate([y, np.zeros(k)]),
-            np.concatenate([m0, np.zeros(k)]), mask)
 
 
 def _flat_hp(hp: dict) -> dict:

@@ -1,6 +1,6 @@
 """Input checks specific to the multi-output models (shared inputs, T outputs).
 
-Every check raises :class:`mtgp.validation.DataError` with a message naming
+Every check raises :class:`mtgp.exceptions.DataError` with a message naming
 the column, rows or value at fault, before any numerics run.
 """
 
@@ -12,11 +12,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from ..validation import DataError, _describe_rows, as_float_matrix, check_same_rows
-
-
-class DegenerateOutputsWarning(UserWarning):
-    """The training outputs satisfy exact linear relations across tasks."""
+from ..data.validation import _describe_rows, as_float_matrix, check_input_dim, check_same_rows
+from ..exceptions import DataError, DegenerateOutputsWarning
 
 
 def _names(Y) -> Optional[List[str]]:
@@ -105,8 +102,5 @@ def _warn_if_rank_deficient(Y, names):
 
 def check_predict_inputs(X, n_features: int) -> np.ndarray:
     Xa = as_float_matrix(X, "X")
-    if Xa.shape[1] != n_features:
-        raise DataError(
-            f"X: expected inputs of dimension {n_features} (as in training), got {Xa.shape[1]}"
-        )
+    check_input_dim(Xa, n_features, "X")
     return Xa

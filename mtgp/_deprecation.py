@@ -1,0 +1,31 @@
+"""Renamed arguments and attributes keep working for one release, with a
+:class:`~mtgp.exceptions.MtgpDeprecationWarning` naming the new name (the
+glossary: *individual* for Magma's groups, *output* for the multi-output
+models' columns, *cluster* for MagmaClust's groups)."""
+
+from __future__ import annotations
+
+import warnings
+
+from .exceptions import MtgpDeprecationWarning
+
+#: value of a renamed constructor argument that was not given
+DEPRECATED = "deprecated"
+
+
+def renamed_attribute(owner: str, old: str, new: str, stacklevel: int = 4) -> None:
+    warnings.warn(f"{owner}.{old} is renamed {new}; the old name will be removed in the next release",
+                  MtgpDeprecationWarning, stacklevel=stacklevel)
+
+
+def renamed_argument(owner: str, old: str, new: str, old_value, new_value, new_default=None,
+                     stacklevel: int = 4):
+    """The value to use for argument ``new`` when the deprecated ``old`` may
+    have been given (old != DEPRECATED): warns, and refuses both at once."""
+    if isinstance(old_value, str) and old_value == DEPRECATED:
+        return new_value
+    if new_value is not new_default and not (new_value is None and new_default is None):
+        raise TypeError(f"{owner}: give {new}= only ({old}= is its old name)")
+    warnings.warn(f"{owner}({old}=...) is renamed {new}=...; the old name will be removed in the "
+                  "next release", MtgpDeprecationWarning, stacklevel=stacklevel)
+    return old_value

@@ -1,0 +1,178 @@
+"""Gaussian predictive distributions returned by every model of mtgp.
+
+One type, :class:`Gaussian` (a mean, a covariance, central intervals,
+samples), seen two ways:
+
+* :class:`Prediction`: one output at n inputs (GP, Magma, the hyper-posterior
+  of Magma's mean process): ``mean`` (n,), ``cov`` (n, n);
+* :class:`MultiOutputPrediction`: T outputs at n inputs (the multi-output
+  models): ``mean`` (n, T), ``cov`` (n, T, T) across outputs at each point,
+  and optionally the joint ``joint_cov`` (nT, nT).
+
+Variances are the covariance's diagonal clipped at 0 (round-off can push it
+slightly below where the posterior is tight) in both views. A mixture of
+Gaussians (MagmaClust's predictive) is meant to be a sibling of
+:class:`Gaussian` with the same ``mean`` / ``var`` / ``interval`` / ``sample``
+interface.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["Gaussian", "Prediction", "MultiOutputPrediction"]
+
+
+def _normal_quantile(level: float) -> float:
+    """z such that a central interval mean +- z sd has probability ``level``."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    from scipy import stats
+
+    return float(stats.norm.ppf(0.5 + level / 2.0))
+
+
+class Gaussian:
+    """Base of the predictive distributions: subclasses store ``mean`` and
+    ``cov`` and define :attr:`var` as the variances of the entries of
+    ``mean`` (same shape)."""
+
+    mean: np.ndarray
+
+    @property
+    def var(self) -> np.ndarray:  # pragma: no cover - abstract
+        """Marginal variances, shaped like ``mean`` (clipped at 0)."""
+        raise NotImplementedError
+
+    @property
+    def std(self) -> np.ndarray:
+        """Marginal standard deviations, shaped like ``mean``."""
+        return np.sqrt(self.var)
+
+    def interval(self, level: float = 0.95) -> Tuple[np.ndarray, np.ndarray]:
+        """Pointwise central interval of probability ``level``: (lower, upper),
+        each shaped like ``mean``."""
+        z = _normal_quantile(level)
+        sd = self.std
+        return self.mean - z * sd, self.mean + z * sd
+
+    @property
+    def shape(self):
+        """Shape of ``mean``."""
+        return self.mean.shape
+
+    def __len__(self):
+        return self.mean.shape[0]
+
+
+class Prediction(Gaussian):
+    """A Gaussian over one output at ``inputs``: ``mean`` (n,), ``cov`` (n, n).
+
+    ``includes_noise`` says whether the covariance is that of the noisy
+    outputs y (Magma Prop. 5, the default) or of the noise-free latent process.
+    """
+
+    def __init__(self, inputs: np.ndarray, mean, cov, input_columns: Sequence[str] = ("Input",),
+                 includes_noise: bool = True, what: str = "prediction"):
+        self.inputs = np.asarray(inputs, dtype=np.float64)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        cov = np.asarray(cov, dtype=np.float64)
+        self.cov = 0.5 * (cov + cov.T)
+        self.input_columns = list(input_columns)
+        self.includes_noise = bool(includes_noise)
+        self.what = what
+
+    @property
+    def var(self) -> np.ndarray:
+        """Marginal variances (n,), the diagonal of ``cov`` clipped at 0."""
+        return np.clip(np.diagonal(self.cov), 0.0, None)
+
+    def sample(self, n_samples: int = 1, seed: Optional[int] = None) -> np.ndarray:
+        """Joint draws from the Gaussian, shape (n_samples, n) (through an
+        eigendecomposition, so a singular covariance is fine)."""
+        rng = np.random.default_rng(seed)
+        w, V = np.linalg.eigh(self.cov)
+        root = V * np.sqrt(np.clip(w, 0.0, None))
+        return self.mean + rng.standard_normal((n_samples, len(self.mean))) @ root.T
+
+    def to_frame(self, level: float = 0.95):
+        """Tidy table: input column(s), Mean, Var, Lower, Upper."""
+        import pandas as pd
+
+        lo, hi = self.interval(level)
+        df = pd.DataFrame(self.inputs, columns=self.input_columns)
+        df["Mean"] = self.mean
+        df["Var"] = self.var
+        df["Lower"] = lo
+        df["Upper"] = hi
+        return df
+
+    def __repr__(self):
+        kind = "noisy outputs" if self.includes_noise else "latent process"
+        return f"Prediction({self.what}, {len(self.mean)} points, {kind})"
+
+
+class MultiOutputPrediction(Gaussian):
+    """Predictive distribution of T outputs at n inputs.
+
+    ``mean`` (n, T); ``cov`` (n, T, T): joint across outputs at each point;
+    ``var`` (n, T) its diagonal (clipped at 0); ``joint_cov`` (n*T, n*T)
+    only with ``full_cov=True``, **output-major**: entry ``t * n + j`` is
+    output t at input j (the ordering of ``C (x) K**``; see
+    :meth:`joint_cov_point_major`). ``include_noise`` tells whether the
+    noise covariance Sigma was added (prediction of new observations y*) or
+    not (latent f*, Cool-MTGP eq. 5).
+
+    The object behaves as the array ``mean`` for numpy and scikit-learn
+    metrics (``np.asarray(pred)``).
+    """
+
+    def __init__(self, mean, cov, joint_cov=None, include_noise: bool = False,
+                 output_names: Optional[List[str]] = None):
+        self.mean = np.asarray(mean)
+        self.cov = np.asarray(cov)
+        self.joint_cov = None if joint_cov is None else np.asarray(joint_cov)
+        self.include_noise = bool(include_noise)
+        self.output_names = None if output_names is None else list(output_names)
+
+    @property
+    def task_names(self):
+        """Deprecated alias of :attr:`output_names`."""
+        from ._deprecation import renamed_attribute
+
+        renamed_attribute("MultiOutputPrediction", "task_names", "output_names")
+        return self.output_names
+
+    @property
+    def var(self) -> np.ndarray:
+        """Marginal variances (n, T), the diagonals of ``cov`` clipped at 0."""
+        return np.clip(np.diagonal(self.cov, axis1=1, axis2=2), 0.0, None)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.mean, dtype=dtype)
+
+    def joint_cov_point_major(self) -> np.ndarray:
+        """``joint_cov`` reordered point-major: entry ``j * T + t``."""
+        if self.joint_cov is None:
+            raise ValueError("predict with full_cov=True to get the joint covariance")
+        n, T = self.mean.shape
+        return self.joint_cov.reshape(T, n, T, n).transpose(1, 0, 3, 2).reshape(n * T, n * T)
+
+    def to_frame(self):
+        """Mean and standard deviation as a pandas DataFrame (columns
+        ``<output>`` and ``<output>_std``)."""
+        import pandas as pd
+
+        names = self.output_names or [f"output {t}" for t in range(self.mean.shape[1])]
+        df = pd.DataFrame(self.mean, columns=names)
+        std = self.std
+        for t, name in enumerate(names):
+            df[f"{name}_std"] = std[:, t]
+        return df
+
+    def __repr__(self):
+        n, T = self.mean.shape
+        kind = "noisy outputs" if self.include_noise else "latent outputs"
+        return f"MultiOutputPrediction({n} points, {T} outputs, {kind})"
