@@ -6,6 +6,8 @@
 * :class:`NotFittedError`: a method that needs a fitted model was called
   before ``fit`` (a subclass of scikit-learn's, so ``except`` clauses written
   for scikit-learn catch it too).
+* :class:`ModelFileError`: a saved model file is missing, corrupt, truncated
+  or not a file of the expected model.
 * :class:`JitterWarning`: a matrix was not numerically positive definite
   and a diagonal jitter was added before factorising it.
 * :class:`DegenerateOutputsWarning`: the outputs of a multi-output model
@@ -14,12 +16,18 @@
 
 from __future__ import annotations
 
-__all__ = ["DataError", "NotFittedError", "JitterWarning", "DegenerateOutputsWarning",
-           "MtgpDeprecationWarning"]
+__all__ = ["DataError", "ModelFileError", "NotFittedError", "JitterWarning",
+           "DegenerateOutputsWarning", "MtgpDeprecationWarning"]
 
 
 class DataError(ValueError):
     """Invalid user data (missing column, NaN, duplicate input, ...)."""
+
+
+class ModelFileError(ValueError):
+    """A saved model file cannot be read: missing, truncated, corrupt, of
+    another format or of another model class. The message names the file
+    and what is wrong."""
 
 
 class JitterWarning(UserWarning):
