@@ -1,5 +1,12 @@
-"""Small shared helpers of the Magma experiment scripts (output folder,
-markdown tables, machine description, data-driven initial hyper-parameters)."""
+"""Helpers shared by the benchmark scripts (Magma and multi-output experiments):
+output folder, command line, page header with the machine description,
+markdown tables, timing, data-driven initial hyper-parameters, and the
+watchdog that retries a hanging child process.
+
+Importing this module also makes a checkout usable without installing it:
+it puts the repository root first on ``sys.path``, selects matplotlib's
+non-interactive Agg backend, and imports ``mtgp`` (which sets float64 and the
+XLA flags before JAX starts)."""
 
 from __future__ import annotations
 
@@ -9,13 +16,21 @@ import shlex
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+
+matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "docs" / "results"
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+import mtgp  # noqa: E402,F401  (sets float64 and XLA flags before JAX starts)
+
+# Thread settings worth recording with the command that produced a page.
+THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def setup_jax_cache():
@@ -30,23 +45,53 @@ def setup_jax_cache():
 
 
 def out_dir(path=None) -> Path:
-    p = Path(path) if path is not None else RESULTS_DIR
+    """The output folder (``docs/results`` by default), created if missing."""
+    p = Path(path) if path else RESULTS_DIR
     p.mkdir(parents=True, exist_ok=True)
     return p
 
 
 def command_line() -> str:
-    """The command that is running, as a user would type it from the repository root."""
+    """The command that is running, as a user would type it from the repository
+    root, preceded by the thread settings of the environment."""
     script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT) if sys.argv and sys.argv[0] else "?"
-    return " ".join(["python", shlex.quote(script)] + [shlex.quote(a) for a in sys.argv[1:]])
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in THREAD_ENV_VARS if k in os.environ]
+    return " ".join(env + ["python", shlex.quote(script)] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 def machine() -> str:
     import jax
-    dev = ", ".join(sorted({d.platform for d in jax.devices()}))
+    platforms = sorted({d.platform for d in jax.devices()})
     return (f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores visible "
-            f"(shared with other jobs, so timings are noisy), JAX devices: {dev}; "
-            f"Python {platform.python_version()}, jax {jax.__version__}")
+            f"(shared with other jobs, so timings are noisy), JAX devices: {', '.join(platforms)}; "
+            f"Python {platform.python_version()}, jax {jax.__version__}"
+            + ("" if "gpu" in platforms or "cuda" in platforms else "; no GPU"))
+
+
+def page_header(title, cmd=None, quick=False, extra="", elapsed=None) -> str:
+    """Title, the command that produced the page (default: this process's,
+    see :func:`command_line`), date, machine, wall time (``elapsed`` seconds,
+    if given), a warning in quick mode, then ``extra``."""
+    return (f"# {title}\n\nProduced by\n\n```\n{cmd or command_line()}\n```\n\n"
+            f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {machine()}"
+            + (f"; {elapsed:.0f} s wall" if elapsed is not None else "") + "."
+            + (" **Quick mode: tiny numbers of repetitions, for CI only; not results.**" if quick else "")
+            + ("\n\n" + extra if extra else "") + "\n")
+
+
+def md_table(table, rows=None, floatfmt=".3f") -> str:
+    """Markdown table, either ``md_table(header, rows)``: a list of column
+    names and rows of cells written with ``str``; or ``md_table(df[, floatfmt])``:
+    a pandas DataFrame whose float cells are written with ``floatfmt``."""
+    if hasattr(table, "iterrows"):  # DataFrame: the second argument is the float format
+        fmt = floatfmt if rows is None else rows
+        header = table.columns
+        rows = ([format(v, fmt) if isinstance(v, float) else v for v in row.values] for _, row in table.iterrows())
+    else:
+        header = table
+    lines = ["| " + " | ".join(str(c) for c in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def mean_sd(x, digits=1) -> str:
@@ -56,20 +101,6 @@ def mean_sd(x, digits=1) -> str:
         return "-"
     sd = x.std(ddof=1) if x.size > 1 else 0.0
     return f"{x.mean():.{digits}f} ({sd:.{digits}f})"
-
-
-def md_table(header, rows) -> str:
-    """Markdown table from a header list and rows of strings."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def page_header(title, cmd, quick, extra="") -> str:
-    return (f"# {title}\n\nProduced by\n\n```\n{cmd}\n```\n\n"
-            f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {machine()}; no GPU."
-            + (" **Quick mode: tiny numbers of repetitions, for CI only; not results.**" if quick else "")
-            + ("\n\n" + extra if extra else "") + "\n")
 
 
 def init_values(y, inputs, prior_mean=0.0):
@@ -86,11 +117,15 @@ def init_values(y, inputs, prior_mean=0.0):
             "lengthscale": max((x.max() - x.min()) / 5.0, 1e-2), "noise": 0.05 * var}
 
 
-@contextmanager
-def timer(store, key):
-    t = time.perf_counter()
-    yield
-    store[key] = time.perf_counter() - t
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
 
 
 def quiet():

@@ -527,7 +527,7 @@ def exact_ll(it, C, S, lengthscale):
     """mtgp's eq. (4) on the training data at the given C, Sigma and kernel."""
     import jax.numpy as jnp
     from mtgp.kernels import SE
-    from mtgp.multioutput.predictive import mtgp_log_likelihood
+    from mtgp.multioutput import mtgp_log_likelihood
 
     k = SE(lengthscale=lengthscale) if it["kernel"] == "se" else mtgp_kernel(it)
     X = jnp.asarray(it["Xtr"])
@@ -598,7 +598,7 @@ def _run_mtgp(items, max_iter, repeat_first, calls):
                            cold=cold, repeat=r, n=len(it["Ytr"]), tasks=it["Ytr"].shape[1])
                 try:
                     with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", mtgp.multioutput.DegenerateOutputsWarning)
+                        warnings.simplefilter("ignore", mtgp.DegenerateOutputsWarning)
                         del calls[:]
                         t = time.perf_counter()
                         m_.fit(it["Xtr"], it["Ytr"])
@@ -683,7 +683,7 @@ def _ok(x):
 
 
 def report(df, evals, args, wall, peer_note, install_note, versions, uptimes, max_iter, names, n_splits, reps):
-    from _cool_common import header, md_table
+    from _common import md_table, page_header
     import pandas as pd
 
     main_rows = df[df.repeat == 0]
@@ -771,7 +771,7 @@ def report(df, evals, args, wall, peer_note, install_note, versions, uptimes, ma
         data_txt.append(f"Sec. 5.1 synthetic data (`make_data(R={SYN_R}, seed=10000+rep)` of cool_synthetic.py, "
                         f"{reps} repetition(s), 100 train / 100 test, T = 15, D = 20), linear kernel, Std-MT rank "
                         f"P = {SYN_P}")
-    md = [header("mtgp vs GPyTorch: exact multitask GPs (Std-MT / ICM, Sigma-MT)", wall),
+    md = [page_header("mtgp vs GPyTorch: exact multitask GPs (Std-MT / ICM, Sigma-MT)", quick=args.quick, elapsed=wall),
           f"Peer: {peer_note}." + (f" Installed: {install_note}." if install_note else ""),
           f"Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}.\n",
           (f"Threads: {THREADS} per library (`--threads`: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, "
@@ -918,7 +918,7 @@ def main(argv=None):
 
     os.environ.setdefault("MTGP_CACHE_DIR", "off")  # cold fits include compilation
     sys.path.insert(0, str(HERE))
-    from _cool_common import out_dir
+    from _common import out_dir
     import pandas as pd
 
     names = a.datasets if a.datasets is not None else (["slump"] if a.quick else MULAN_SETS)

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from _cool_common import header, md_table, out_dir
+from _common import md_table, out_dir, page_header
 
 from mtgp.datasets import MTR_DATASETS, load_mtr
 from mtgp.kernels import SE, Linear
@@ -132,7 +132,7 @@ def report(df, names, kernels, out, elapsed, max_iter=None, sources=None, note=N
     ftime = (df.groupby(["dataset", "kernel", "model"])["fit_s"].median().unstack("model")[models_order]
              .reset_index())
     budget = f"max_iter = {max_iter}" if max_iter else "as in the merged runs"
-    md = [header("Cool-MTGP, Sec. 5.3: Mulan multi-target regression", elapsed)]
+    md = [page_header("Cool-MTGP, Sec. 5.3: Mulan multi-target regression", elapsed=elapsed)]
     if sources:
         md.append("Merged from the raw rows of: " + ", ".join(f"`{s}`" for s in sources) + ".\n")
     if note:

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from _cool_common import Timer, header, md_table, out_dir
+from _common import Timer, md_table, out_dir, page_header
 
 import mtgp
 from mtgp.kernels import Linear
@@ -95,7 +95,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     warnings.simplefilter("ignore", JitterWarning)  # ground truth: low-rank Sigma needs jitter
     rows, frob, est_mats, timings, ranks = [], [], {}, [], {}
-    warnings.simplefilter("ignore", mtgp.multioutput.DegenerateOutputsWarning)  # reported on the page
+    warnings.simplefilter("ignore", mtgp.DegenerateOutputsWarning)  # reported on the page
     for R in Rs:
         for rep in range(reps):
             X, Y, C, S = make_data(R, seed=1000 * R + rep)
@@ -167,7 +167,7 @@ def main(argv=None):
              f"HCool-MT C and Sigma for permuted task orders, R = {R4}")
 
     elapsed = time.perf_counter() - t_start
-    md = [header("Cool-MTGP, Sec. 5.1: synthetic benchmark", elapsed),
+    md = [page_header("Cool-MTGP, Sec. 5.1: synthetic benchmark", quick=args.quick, elapsed=elapsed),
           f"T = {T}, {N_TRAIN} train / {N_TEST} test, D = {D}, linear kernel, {reps} repetition(s), "
           f"L-BFGS budget max_iter = {max_iter} for every model. Test MSE against the noisy test "
           "outputs, averaged over tasks (mean ± sd over repetitions).\n",

@@ -22,12 +22,13 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from _cool_common import Timer, header, md_table, out_dir
+from _common import Timer, md_table, out_dir, page_header
 
 from cool_synthetic import N_TEST, N_TRAIN, T, make_data
 
 from mtgp.kernels import Linear
-from mtgp.multioutput import CoolMTGP, DegenerateOutputsWarning, ICM, IndependentGPs, StructuredNoiseMTGP
+from mtgp import DegenerateOutputsWarning
+from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP
 
 
 def models(max_iter):
@@ -66,7 +67,8 @@ def main(argv=None):
            .apply(lambda d: pd.Series({"first fit (s)": d.fit_s.iloc[0], "warm fit (s)": d.fit_s.iloc[1:].median(),
                                        "warm predict (ms)": 1e3 * d.predict_s.iloc[1:].median()}),
                   include_groups=False).reset_index())
-    parts = [header("Multi-output models: fit and predict times (T = 15, N = 100 + 100)", 0.0),
+    parts = [page_header("Multi-output models: fit and predict times (T = 15, N = 100 + 100)", quick=args.quick,
+                         elapsed=0.0),
              f"Sec. 5.1 data (`cool_synthetic.make_data(R=10)`), linear kernel, L-BFGS budget {max_iter}; "
              f"first fit of each model in this process, then the median of {warm} fit(s) on other data sets "
              f"of the same shapes. Predict: means and T x T covariances at {N_TEST} test points.\n",
@@ -89,7 +91,8 @@ def main(argv=None):
         parts += ["\n## Cool-MTGP fit time against N (T = 15, D = 20, linear kernel)\n",
                   md_table(pd.DataFrame(sweep), ".2f")]
     load = os.getloadavg()[0]
-    parts[0] = header("Multi-output models: fit and predict times (T = 15, N = 100 + 100)", time.perf_counter() - t0)
+    parts[0] = page_header("Multi-output models: fit and predict times (T = 15, N = 100 + 100)", quick=args.quick,
+                           elapsed=time.perf_counter() - t0)
     parts.insert(1, f"Load average at the end: {load:.1f} (2-core machine: above ~1 other work competed).\n")
     text = "\n".join(parts)
     (out / "cool_timing.md").write_text(text + "\n")

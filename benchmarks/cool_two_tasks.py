@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from _cool_common import header, md_table, out_dir
+from _common import md_table, out_dir, page_header
 
 from mtgp.kernels import SE
 from mtgp.multioutput import CoolMTGP, ICM
@@ -107,7 +107,8 @@ def main(argv=None):
         f.savefig(out / name, dpi=110)
         plt.close(f)
     df = pd.DataFrame(rows)
-    md = [header("Cool-MTGP, Sec. 5.2: two-task cos/sin predictive", time.perf_counter() - t0),
+    md = [page_header("Cool-MTGP, Sec. 5.2: two-task cos/sin predictive", quick=args.quick,
+                      elapsed=time.perf_counter() - t0),
           f"{n} training points in two clusters (x in (0.05, 0.3) and (0.6, 0.85)), 500 test points "
           "uniform on (0, 1), SE kernel, true noise Sigma = [[0.1, 0.05], [0.05, 0.1]] (correlation 0.5). "
           "Predictives of new observations (noise included). Ellipses: 50% and 90% regions; dashed: the "

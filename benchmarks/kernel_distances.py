@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from _cool_common import header, md_table, out_dir
+from _common import md_table, out_dir, page_header
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +73,8 @@ def main(argv=None):
     df = pd.DataFrame(rows)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     text = "\n".join([
-        header("Stationary kernels: pairwise vs matrix-product squared distances", time.perf_counter() - t0),
+        page_header("Stationary kernels: pairwise vs matrix-product squared distances", quick=args.quick,
+                    elapsed=time.perf_counter() - t0),
         f"SE kernel, value and gradient of sum(k(X, X)) in the log-lengthscale, jitted, best of 5 "
         f"(load average {load:.1f} at the end). Inputs N(0, 1). `max_abs_diff`: largest difference "
         f"of the two kernel matrices. mtgp switches at D >= {GRAM_MIN_DIM}.\n",

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _common as C  # noqa: E402
 
 import mtgp  # noqa: E402
-from mtgp.gpfda import GPFDA  # noqa: E402
+from mtgp import GPFDA  # noqa: E402
 from mtgp.kernels import SE  # noqa: E402
 
 N_POINTS, N_TEST = 30, 10

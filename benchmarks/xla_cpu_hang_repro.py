@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 import mtgp
-from mtgp import _magma_core as core
+from mtgp.magma import numerics as core
 from mtgp.data import bucket_individuals, pooled_grid, to_individuals
 from mtgp.kernels import SE
 

@@ -51,6 +51,8 @@ def read_model(path, fmt: str) -> Tuple[dict, Dict[str, np.ndarray]]:
     path = model_path(path)
     if not os.path.exists(path):
         raise ModelFileError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not an .npz archive (not a model saved by mtgp, or truncated)")
     try:
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
