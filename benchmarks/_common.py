@@ -5,8 +5,9 @@ watchdog that retries a hanging child process.
 
 Importing this module also makes a checkout usable without installing it:
 it puts the repository root first on ``sys.path``, selects matplotlib's
-non-interactive Agg backend, and imports ``mtgp`` (which sets float64 and the
-XLA flags before JAX starts)."""
+non-interactive Agg backend, imports ``mtgp`` and enables JAX's float64
+globally for the script (``import mtgp`` itself changes no global setting;
+the scripts also compute with ``jax.numpy`` directly)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "docs" / "results"
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-import mtgp  # noqa: E402,F401  (sets float64 and XLA flags before JAX starts)
+import jax  # noqa: E402
+
+import mtgp  # noqa: E402,F401
+
+jax.config.update("jax_enable_x64", True)
 
 # Thread settings worth recording with the command that produced a page.
 THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
