@@ -5,8 +5,8 @@ watchdog that retries a hanging child process.
 
 Importing this module also makes a checkout usable without installing it:
 it puts the repository root first on ``sys.path``, selects matplotlib's
-non-interactive Agg backend, imports ``mtgp`` and enables JAX's float64
-globally for the script (``import mtgp`` itself changes no global setting;
+non-interactive Agg backend, imports ``mtgp``, enables JAX's float64 and
+mtgp's opt-in XLA CPU flags for the script (``import mtgp`` itself changes no global setting;
 the scripts also compute with ``jax.numpy`` directly)."""
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ import jax  # noqa: E402
 import mtgp  # noqa: E402,F401
 
 jax.config.update("jax_enable_x64", True)
+# the XLA CPU flags mtgp < 0.2 set at import: same rounding as the pages
+# written before (single-threaded Eigen), no hang on jax 0.10
+mtgp.config.set_xla_cpu_flags()
 
 # Thread settings worth recording with the command that produced a page.
 THREAD_ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

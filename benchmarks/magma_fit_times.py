@@ -12,6 +12,10 @@ import warnings
 import numpy as np
 
 import mtgp
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)  # the script computes with jax.numpy too
+mtgp.config.set_xla_cpu_flags()  # as benchmarks/_common.py
 from mtgp.kernels import SE
 
 

@@ -31,6 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import mtgp  # noqa: E402
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)  # the script computes with jax.numpy too
+mtgp.config.set_xla_cpu_flags()  # as benchmarks/_common.py
 from mtgp.metrics import mse  # noqa: E402
 
 

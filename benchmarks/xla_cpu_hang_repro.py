@@ -27,6 +27,10 @@ import jax
 import jax.numpy as jnp
 
 import mtgp
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)  # the script computes with jax.numpy too
+mtgp.config.set_xla_cpu_flags()  # as benchmarks/_common.py
 from mtgp.magma import numerics as core
 from mtgp.data import bucket_individuals, pooled_grid, to_individuals
 from mtgp.kernels import SE

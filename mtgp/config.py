@@ -156,20 +156,26 @@ def enable_compilation_cache(path: Optional[str] = None, min_compile_time_secs: 
     return path
 
 
-#: XLA CPU flag that :func:`set_xla_cpu_flags` adds (opt-in):
-#: with the default concurrency-optimised scheduler, programs holding several
-#: independent batched blocks (Magma's size buckets) were seen to hang forever
-#: in XLA's CPU thunk executor (jax 0.10, all threads idle on a futex), 3 runs
-#: out of 3; with it off, 0 hangs in repeated runs, and no slowdown measured.
-SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+#: XLA CPU flags that :func:`set_xla_cpu_flags` adds (opt-in; mtgp < 0.2
+#: set both at import): the scheduler flag against a hang seen with jax 0.10
+#: (programs holding several independent batched blocks waited forever in
+#: XLA's CPU thunk executor), and single-threaded Eigen inside XLA:CPU (no
+#: blocking waits on the intra-op pool). Eigen's threading also changes the
+#: rounding of large products: the benchmarks' quick modes set both so that
+#: their numbers are comparable across versions of mtgp.
+XLA_CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",
+                 "--xla_cpu_multi_thread_eigen=false")
 
 
 def set_xla_cpu_flags() -> None:
-    """Opt-in: add :data:`SCHEDULER_FLAG` to ``XLA_FLAGS`` (read when JAX's
-    CPU backend starts, i.e. before the first computation; ``mtgp`` never
-    calls this at import). ``MTGP_XLA_FLAGS=off`` disables."""
+    """Opt-in: add :data:`XLA_CPU_FLAGS` to ``XLA_FLAGS`` (each unless
+    ``XLA_FLAGS`` already names it). XLA reads them when JAX's CPU backend
+    starts, i.e. before the first computation; ``import mtgp`` never calls
+    this. ``MTGP_XLA_FLAGS=off`` disables."""
     if os.environ.get("MTGP_XLA_FLAGS", "").strip().lower() in _DISABLED - {""}:
         return
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_enable_concurrency_optimized_scheduler" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " " + SCHEDULER_FLAG).strip()
+    for flag in XLA_CPU_FLAGS:
+        if flag.split("=")[0] not in flags:
+            flags = (flags + " " + flag).strip()
+    os.environ["XLA_FLAGS"] = flags
