@@ -75,6 +75,17 @@ def best_of_starts(run, x0, n_init, random_state):
     return outs[best][1], best
 
 
+def minimize_from_starts(key, objective, x0, args, max_iter, tol, n_init, random_state):
+    """:func:`minimize` from each of :func:`best_of_starts`'s starts; returns
+    ``(result kept, its start index, its fit_info_ entries)``."""
+    def run(start):
+        res = minimize(key, objective, start, args, int(max_iter), float(tol))
+        return float(res.value), res
+
+    res, best = best_of_starts(run, x0, n_init, random_state)
+    return res, best, dict(run_info(res, max_iter), best_start=best)
+
+
 def store_params(est, params: dict) -> None:
     """Store constructor arguments as given (``__init__(**locals())``)."""
     for name, value in params.items():
@@ -377,6 +388,12 @@ class MultiOutputGP(Estimator):
         return model
 
     # ---- helpers for subclasses ------------------------------------------
+    def _start(self, X, Y):
+        """(kernel, its fixed-scale mask, its log parameters, b0, sigma0^2)."""
+        kernel = self._kernel_struct
+        b0, s20 = self._init_scales(kernel, X, Y)
+        return kernel, kernel.scale_mask(), kernel.init_params(), b0, s20
+
     @staticmethod
     def _init_scales(kernel, X, Y):
         """Heuristic starting values: half of each output's variance to

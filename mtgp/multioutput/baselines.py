@@ -32,7 +32,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..linalg import cho_solve, cholesky, gaussian_logpdf, report_jitter, safe_cholesky, tri_solve
 from ..compile import cached_jit
-from .base import MultiOutputGP, apply_mask, best_of_starts, minimize, run_info, store_params
+from .base import MultiOutputGP, apply_mask, minimize_from_starts, store_params
 from .algebra import mtgp_log_likelihood
 
 __all__ = ["IndependentGPs", "ICM", "StructuredNoiseMTGP"]
@@ -51,13 +51,9 @@ class _JointMTGP(MultiOutputGP):
         raise NotImplementedError
 
     def _fit_core(self, X, Y):
-        kernel = self._kernel_struct
-        N, T = Y.shape
-        mask = kernel.scale_mask()
-        theta0 = kernel.init_params()
-        b0, s20 = self._init_scales(kernel, X, Y)
+        kernel, mask, theta0, b0, s20 = self._start(X, Y)
         rng = np.random.default_rng(self.random_state)
-        extra0, covs = self._structure(T, b0, s20, rng)
+        extra0, covs = self._structure(Y.shape[1], b0, s20, rng)
         x0 = {"kernel": theta0, **extra0}
         floor_value = float(getattr(self, "min_noise_variance", 0.0))
         if not (np.isfinite(floor_value) and floor_value >= 0.0):
@@ -71,20 +67,15 @@ class _JointMTGP(MultiOutputGP):
             return -mtgp_log_likelihood(K, C, S + jnp.diag(floor), Y) / (Y.shape[0] * Y.shape[1])
 
         key = (type(self).__name__, self._key(), kernel.structure())
-        args = (theta0, jnp.asarray(X), jnp.asarray(Y), floor)
-
-        def run(start):
-            res = minimize(key, obj, start, args, int(self.max_iter), float(self.tol))
-            return float(res.value), res
-
-        res, best = best_of_starts(run, x0, self.n_init, self.random_state)
+        res, best, info = minimize_from_starts(key, obj, x0, (theta0, jnp.asarray(X), jnp.asarray(Y), floor),
+                                               self.max_iter, self.tol, self.n_init, self.random_state)
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
         C, S = covs(p)
         self._C, self._Sigma = np.asarray(C), np.asarray(S + jnp.diag(floor))
         self.params_ = jax.tree_util.tree_map(np.asarray, p)
         self.n_iter_ = int(res.n_iter)
-        return dict(run_info(res, self.max_iter), best_start=best)
+        return info
 
 
 def _chol_from(off, logdiag):
@@ -206,11 +197,8 @@ class IndependentGPs(MultiOutputGP):
         store_params(self, locals())
 
     def _fit_core(self, X, Y):
-        kernel = self._kernel_struct
-        N, T = Y.shape
-        mask = kernel.scale_mask()
-        theta0 = kernel.init_params()
-        b0, s20 = self._init_scales(kernel, X, Y)
+        kernel, mask, theta0, b0, s20 = self._start(X, Y)
+
         def obj(p, theta0, X, y):
             theta = apply_mask(mask, p["kernel"], theta0)
             K = jnp.exp(p["log_b"]) * kernel.evaluate(theta, X, X)
@@ -220,17 +208,12 @@ class IndependentGPs(MultiOutputGP):
         key = ("IndependentGPs", kernel.structure())
         Xj = jnp.asarray(X)
         self._thetas, bs, s2s, its, infos = [], [], [], [], []
-        for t in range(T):  # same budget per output as one joint fit
+        for t in range(Y.shape[1]):  # same budget per output as one joint fit
             x0 = {"kernel": theta0, "log_b": jnp.log(b0[t]), "log_s2": jnp.log(s20[t])}
-            args = (theta0, Xj, jnp.asarray(Y[:, t]))
-
-            def run(start):
-                res = minimize(key, obj, start, args, int(self.max_iter), float(self.tol))
-                return float(res.value), res
-
             seed = None if self.random_state is None else [int(self.random_state), t]
-            res, best = best_of_starts(run, x0, self.n_init, seed)
-            infos.append(dict(run_info(res, self.max_iter), best_start=best))
+            res, _, info = minimize_from_starts(key, obj, x0, (theta0, Xj, jnp.asarray(Y[:, t])), self.max_iter,
+                                                self.tol, self.n_init, seed)
+            infos.append(info)
             p = res.params
             self._thetas.append(apply_mask(mask, p["kernel"], theta0))
             bs.append(float(jnp.exp(p["log_b"])))
