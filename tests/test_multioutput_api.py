@@ -1,4 +1,4 @@
-"""Bad inputs, scikit-learn integration and task-order handling."""
+"""Bad inputs, scikit-learn integration and output-order handling."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +7,7 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 
 import mtgp
-from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP, task_order_sensitivity
+from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP, output_order_sensitivity
 from mtgp.exceptions import DataError
 
 
@@ -51,12 +51,12 @@ def test_bad_inputs(data, bad, match):
 
 def test_linearly_dependent_outputs_warn(data):
     """An output that is an exact combination of others makes eq. (4)
-    unbounded (Sigma singular along it): the fit says so, naming the tasks."""
+    unbounded (Sigma singular along it): the fit says so, naming the outputs."""
     from mtgp import DegenerateOutputsWarning
 
     X, Y = data
     Yd = pd.DataFrame(np.column_stack([Y, Y[:, 0] - 2.0 * Y[:, 1]]), columns=["a", "b", "c", "d"])
-    with pytest.warns(DegenerateOutputsWarning, match=r"rank 3 < 4 tasks.*'d'"):
+    with pytest.warns(DegenerateOutputsWarning, match=r"rank 3 < 4 outputs.*'d'"):
         StructuredNoiseMTGP(max_iter=3).fit(X, Yd)
     import warnings
 
@@ -65,21 +65,58 @@ def test_linearly_dependent_outputs_warn(data):
         StructuredNoiseMTGP(max_iter=3).fit(X, Y)  # full rank: silent
 
 
+def _fitted_with_noise(Sigma, seed=2):
+    """A fitted StructuredNoiseMTGP (1 iteration, so whatever the optimiser
+    does) whose fitted noise covariance is then set to ``Sigma``: the
+    warning is a property of the fitted Sigma, not of the optimiser path."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(30, 2))
+    Y = rng.normal(size=(30, Sigma.shape[0]))
+    m = StructuredNoiseMTGP(mtgp.kernels.Linear(), max_iter=1).fit(X, Y)
+    m.noise_covariance_ = np.asarray(Sigma, dtype=float)
+    return m
+
+
 def test_singular_fitted_noise_warns():
-    """Full-rank outputs whose residuals off a linear kernel's range (D = 3 <
-    N) span 2 of 4 task dimensions: eq. (4) is unbounded as Sigma becomes
-    singular along the other two, and Sigma-MT (rank 2) follows it."""
+    """The DegenerateOutputsWarning fires exactly when the fitted noise
+    covariance is numerically singular (smallest / largest eigenvalue below
+    1e-10), deterministically: checked on fitted states with a chosen Sigma,
+    and on a fit with a noise floor (never singular, so silent)."""
+    import warnings
+
     from mtgp import DegenerateOutputsWarning
 
+    rng = np.random.default_rng(0)
+    V = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    for ev, singular in [([1.0, 1e-3, 0.5, 2.0], False), ([1.0, 1e-9, 0.5, 2.0], False),
+                         ([1.0, 1e-12, 0.5, 2.0], True), ([1.0, 0.0, 0.5, 2.0], True),
+                         ([1.0, -1e-14, 0.5, 2.0], True)]:
+        m = _fitted_with_noise((V * ev) @ V.T)
+        assert (np.linalg.eigvalsh(m.noise_covariance_)[0] / 2.0 < 1e-10) == singular
+        if singular:
+            with pytest.warns(DegenerateOutputsWarning, match="noise covariance is numerically singular"):
+                m._warn_if_singular_noise()
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DegenerateOutputsWarning)
+                m._warn_if_singular_noise()
+    # fit itself runs the check on its fitted Sigma: a model whose fitted
+    # Sigma is made singular (rank T - 1, checked) warns from fit
+    class SingularNoise(StructuredNoiseMTGP):
+        def _fit_core(self, X, Y):
+            info = super()._fit_core(X, Y)
+            w, U = np.linalg.eigh(self._Sigma)
+            self._Sigma = (U[:, 1:] * w[1:]) @ U[:, 1:].T
+            assert np.linalg.matrix_rank(self._Sigma) == Y.shape[1] - 1
+            return info
+
+    Xs, Ys = np.random.default_rng(1).normal(size=(30, 2)), np.random.default_rng(3).normal(size=(30, 3))
+    with pytest.warns(DegenerateOutputsWarning, match="noise covariance is numerically singular"):
+        SingularNoise(max_iter=2).fit(Xs, Ys)
     rng = np.random.default_rng(2)
     X = rng.normal(size=(60, 3))
     Y = X @ rng.normal(size=(3, 4)) + rng.normal(size=(60, 2)) @ rng.normal(size=(2, 4))
-    assert np.linalg.matrix_rank(Y) == 4
-    with pytest.warns(DegenerateOutputsWarning, match="noise covariance is numerically singular"):
-        StructuredNoiseMTGP(mtgp.kernels.Linear(), rank=2, max_iter=200).fit(X, Y)
     # a noise floor keeps Sigma positive definite: no warning, floor respected
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error", DegenerateOutputsWarning)
         m = StructuredNoiseMTGP(mtgp.kernels.Linear(), rank=2, max_iter=200, min_noise_variance=1e-4).fit(X, Y)
@@ -93,7 +130,7 @@ def test_dataframes_and_predict_errors(data):
     Xd = pd.DataFrame(X, columns=["u", "v"])
     Yd = pd.DataFrame(Y, columns=["a", "b", "c"])
     m = CoolMTGP(method="approximate", max_iter=30).fit(Xd, Yd)
-    assert m.task_names_ == ["a", "b", "c"]
+    assert m.output_names_ == ["a", "b", "c"]
     pred = m.predict(Xd.iloc[:3])
     assert list(pred.to_frame().columns[:3]) == ["a", "b", "c"]
     assert np.asarray(pred).shape == (3, 3)
@@ -120,20 +157,20 @@ def test_sklearn_clone_and_cross_val(data, est):
     assert np.all(mse < 0)
 
 
-def test_task_order_options(data):
+def test_output_order_options(data):
     X, Y = data
     base = CoolMTGP(method="approximate", max_iter=15)
     m0 = clone(base).fit(X, Y)
-    mp = clone(base).set_params(task_order=[2, 0, 1]).fit(X, Y)
-    assert list(mp.task_order_) == [2, 0, 1]
+    mp = clone(base).set_params(output_order=[2, 0, 1]).fit(X, Y)
+    assert list(mp.output_order_) == [2, 0, 1]
     # reported in the original task order: close to the given-order fit
-    assert np.linalg.norm(mp.task_covariance_ - m0.task_covariance_) / np.linalg.norm(m0.task_covariance_) < 0.5
-    best = clone(base).set_params(task_order="best", n_orders=2).fit(X, Y)
+    assert np.linalg.norm(mp.output_covariance_ - m0.output_covariance_) / np.linalg.norm(m0.output_covariance_) < 0.5
+    best = clone(base).set_params(output_order="best", n_orders=2).fit(X, Y)
     lls = [r["log_likelihood"] for r in best.order_results_]
     assert np.isclose(best.log_marginal_likelihood_, max(lls))
-    avg = clone(base).set_params(task_order="average", n_orders=2).fit(X, Y)
-    np.testing.assert_allclose(avg.task_covariance_, np.mean([r["C"] for r in avg.order_results_], axis=0))
+    avg = clone(base).set_params(output_order="average", n_orders=2).fit(X, Y)
+    np.testing.assert_allclose(avg.output_covariance_, np.mean([r["C"] for r in avg.order_results_], axis=0))
     with pytest.raises(ValueError, match="permutation"):
-        clone(base).set_params(task_order=[0, 0, 1]).fit(X, Y)
-    out = task_order_sensitivity(base, X, Y, n_permutations=2, X_test=X[:5])
+        clone(base).set_params(output_order=[0, 0, 1]).fit(X, Y)
+    out = output_order_sensitivity(base, X, Y, n_permutations=2, X_test=X[:5])
     assert len(out["table"]) == 3 and out["table"]["rel_frob_C"].iloc[0] == 0.0

@@ -1,7 +1,7 @@
 """Oracle tests of the multi-output family: exact eigen likelihood and
 predictive vs the dense (C (x) K + Sigma (x) I) formulas, Cool-MTGP's
 recovery recursions (Alg. 3) on hand-checkable cases, eqs. 21/26 vs dense
-per-task Gaussians, and the MAP weights of eq. 18 vs the primal eq. 16."""
+per-output Gaussians, and the MAP weights of eq. 18 vs the primal eq. 16."""
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +14,7 @@ from mtgp.testing import dense_log_likelihood, dense_predict
 from mtgp.multioutput import (
     CoolMTGP, EigenPredictor, ICM, IndependentGPs, StructuredNoiseMTGP,
     mtgp_log_likelihood, noise_covariance_recursion, recover_noise_covariance,
-    recover_task_covariance,
+    recover_output_covariance,
 )
 
 
@@ -80,7 +80,7 @@ def test_noise_recursion_hand_checked_and_closed_form():
     np.testing.assert_allclose(recover_noise_covariance(W5, s2), noise_covariance_recursion(W5, s2), atol=1e-12)
 
 
-def test_task_covariance_recovery_hand_checked():
+def test_output_covariance_recovery_hand_checked():
     # T = 2: B = [[1, 0], [w, 1]], Btt = [[b1, r], [r, b2]] with r = sqrt(b1 b2) cos
     w, b1, b2 = -0.4, 1.5, 0.8
     K = np.array([[2.0, 0.5], [0.5, 1.0]])
@@ -88,11 +88,11 @@ def test_task_covariance_recovery_hand_checked():
     cos = (alpha[0] @ K @ alpha[1]) / np.sqrt((alpha[0] @ K @ alpha[0]) * (alpha[1] @ K @ alpha[1]))
     r = np.sqrt(b1 * b2) * cos
     expected = np.array([[b1, w * b1 + r], [w * b1 + r, w * w * b1 + 2 * w * r + b2]])
-    C = recover_task_covariance(np.array([[0.0, 0.0], [w, 0.0]]), [b1, b2], alpha, K)
+    C = recover_output_covariance(np.array([[0.0, 0.0], [w, 0.0]]), [b1, b2], alpha, K)
     np.testing.assert_allclose(C, expected, atol=1e-12)
     # identical duals: perfect correlation; orthogonal (in K): diag(b)
-    assert np.isclose(recover_task_covariance(np.zeros((2, 2)), [1, 4], np.ones((2, 2)), np.eye(2))[0, 1], 2.0)
-    assert np.isclose(recover_task_covariance(np.zeros((2, 2)), [1, 4], np.eye(2), np.eye(2))[0, 1], 0.0)
+    assert np.isclose(recover_output_covariance(np.zeros((2, 2)), [1, 4], np.ones((2, 2)), np.eye(2))[0, 1], 2.0)
+    assert np.isclose(recover_output_covariance(np.zeros((2, 2)), [1, 4], np.eye(2), np.eye(2))[0, 1], 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def fitted(small_data):
 def _dense_cool(model, X, Y, method):
     """Eqs. (21) / (26) term by term with scipy, from the fitted quantities."""
     K = np.asarray(model.kernel_(X, X))
-    W = model.previous_task_weights_
+    W = model.previous_output_weights_
     total = 0.0
     for t in range(Y.shape[1]):
         Yp = Y[:, :t]
@@ -135,7 +135,7 @@ def test_cool_objectives_match_dense(fitted, small_data, method):
 @pytest.mark.parametrize("kernel", [mtgp.kernels.SE(lengthscale=1.3), mtgp.kernels.Linear(0.7)])
 def test_eigen_conditional_likelihoods_match_cholesky_forms(kernel):
     """Eqs. (21) and (26) through one eigh of K (Woodbury in the rotated
-    basis, analytic VJP) equal the one-Cholesky-per-task forms, values and
+    basis, analytic VJP) equal the one-Cholesky-per-output forms, values and
     gradients in K, b, sigma^2, Y (and W_y), also for a singular K (linear
     kernel, D = 2 < N: repeated zero eigenvalues)."""
     from mtgp.multioutput import cool
@@ -173,7 +173,7 @@ def test_map_weights_dual_eq18_equals_primal_eq16(fitted, small_data):
         prior = np.diag(np.r_[np.full(D, b * v), np.ones(t)])
         A = Z.T @ Z / s2 + np.linalg.inv(prior)
         w = np.linalg.solve(A, Z.T @ Y[:, t]) / s2
-        np.testing.assert_allclose(m.previous_task_weights_[t, :t], w[D:], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(m.previous_output_weights_[t, :t], w[D:], rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("method", ["hierarchical", "approximate"])
@@ -185,7 +185,7 @@ def test_model_predict_equals_dense_formula(small_data, method):
     pred = m.predict(Xs, full_cov=True)
     k = m.kernel_
     mu, sd = Y.mean(0), Y.std(0)
-    C, S = m.task_covariance_, m.noise_covariance_
+    C, S = m.output_covariance_, m.noise_covariance_
     # on the data scale: mean offset + dense eq. (5) with the reported C and Sigma
     mean, joint = dense_predict(k(X, X), k(Xs, X), k(Xs, Xs), C, S, Y - mu)
     np.testing.assert_allclose(pred.mean, mean + mu, atol=1e-8)
@@ -203,7 +203,7 @@ def test_normalize_y_reports_data_scale(small_data):
     X, Y = small_data
     m1 = CoolMTGP(mtgp.kernels.Linear(), normalize_y=True, max_iter=60).fit(X, Y)
     m2 = CoolMTGP(mtgp.kernels.Linear(), normalize_y=True, max_iter=60).fit(X, 10 * Y + 1)
-    np.testing.assert_allclose(m2.task_covariance_, 100 * m1.task_covariance_, rtol=1e-5)
+    np.testing.assert_allclose(m2.output_covariance_, 100 * m1.output_covariance_, rtol=1e-5)
     np.testing.assert_allclose(m2.noise_covariance_, 100 * m1.noise_covariance_, rtol=1e-5)
     np.testing.assert_allclose(m2.predict(X[:4]).mean, 10 * m1.predict(X[:4]).mean + 1, rtol=1e-5, atol=1e-6)
 
@@ -214,7 +214,7 @@ def test_joint_baselines_predict_and_likelihood_dense(small_data, cls, kw):
     X, Y = small_data
     m = cls(mtgp.kernels.Linear(), max_iter=60, **kw).fit(X, Y)
     k = m.kernel_
-    C, S = m.task_covariance_, m.noise_covariance_
+    C, S = m.output_covariance_, m.noise_covariance_
     np.testing.assert_allclose(m.log_marginal_likelihood_, dense_log_likelihood(k(X, X), C, S, Y), rtol=1e-9)
     mean, joint = dense_predict(k(X, X), k(X[:4], X), k(X[:4], X[:4]), C, S, Y)
     pred = m.predict(X[:4], full_cov=True)
@@ -233,7 +233,7 @@ def test_independent_gps_are_single_output_gps(small_data):
     full = m.predict(X[:4], full_cov=True, include_noise=True)
     ll = 0.0
     for t, k in enumerate(m.kernel_):
-        b, s2 = m.task_covariance_[t, t], m.noise_covariance_[t, t]
+        b, s2 = m.output_covariance_[t, t], m.noise_covariance_[t, t]
         K = b * np.asarray(k(X, X)) + s2 * np.eye(len(X))
         Ks = b * np.asarray(k(X[:4], X))
         np.testing.assert_allclose(pred.mean[:, t], Ks @ np.linalg.solve(K, Y[:, t]), atol=1e-8)
@@ -251,7 +251,7 @@ def test_recovery_moderate_n():
     X, Y, C, S, W = _synthetic(600, 3, 60, seed=5)
     m = CoolMTGP(mtgp.kernels.Linear(), method="approximate", max_iter=100).fit(X, Y)
     C_emp = W.T @ W / W.shape[0]
-    assert np.linalg.norm(m.task_covariance_ - C_emp) / np.linalg.norm(C_emp) < 0.25
+    assert np.linalg.norm(m.output_covariance_ - C_emp) / np.linalg.norm(C_emp) < 0.25
     assert np.linalg.norm(m.noise_covariance_ - S) / np.linalg.norm(S) < 0.2
 
 
@@ -265,5 +265,5 @@ def test_recovery_large_n(method):
     X, Y, C, S, W = _synthetic(1500, 4, 150, seed=11)
     m = CoolMTGP(mtgp.kernels.Linear(), method=method, max_iter=150).fit(X, Y)
     C_emp = W.T @ W / W.shape[0]
-    assert np.linalg.norm(m.task_covariance_ - C_emp) / np.linalg.norm(C_emp) < 0.1
+    assert np.linalg.norm(m.output_covariance_ - C_emp) / np.linalg.norm(C_emp) < 0.1
     assert np.linalg.norm(m.noise_covariance_ - S) / np.linalg.norm(S) < 0.1

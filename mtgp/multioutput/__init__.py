@@ -1,10 +1,11 @@
-"""Multi-output GPs for T outputs observed at the same N inputs.
+"""Multi-output GPs for T outputs observed at the same N inputs (an output is
+a column of Y, the Cool-MTGP paper's "task").
 
 * :class:`CoolMTGP` (García-Hinde et al. 2022), hierarchical or approximate;
 * baselines :class:`IndependentGPs`, :class:`ICM` (Std-MT) and
   :class:`StructuredNoiseMTGP` (Sigma-MT);
 * the exact eigendecomposition predictive / likelihood of
-  ``vec(Y) ~ N(0, C (x) K + Sigma (x) I)`` (task-major ``vec``).
+  ``vec(Y) ~ N(0, C (x) K + Sigma (x) I)`` (output-major ``vec``).
 """
 
 from .baselines import ICM, IndependentGPs, StructuredNoiseMTGP
@@ -16,6 +17,8 @@ from .cool import (
     map_previous_weights,
     noise_covariance_recursion,
     recover_noise_covariance,
+    output_order_sensitivity,
+    recover_output_covariance,
     recover_task_covariance,
     task_order_sensitivity,
 )
@@ -25,5 +28,6 @@ __all__ = [
     "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP",
     "EigenPredictor", "mtgp_log_likelihood", "approximate_log_likelihood",
     "hierarchical_log_likelihood", "map_previous_weights", "recover_noise_covariance",
-    "noise_covariance_recursion", "recover_task_covariance", "task_order_sensitivity",
+    "noise_covariance_recursion", "recover_output_covariance", "output_order_sensitivity",
+    "recover_task_covariance", "task_order_sensitivity",
 ]

@@ -1,9 +1,9 @@
-"""The multi-task GP joint model and its exact predictive, through
+"""The multi-output GP joint model and its exact predictive, through
 eigendecompositions (García-Hinde et al. 2022, eqs. 4-5).
 
 Model: ``vec(Y) ~ N(0, C (x) K + Sigma (x) I_N)`` for ``Y`` (N, T), with
-``vec`` the **task-major** (column-stacking) vectorisation: entry ``t * N + i``
-of ``vec(Y)`` is ``Y[i, t]`` (task t, point i). This is the ordering in which
+``vec`` the **output-major** (column-stacking) vectorisation: entry ``t * N + i``
+of ``vec(Y)`` is ``Y[i, t]`` (output t, point i; the paper's "task"). This is the ordering in which
 ``C (x) K`` is written; the joint predictive with ``full_cov=True`` uses the
 same ordering over the test points (entry ``t * n + j``).
 
@@ -38,7 +38,7 @@ __all__ = [
 
 
 def vec(Y):
-    """Task-major vectorisation of (N, T) ``Y``: ``[Y[:, 0]; Y[:, 1]; ...]``."""
+    """Output-major vectorisation of (N, T) ``Y``: ``[Y[:, 0]; Y[:, 1]; ...]``."""
     return jnp.asarray(Y).T.reshape(-1)
 
 
@@ -121,7 +121,7 @@ class EigenPredictor:
     """Exact eq. (5) predictive for given C, Sigma and training kernel matrix.
 
     Factorises once in O(N^3 + T^3); then the mean costs O(n N T), the per-point
-    task covariances O(n N T + n T^2) and the joint one O(n^2 N T + n^2 T^2).
+    output covariances O(n N T + n T^2) and the joint one O(n^2 N T + n^2 T^2).
     A numerically singular ``Sigma`` (e.g. low rank) gets the smallest
     diagonal jitter that makes it factorisable, with a ``JitterWarning``.
     """

@@ -1,28 +1,39 @@
 """Common machinery of the multi-output estimators (shared inputs, T outputs).
 
+Glossary: a column of Y is an *output* (the Cool-MTGP paper calls it a
+"task"); C is the output covariance and Sigma the noise covariance of the
+joint model ``vec(Y) ~ N(0, C (x) K + Sigma (x) I)`` (eq. 4).
+
 All four estimators (:class:`~mtgp.multioutput.CoolMTGP`,
 :class:`~mtgp.multioutput.IndependentGPs`, :class:`~mtgp.multioutput.ICM`,
 :class:`~mtgp.multioutput.StructuredNoiseMTGP`) are scikit-learn estimators:
-constructor arguments are stored as given, everything learnt ends in ``_``.
-They share one optimiser (:func:`minimize`, L-BFGS, budget ``max_iter``
-iterations, gradient tolerance ``tol`` on the per-observation negative
-log-likelihood) and one exact predictive (:class:`EigenPredictor`, eq. 5).
+constructor arguments are stored as given, everything learnt ends in ``_``,
+``fit_info_`` (set last by ``fit``) is what "fitted" means. They share one
+optimiser (:func:`minimize`, L-BFGS, budget ``max_iter`` iterations,
+gradient tolerance ``tol`` on the per-observation negative log-likelihood),
+one several-start rule (:func:`best_of_starts`: ``n_init`` starts from
+:func:`mtgp.optim.perturbed_starts`, the best objective kept), one exact
+predictive (:class:`EigenPredictor`, eq. 5) and one file format
+(``save`` / ``load`` through :mod:`mtgp.io`).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from .. import config
 from .. import kernels as _k
+from .._deprecation import renamed_attribute
+from ..base import Estimator
 from ..distributions import MultiOutputPrediction
-from ..base import Estimator, check_is_fitted
-from ..exceptions import DegenerateOutputsWarning
-from ..optim import minimize_host
+from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
+from ..optim import minimize_host, perturbed_starts
 from .algebra import EigenPredictor
 from .validation import check_fit_data, check_outputs, check_predict_inputs
 
@@ -43,18 +54,134 @@ def minimize(key, objective, x0, args, max_iter, tol):
                          max_linesearch=20)
 
 
+def run_info(res, max_iter) -> dict:
+    """``fit_info_`` entries of one :func:`minimize` run: iterations, final
+    objective, and whether it stopped on a tolerance before the budget."""
+    n_iter = int(res.n_iter)
+    converged = n_iter < int(max_iter)
+    return dict(n_iter=n_iter, objective=float(res.value), converged=converged,
+                stop_reason="tolerance" if converged else "max_iter")
+
+
+def best_of_starts(run, x0, n_init, random_state):
+    """The several-start rule of every multi-output estimator: ``run(start)``
+    -> ``(loss, payload)`` from each of :func:`mtgp.optim.perturbed_starts`
+    (``x0`` itself first, then ``n_init - 1`` perturbations of the
+    log-scale parameter pytree); returns ``(payload, index)`` of the lowest
+    finite loss (the first start on ties, so ``n_init=1`` is one plain run)."""
+    outs = [run(s) for s in perturbed_starts(x0, n_init, random_state)]
+    losses = [float(l) if np.isfinite(l) else np.inf for l, _ in outs]
+    best = int(np.argmin(losses))
+    return outs[best][1], best
+
+
+def minimize_from_starts(key, objective, x0, args, max_iter, tol, n_init, random_state):
+    """:func:`minimize` from each of :func:`best_of_starts`'s starts; returns
+    ``(result kept, its start index, its fit_info_ entries)``."""
+    def run(start):
+        res = minimize(key, objective, start, args, int(max_iter), float(tol))
+        return float(res.value), res
+
+    res, best = best_of_starts(run, x0, n_init, random_state)
+    return res, best, dict(run_info(res, max_iter), best_start=best)
+
+
+def store_params(est, params: dict) -> None:
+    """Store constructor arguments as given (``__init__(**locals())``)."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
+
+
+def _deprecated_alias(old, new):
+    """A read-only property ``old`` returning ``new`` with a
+    :class:`~mtgp.exceptions.MtgpDeprecationWarning`."""
+    def get(self):
+        renamed_attribute(type(self).__name__, old, new, stacklevel=3)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated name of ``{new}``.")
+
+
+def deprecated_function(func, old):
+    """``func`` under its old name ``old``, warning when called."""
+    def alias(*args, **kwargs):
+        warnings.warn(f"{old} is renamed {func.__name__}; the old name will be removed in the next release",
+                      MtgpDeprecationWarning, stacklevel=2)
+        return func(*args, **kwargs)
+
+    alias.__name__ = old
+    alias.__doc__ = f"Deprecated name of :func:`{func.__name__}`."
+    return alias
+
+
+def _to_json(value):
+    if isinstance(value, _k.Kernel):
+        return {"__kernel__": value.to_dict()}
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    return value
+
+
+def _from_json(value):
+    if isinstance(value, dict) and set(value) == {"__kernel__"}:
+        return _k.kernel_from_dict(value["__kernel__"])
+    return value
+
+
+def _pack(prefix, value, arrays):
+    """JSON description of a fitted attribute; its arrays go to ``arrays``."""
+    if isinstance(value, (np.ndarray, jax.Array)):
+        arrays[prefix] = np.asarray(value)
+        return {"__array__": prefix}
+    if isinstance(value, dict):
+        return {"__dict__": {k: _pack(f"{prefix}/{k}", v, arrays) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"__list__": [_pack(f"{prefix}/{i}", v, arrays) for i, v in enumerate(value)]}
+    return _to_json(value)
+
+
+def _unpack(desc, arrays):
+    if isinstance(desc, dict) and "__array__" in desc:
+        return arrays[desc["__array__"]]
+    if isinstance(desc, dict) and "__dict__" in desc:
+        return {k: _unpack(v, arrays) for k, v in desc["__dict__"].items()}
+    if isinstance(desc, dict) and "__list__" in desc:
+        return [_unpack(v, arrays) for v in desc["__list__"]]
+    return desc
+
+
 class MultiOutputGP(Estimator):
     """Base class: validation, optional output standardisation, exact
-    predictive, scikit-learn conventions. Subclasses implement ``_fit_core``
-    (on the internal, possibly standardised, scale) and set ``_theta`` (kernel
-    log hyper-parameters), ``_C`` and ``_Sigma``.
+    predictive, scikit-learn conventions, save / load. Subclasses implement
+    ``_fit_core`` (on the internal, possibly standardised, scale) which sets
+    ``_theta`` (kernel log hyper-parameters), ``_C`` and ``_Sigma`` and
+    returns the ``fit_info_`` entries of the run kept.
 
     Fitted attributes (on the scale of the data as given):
-    ``kernel_`` (fitted kernel, callable), ``task_covariance_`` C (T, T),
+    ``kernel_`` (fitted kernel, callable), ``output_covariance_`` C (T, T),
     ``noise_covariance_`` Sigma (T, T), ``log_marginal_likelihood_`` (eq. 4 at
-    the fitted C, Sigma, kernel), ``n_tasks_``, ``n_features_in_``,
-    ``task_names_``, ``fit_time_`` (seconds).
+    the fitted C, Sigma, kernel), ``n_outputs_``, ``n_features_in_``,
+    ``output_names_``, ``fit_time_`` (seconds) and ``fit_info_``: a dict with
+    ``n_iter`` (L-BFGS iterations of the run kept), ``objective`` (its final
+    minimised value: negative log-likelihood per observation, internal
+    scale), ``converged`` and ``stop_reason``, ``n_init`` and ``best_start``
+    (index of the start kept, 0 = the default start), ``fit_time``.
     """
+
+    #: fitted attributes beyond the base class's that save / load keep
+    _saved_attributes: tuple = ()
+
+    # deprecated names (the paper's "task" is an output here)
+    n_tasks_ = _deprecated_alias("n_tasks_", "n_outputs_")
+    task_names_ = _deprecated_alias("task_names_", "output_names_")
+    task_covariance_ = _deprecated_alias("task_covariance_", "output_covariance_")
 
     # ---- hooks --------------------------------------------------------
     def _default_kernel(self):
@@ -67,11 +194,15 @@ class MultiOutputGP(Estimator):
     def _fit_core(self, X, Y):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _resolve_params(self):
+        """Hook: check / resolve (deprecated) constructor arguments at fit."""
+
     # ---- fit ----------------------------------------------------------
     @config.float64
     def fit(self, X, Y):
         """Fit to inputs ``X`` (N, D) and outputs ``Y`` (N, T) (arrays or DataFrames)."""
         t0 = time.perf_counter()
+        self._resolve_params()
         Xa, Ya, names = check_fit_data(X, Y)
         kernel = self._get_kernel()
         if not isinstance(kernel, _k.Kernel):
@@ -79,52 +210,63 @@ class MultiOutputGP(Estimator):
         kernel.check_input_dim(Xa.shape[1], "training inputs")
         if getattr(self, "max_iter", 1) < 1:
             raise ValueError("max_iter must be >= 1")
-        if self.normalize_y:
+        self._set_data(kernel, Xa, Ya, names, bool(self.normalize_y))
+        info = self._fit_core(Xa, self._Y)
+        self._finish(warn=True)
+        self.fit_time_ = time.perf_counter() - t0
+        self.fit_info_ = dict(info, n_init=int(getattr(self, "n_init", 1)), fit_time=self.fit_time_)
+        return self
+
+    def _set_data(self, kernel, Xa, Ya, names, normalize):
+        if normalize:
             self._y_mean = Ya.mean(axis=0)
             self._y_std = Ya.std(axis=0)
         else:
             self._y_mean = np.zeros(Ya.shape[1])
             self._y_std = np.ones(Ya.shape[1])
-        Ys = (Ya - self._y_mean) / self._y_std
         self._kernel_struct = kernel
         self.n_features_in_ = Xa.shape[1]
-        self.n_tasks_ = Ya.shape[1]
-        self.task_names_ = names
+        self.n_outputs_ = Ya.shape[1]
+        self.output_names_ = list(names)
         self._X = Xa
-        self._Y = Ys
-        self._fit_core(Xa, Ys)
-        self.kernel_ = kernel.with_params(jax.tree_util.tree_map(np.asarray, self._theta))
+        self._Y_data = Ya
+        self._Y = (Ya - self._y_mean) / self._y_std
+
+    def _finish(self, warn):
+        """Everything that follows from _theta, _C, _Sigma and the data."""
         self._build_predictor()
+        self.kernel_ = self._fitted_kernel()
         s = self._y_std
-        self.task_covariance_ = np.asarray(self._C) * np.outer(s, s)
+        self.output_covariance_ = np.asarray(self._C) * np.outer(s, s)
         self.noise_covariance_ = np.asarray(self._Sigma) * np.outer(s, s)
-        self._warn_if_singular_noise()
+        if warn:
+            self._warn_if_singular_noise()
         # eq. (4) on the data scale (Jacobian of the standardisation)
-        self.log_marginal_likelihood_ = float(self._ll_internal - Xa.shape[0] * np.sum(np.log(s)))
-        self.fit_time_ = time.perf_counter() - t0
-        return self
+        self.log_marginal_likelihood_ = float(self._ll_internal - self._X.shape[0] * np.sum(np.log(s)))
+
+    def _fitted_kernel(self):
+        return self._kernel_struct.with_params(jax.tree_util.tree_map(np.asarray, self._theta))
 
     def _warn_if_singular_noise(self, ratio_tol: float = 1e-10):
         """The likelihood of eq. (4) is unbounded above when the data allow a
         singular Sigma (outputs, or their residuals off the kernel's range,
-        confined to a subspace of task space, e.g. a linear kernel with D < N
-        and low-rank noise); a model free to follow it ends with a singular
-        Sigma and arbitrarily large C and Sigma. Say so rather than return it
-        silently."""
+        confined to a subspace of output space, e.g. a linear kernel with
+        D < N and low-rank noise); a model free to follow it ends with a
+        singular Sigma and arbitrarily large C and Sigma. Warn (a
+        :class:`~mtgp.exceptions.DegenerateOutputsWarning`) when the fitted
+        Sigma's smallest / largest eigenvalue ratio is below ``ratio_tol``."""
         ev = np.linalg.eigvalsh(self.noise_covariance_)
         ratio = ev[0] / ev[-1] if ev[-1] > 0 else -np.inf
         if ratio < ratio_tol:
-            import warnings
-
             warnings.warn(
                 f"{type(self).__name__}: the fitted noise covariance is numerically singular "
                 f"(smallest / largest eigenvalue {ratio:.1e}): the likelihood grows without bound "
-                "along that direction of task space, so C and Sigma are not identifiable there "
+                "along that direction of output space, so C and Sigma are not identifiable there "
                 "(their fitted values can be arbitrarily large). This happens when the outputs, or "
                 "their residuals off the kernel's range (a linear kernel with fewer features than "
                 "samples), span fewer than T dimensions. Use a lower rank, a noise floor "
                 "(min_noise_variance), or remove redundant outputs.",
-                DegenerateOutputsWarning, stacklevel=3,
+                DegenerateOutputsWarning, stacklevel=4,
             )
 
     def _build_predictor(self):
@@ -132,23 +274,21 @@ class MultiOutputGP(Estimator):
         self._predictor = EigenPredictor(K, self._C, self._Sigma, self._Y, where=type(self).__name__)
         self._ll_internal = self._predictor.log_likelihood
 
-    def _check_fitted(self):
-        check_is_fitted(self, "kernel_")
-
     # ---- predict ------------------------------------------------------
     @config.float64
     def predict(self, X, full_cov: bool = False, include_noise: bool = False) -> MultiOutputPrediction:
         """Predictive distribution at ``X`` (n, D), eq. (5).
 
         Returns a :class:`MultiOutputPrediction`: ``.mean`` (n, T), ``.cov``
-        (n, T, T) joint across tasks at each point, ``.var`` (n, T) and, with
+        (n, T, T) joint across outputs at each point, ``.var`` (n, T) and, with
         ``full_cov=True``, ``.joint_cov`` (n*T, n*T) joint over points and
-        tasks in **task-major** order (entry ``t * n + j``: task t, point j).
-        ``include_noise=True`` adds the noise covariance Sigma (predicting new
-        observations y* rather than the latent f*). Values are on the scale of
-        the data as given (standardisation, if any, is undone).
+        outputs in **output-major** order (entry ``t * n + j``: output t,
+        point j). ``include_noise=True`` adds the noise covariance Sigma
+        (predicting new observations y* rather than the latent f*). Values
+        are on the scale of the data as given (standardisation, if any, is
+        undone).
         """
-        self._check_fitted()
+        self._check_is_fitted()
         Xs = check_predict_inputs(X, self.n_features_in_)
         mean, cov, joint = self._predict_internal(Xs, full_cov, include_noise)
         s, mu = self._y_std, self._y_mean
@@ -156,9 +296,9 @@ class MultiOutputGP(Estimator):
         cov = cov * np.outer(s, s)[None]
         if joint is not None:
             n = Xs.shape[0]
-            sv = np.repeat(s, n)  # task-major
+            sv = np.repeat(s, n)  # output-major
             joint = joint * np.outer(sv, sv)
-        return MultiOutputPrediction(mean, cov, joint, include_noise, list(self.task_names_))
+        return MultiOutputPrediction(mean, cov, joint, include_noise, list(self.output_names_))
 
     def _predict_internal(self, Xs, full_cov, include_noise):
         X = jnp.asarray(self._X)
@@ -176,7 +316,7 @@ class MultiOutputGP(Estimator):
     @config.float64
     def score(self, X, Y):
         """Coefficient of determination R^2 of the predictive mean, averaged
-        over tasks (scikit-learn's ``uniform_average``)."""
+        over outputs (scikit-learn's ``uniform_average``)."""
         from sklearn.metrics import r2_score
 
         pred = self.predict(X)
@@ -192,7 +332,68 @@ class MultiOutputGP(Estimator):
 
     _estimator_type = "regressor"
 
+    # ---- save / load ------------------------------------------------------
+    @classmethod
+    def _format(cls) -> str:
+        return f"mtgp.{cls.__name__}/1"
+
+    def _theta_flat(self):
+        return np.asarray(ravel_pytree(self._theta)[0])
+
+    def _set_theta_flat(self, flat):
+        _, unravel = ravel_pytree(self._kernel_struct.init_params())
+        self._theta = unravel(jnp.asarray(flat))
+
+    @config.float64
+    def save(self, path) -> str:
+        """Save the fitted model to ``path`` (``.npz`` added when missing; the
+        same rule as :meth:`load`): constructor parameters and kernel as
+        JSON, the fitted arrays and the training X, Y. Returns the path."""
+        from ..io import write_model
+
+        self._check_is_fitted()
+        arrays = {"X": self._X, "Y": self._Y_data, "y_mean": self._y_mean, "y_std": self._y_std,
+                  "theta": self._theta_flat(), "C": np.asarray(self._C), "Sigma": np.asarray(self._Sigma)}
+        attrs = {name: _pack(f"attr:{name}", getattr(self, name), arrays) for name in self._saved_attributes}
+        header = {"class": type(self).__name__,
+                  "params": _to_json(self.get_params(deep=False)),
+                  "kernel": self._kernel_struct.to_dict(),
+                  "output_names": list(self.output_names_),
+                  "fit_info": _to_json(self.fit_info_),
+                  "attributes": attrs}
+        return write_model(path, self._format(), header, arrays)
+
+    @classmethod
+    @config.float64
+    def load(cls, path):
+        """Load a model written by :meth:`save` of this class (a
+        :class:`~mtgp.exceptions.ModelFileError` for any other file);
+        predictions equal those of the saved model."""
+        from ..io import read_model
+
+        meta, arrays = read_model(path, cls._format())
+        model = cls(**{k: _from_json(v) for k, v in meta["params"].items()})
+        kernel = _k.kernel_from_dict(meta["kernel"])
+        X, Y = arrays["X"], arrays["Y"]
+        model._set_data(kernel, X, Y, meta["output_names"], bool(model.normalize_y))
+        model._y_mean, model._y_std = arrays["y_mean"], arrays["y_std"]  # as fitted, to the bit
+        model._Y = (Y - model._y_mean) / model._y_std
+        model._C, model._Sigma = arrays["C"], arrays["Sigma"]
+        model._set_theta_flat(arrays["theta"])
+        for name, desc in meta["attributes"].items():
+            setattr(model, name, _unpack(desc, arrays))
+        model._finish(warn=False)
+        model.fit_info_ = meta["fit_info"]
+        model.fit_time_ = model.fit_info_["fit_time"]
+        return model
+
     # ---- helpers for subclasses ------------------------------------------
+    def _start(self, X, Y):
+        """(kernel, its fixed-scale mask, its log parameters, b0, sigma0^2)."""
+        kernel = self._kernel_struct
+        b0, s20 = self._init_scales(kernel, X, Y)
+        return kernel, kernel.scale_mask(), kernel.init_params(), b0, s20
+
     @staticmethod
     def _init_scales(kernel, X, Y):
         """Heuristic starting values: half of each output's variance to

@@ -1,18 +1,20 @@
 """Baselines of the Cool-MTGP paper, in the same API and with the same
-optimiser and budget (``max_iter`` L-BFGS iterations, ``tol``):
+optimiser, budget (``max_iter`` L-BFGS iterations, ``tol``) and several-start
+option (``n_init``, ``random_state``). An output is a column of Y (the
+paper's "task").
 
-* :class:`IndependentGPs`: one GP per task, each with its own kernel
-  hyper-parameters, b_t and sigma_t^2 (one optimiser run per task, each
+* :class:`IndependentGPs`: one GP per output, each with its own kernel
+  hyper-parameters, b_t and sigma_t^2 (one optimiser run per output, each
   with the full budget; one vmapped predictive).
 * :class:`ICM`: Std-MT (Bonilla et al. 2008): C = A A^T with A (T, P) (rank
   P; ``diagonal=True`` adds a free diagonal as GPyTorch's IndexKernel does),
-  per-task noise Sigma = diag(sigma_t^2).
+  per-output noise Sigma = diag(sigma_t^2).
 * :class:`StructuredNoiseMTGP`: Sigma-MT (Rakitsch et al. 2013): free-form
   C = L_c L_c^T and Sigma = L_s L_s^T (Cholesky factors, log diagonals) or,
   with ``rank=P``, the paper's rank-P forms A A^T + s^2 I for both.
 
 The joint likelihood (eq. 4) of ICM and Sigma-MT is evaluated exactly in
-O(N^3 + T^3) by :func:`~mtgp.multioutput.predictive.mtgp_log_likelihood`.
+O(N^3 + T^3) by :func:`~mtgp.multioutput.algebra.mtgp_log_likelihood`.
 Both take ``min_noise_variance`` (default 0: the models as published): a
 floor added to Sigma's diagonal, relative to each output's variance. When
 the data let Sigma become singular, eq. (4) is unbounded and without a floor
@@ -26,10 +28,11 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from ..linalg import cho_solve, cholesky, gaussian_logpdf, report_jitter, safe_cholesky, tri_solve
 from ..compile import cached_jit
-from .base import MultiOutputGP, apply_mask, minimize
+from .base import MultiOutputGP, apply_mask, minimize_from_starts, store_params
 from .algebra import mtgp_log_likelihood
 
 __all__ = ["IndependentGPs", "ICM", "StructuredNoiseMTGP"]
@@ -39,6 +42,8 @@ class _JointMTGP(MultiOutputGP):
     """Shared fitting of models parameterised by (kernel, C(p), Sigma(p)):
     maximise eq. (4) exactly over all parameters with L-BFGS."""
 
+    _saved_attributes = ("params_", "n_iter_")
+
     def _structure(self, T):  # -> (init builder, cov function)
         raise NotImplementedError
 
@@ -46,13 +51,9 @@ class _JointMTGP(MultiOutputGP):
         raise NotImplementedError
 
     def _fit_core(self, X, Y):
-        kernel = self._kernel_struct
-        N, T = Y.shape
-        mask = kernel.scale_mask()
-        theta0 = kernel.init_params()
-        b0, s20 = self._init_scales(kernel, X, Y)
+        kernel, mask, theta0, b0, s20 = self._start(X, Y)
         rng = np.random.default_rng(self.random_state)
-        extra0, covs = self._structure(T, b0, s20, rng)
+        extra0, covs = self._structure(Y.shape[1], b0, s20, rng)
         x0 = {"kernel": theta0, **extra0}
         floor_value = float(getattr(self, "min_noise_variance", 0.0))
         if not (np.isfinite(floor_value) and floor_value >= 0.0):
@@ -66,14 +67,15 @@ class _JointMTGP(MultiOutputGP):
             return -mtgp_log_likelihood(K, C, S + jnp.diag(floor), Y) / (Y.shape[0] * Y.shape[1])
 
         key = (type(self).__name__, self._key(), kernel.structure())
-        res = minimize(key, obj, x0, (theta0, jnp.asarray(X), jnp.asarray(Y), floor), int(self.max_iter),
-                       float(self.tol))
+        res, best, info = minimize_from_starts(key, obj, x0, (theta0, jnp.asarray(X), jnp.asarray(Y), floor),
+                                               self.max_iter, self.tol, self.n_init, self.random_state)
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
         C, S = covs(p)
         self._C, self._Sigma = np.asarray(C), np.asarray(S + jnp.diag(floor))
         self.params_ = jax.tree_util.tree_map(np.asarray, p)
         self.n_iter_ = int(res.n_iter)
+        return info
 
 
 def _chol_from(off, logdiag):
@@ -87,21 +89,16 @@ class ICM(_JointMTGP):
 
     Parameters: ``kernel`` (default SE(); its overall variance is held fixed,
     C absorbs the scale), ``rank`` P, ``diagonal``, ``normalize_y``,
-    ``max_iter``, ``tol``, ``random_state`` (initial A), ``min_noise_variance``
-    (floor of each sigma_t^2 relative to the output's variance; default 0).
+    ``max_iter``, ``tol``, ``random_state`` (initial A and perturbed
+    starts), ``min_noise_variance`` (floor of each sigma_t^2 relative to the
+    output's variance; default 0), ``n_init`` (starts: the default one, then
+    perturbations of the log-scale parameters; the best objective is kept).
     """
 
     def __init__(self, kernel=None, rank: int = 1, diagonal: bool = False, normalize_y: bool = False,
                  max_iter: int = 200, tol: float = 1e-6, random_state: Optional[int] = 0,
-                 min_noise_variance: float = 0.0):
-        self.kernel = kernel
-        self.rank = rank
-        self.diagonal = diagonal
-        self.normalize_y = normalize_y
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.min_noise_variance = min_noise_variance
+                 min_noise_variance: float = 0.0, n_init: int = 1):
+        store_params(self, locals())
 
     def _key(self):
         return (int(self.rank), bool(self.diagonal))
@@ -133,19 +130,14 @@ class StructuredNoiseMTGP(_JointMTGP):
     parameters). ``rank=P``: the paper's low-rank forms C = A_c A_c^T + c^2 I,
     Sigma = A_s A_s^T + s^2 I (2TP + 2 parameters). ``min_noise_variance``
     adds a floor to Sigma's diagonal, relative to each output's variance
-    (default 0, the published model).
+    (default 0, the published model). ``n_init`` and ``random_state``: as
+    for :class:`ICM`.
     """
 
     def __init__(self, kernel=None, rank: Optional[int] = None, normalize_y: bool = False,
                  max_iter: int = 200, tol: float = 1e-6, random_state: Optional[int] = 0,
-                 min_noise_variance: float = 0.0):
-        self.kernel = kernel
-        self.rank = rank
-        self.normalize_y = normalize_y
-        self.max_iter = max_iter
-        self.tol = tol
-        self.random_state = random_state
-        self.min_noise_variance = min_noise_variance
+                 min_noise_variance: float = 0.0, n_init: int = 1):
+        store_params(self, locals())
 
     def _key(self):
         return None if self.rank is None else int(self.rank)
@@ -185,28 +177,28 @@ class StructuredNoiseMTGP(_JointMTGP):
 class IndependentGPs(MultiOutputGP):
     """T independent single-output GPs, y_t ~ N(0, b_t K_t + sigma_t^2 I),
     each with its own kernel hyper-parameters (same kernel structure). Each
-    task is fitted by its own run of the shared optimiser with the full budget
-    ``max_iter`` (what T separate single-output GPs would get); predictions
-    for all tasks come from one vmapped program.
+    output is fitted by its own run of the shared optimiser with the full
+    budget ``max_iter`` (what T separate single-output GPs would get), from
+    ``n_init`` starts (perturbations seeded by ``(random_state, t)``);
+    predictions for all outputs come from one vmapped program.
 
-    ``kernel_`` is the list of the T fitted kernels; ``task_covariance_`` is
+    ``kernel_`` is the list of the T fitted kernels; ``output_covariance_`` is
     diag(b_t) (each with its own kernel) and ``noise_covariance_`` diag(sigma_t^2);
-    predictions are independent across tasks (diagonal ``cov``).
+    predictions are independent across outputs (diagonal ``cov``).
+    ``fit_info_`` sums ``n_iter`` over the outputs, averages ``objective``
+    (the total per-observation negative log-likelihood), is ``converged``
+    when every output's run is, and lists ``best_start`` per output.
     """
 
+    _saved_attributes = ("n_iter_",)
+
     def __init__(self, kernel=None, normalize_y: bool = False, max_iter: int = 200,
-                 tol: float = 1e-6):
-        self.kernel = kernel
-        self.normalize_y = normalize_y
-        self.max_iter = max_iter
-        self.tol = tol
+                 tol: float = 1e-6, n_init: int = 1, random_state: Optional[int] = 0):
+        store_params(self, locals())
 
     def _fit_core(self, X, Y):
-        kernel = self._kernel_struct
-        N, T = Y.shape
-        mask = kernel.scale_mask()
-        theta0 = kernel.init_params()
-        b0, s20 = self._init_scales(kernel, X, Y)
+        kernel, mask, theta0, b0, s20 = self._start(X, Y)
+
         def obj(p, theta0, X, y):
             theta = apply_mask(mask, p["kernel"], theta0)
             K = jnp.exp(p["log_b"]) * kernel.evaluate(theta, X, X)
@@ -215,10 +207,13 @@ class IndependentGPs(MultiOutputGP):
 
         key = ("IndependentGPs", kernel.structure())
         Xj = jnp.asarray(X)
-        self._thetas, bs, s2s, its = [], [], [], []
-        for t in range(T):  # same budget per task as one joint fit
+        self._thetas, bs, s2s, its, infos = [], [], [], [], []
+        for t in range(Y.shape[1]):  # same budget per output as one joint fit
             x0 = {"kernel": theta0, "log_b": jnp.log(b0[t]), "log_s2": jnp.log(s20[t])}
-            res = minimize(key, obj, x0, (theta0, Xj, jnp.asarray(Y[:, t])), int(self.max_iter), float(self.tol))
+            seed = None if self.random_state is None else [int(self.random_state), t]
+            res, _, info = minimize_from_starts(key, obj, x0, (theta0, Xj, jnp.asarray(Y[:, t])), self.max_iter,
+                                                self.tol, self.n_init, seed)
+            infos.append(info)
             p = res.params
             self._thetas.append(apply_mask(mask, p["kernel"], theta0))
             bs.append(float(jnp.exp(p["log_b"])))
@@ -230,6 +225,20 @@ class IndependentGPs(MultiOutputGP):
         self._C = np.diag(self._b)
         self._Sigma = np.diag(self._s2)
         self.n_iter_ = np.asarray(its)
+        converged = all(i["converged"] for i in infos)
+        return dict(n_iter=int(sum(i["n_iter"] for i in infos)),
+                    objective=float(np.mean([i["objective"] for i in infos])),
+                    converged=converged, stop_reason="tolerance" if converged else "max_iter",
+                    best_start=[i["best_start"] for i in infos])
+
+    def _theta_flat(self):
+        return np.stack([np.asarray(ravel_pytree(th)[0]) for th in self._thetas])
+
+    def _set_theta_flat(self, flat):
+        _, unravel = ravel_pytree(self._kernel_struct.init_params())
+        self._thetas = [unravel(jnp.asarray(row)) for row in flat]
+        self._theta = self._thetas[0]
+        self._b, self._s2 = np.diag(self._C), np.diag(self._Sigma)
 
     def _build_predictor(self):
         k = self._kernel_struct
@@ -251,17 +260,15 @@ class IndependentGPs(MultiOutputGP):
                          jnp.stack(self._alpha))
         self.kernels_ = [k.with_params(jax.tree_util.tree_map(np.asarray, th)) for th in self._thetas]
 
-    def fit(self, X, Y):
-        super().fit(X, Y)
-        self.kernel_ = self.kernels_
-        return self
+    def _fitted_kernel(self):
+        return self.kernels_
 
     def _predict_internal(self, Xs, full_cov, include_noise):
         k = self._kernel_struct
         n, T = Xs.shape[0], len(self._thetas)
 
         def build():
-            def one(theta, b, s2, L, alpha, X, Xs):  # one task's GP predictive
+            def one(theta, b, s2, L, alpha, X, Xs):  # one output's GP predictive
                 Ks = b * k.evaluate(theta, Xs, X)
                 V = tri_solve(L, Ks.T)
                 var = b * k.evaluate_diag(theta, Xs) - jnp.sum(V**2, axis=0) + include_noise * s2
@@ -278,7 +285,7 @@ class IndependentGPs(MultiOutputGP):
         cov = np.zeros((n, T, T))
         cov[:, np.arange(T), np.arange(T)] = var
         joint = None
-        if full_cov:  # task-major: block t is task t's n x n covariance
+        if full_cov:  # output-major: block t is output t's n x n covariance
             joint = np.zeros((T * n, T * n))
             for t in range(T):
                 joint[t * n:(t + 1) * n, t * n:(t + 1) * n] = np.asarray(J[t])

@@ -1,16 +1,21 @@
-"""Cool-MTGP: conditional one-output likelihood multi-task GP
+"""Cool-MTGP: conditional one-output likelihood multi-output GP
 (García-Hinde, Martínez-Ramón & Gómez-Verdejo, Neurocomputing 2022).
 
-The joint likelihood N(vec Y | 0, C (x) K + Sigma (x) I) is factorised by the
-chain rule into T one-output GPs (eq. 8); task t (in the chosen task order) is
-a GP on the outputs of the tasks before it:
+The joint likelihood N(vec Y | 0, C (x) K + Sigma (x) I) (eq. 4) is factorised
+by the chain rule into T one-output GPs (eq. 8). Each column of Y is an
+*output* (the paper's "task"); output t (in the chosen output order) is a GP
+on the outputs before it:
 
 * approximate (~Cool, Alg. 2): y_t ~ N(0, b_t K + Y_<t Y_<t^T + sigma_t^2 I),
   the objective is the sum of these log-likelihoods (eq. 26);
-* hierarchical (HCool, Alg. 1): the previous-task weights are fixed at their
+* hierarchical (HCool, Alg. 1): the previous-output weights are fixed at their
   MAP w_t = Y_<t^T (b_t K + Y_<t Y_<t^T + sigma_t^2 I)^-1 y_t (eqs. 17-18) and
   sum_t log N(y_t - Y_<t w_t | 0, b_t K + sigma_t^2 I) (eq. 21) is maximised;
   the two steps alternate until the objective stops changing.
+
+Each fit runs from ``n_init`` starts (the default start, then perturbations
+of the log-scale parameters, :func:`mtgp.optim.perturbed_starts`) and keeps
+the one with the best objective (eq. 21 or 26).
 
 Only the shared kernel hyper-parameters and 2T positive scalars (b_t,
 sigma_t^2, on log scale) are learnt, with L-BFGS and autodiff gradients (the
@@ -21,13 +26,16 @@ C = B B_tt B^T with B_tt[t, t'] = sqrt(b_t b_t') cos(w_x,t, w_x,t') computed
 in dual form with alpha_t^T K alpha_t' (eqs. 42, 45), and plugged into the
 exact eq. (5) predictive.
 
-Task order: the factorisation depends on the order of the tasks (the results
-change slightly; Sec. 3.3, Fig. 4). ``task_order`` picks it: the given order
+Output order: the factorisation depends on the order of the outputs (the
+results change slightly; Sec. 3.3, Fig. 4). ``output_order`` picks it: the given order
 (default), an explicit permutation, ``"random"``, ``"best"`` (the order, among
 ``n_orders`` tried, whose recovered C, Sigma and kernel have the highest exact
 likelihood eq. 4) or ``"average"`` (C and Sigma averaged over ``n_orders``
-orders, kernel log-hyper-parameters averaged). :func:`task_order_sensitivity`
-measures how much C, Sigma and predictions move under permutations.
+orders, kernel log-hyper-parameters averaged). :func:`output_order_sensitivity`
+measures how much C, Sigma and predictions move under permutations (eq. 5
+predictive). The old names ``task_order``, ``recover_task_covariance``,
+``task_order_sensitivity`` work for one more release, with a
+:class:`~mtgp.exceptions.MtgpDeprecationWarning`.
 """
 
 from __future__ import annotations
@@ -39,9 +47,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._deprecation import DEPRECATED, renamed_argument
 from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, symmetrize, tri_solve
 from ..compile import cached_jit
-from .base import MultiOutputGP, apply_mask, minimize
+from .base import (MultiOutputGP, _deprecated_alias, apply_mask, best_of_starts, deprecated_function,
+                   minimize, run_info, store_params)
 from .algebra import mtgp_log_likelihood
 
 __all__ = [
@@ -55,13 +65,15 @@ __all__ = [
     "hierarchical_duals",
     "recover_noise_covariance",
     "noise_covariance_recursion",
+    "recover_output_covariance",
+    "output_order_sensitivity",
     "recover_task_covariance",
     "task_order_sensitivity",
 ]
 
 
 def _prev_mask(T):
-    """mask[t, j] = 1 for j < t: the tasks that task t conditions on."""
+    """mask[t, j] = 1 for j < t: the outputs that output t conditions on."""
     return jnp.tril(jnp.ones((T, T)), -1)
 
 
@@ -154,7 +166,7 @@ def approximate_log_likelihood(K, b, s2, Y):
 
 
 def approximate_log_likelihood_cholesky(K, b, s2, Y):
-    """Eq. (26) with one Cholesky factorisation of K_xy,t per task (all tasks
+    """Eq. (26) with one Cholesky factorisation of K_xy,t per output (all outputs
     vmapped; Y_<t is Y with the columns >= t zeroed). Reference for tests."""
     T = Y.shape[1]
 
@@ -192,7 +204,7 @@ def hierarchical_log_likelihood(K, b, s2, Y, W_y):
 
 
 def hierarchical_log_likelihood_cholesky(K, b, s2, Y, W_y):
-    """Eq. (21) with one Cholesky factorisation per task. Reference for tests."""
+    """Eq. (21) with one Cholesky factorisation per output. Reference for tests."""
     Yt = Y - Y @ W_y.T
 
     def one(bt, s2t, yt):
@@ -239,7 +251,7 @@ def noise_covariance_recursion(W_y, s2):
     return S
 
 
-def recover_task_covariance(W_y, b, alpha, K):
+def recover_output_covariance(W_y, b, alpha, K):
     """C = B B_tt B^T (eq. 45), B = (I - W_y)^-1, with the cosine coupling
     B_tt[t, t'] = sqrt(b_t b_t') alpha_t^T K alpha_t' /
     sqrt(alpha_t^T K alpha_t alpha_t'^T K alpha_t') (eq. 42, dual form of eq. 41)."""
@@ -263,32 +275,25 @@ def recover_task_covariance(W_y, b, alpha, K):
 
 def _unpack(kernel, mask, p, theta0, floor=0.0):
     # sigma_t^2 = floor + exp(log s2): with a low-rank Sigma the conditional
-    # noise of later tasks tends to 0 and b_t K + sigma_t^2 I (K of rank D < N)
+    # noise of later outputs tends to 0 and b_t K + sigma_t^2 I (K of rank D < N)
     # would become singular (NOTES.md); the floor keeps it factorisable.
     theta = apply_mask(mask, p["kernel"], theta0)
     return theta, jnp.exp(p["log_b"]), floor + jnp.exp(p["log_s2"])
 
 
-def _approx_objective(kernel):
+def _objective(kernel, method):
+    """Per-observation negative eq. (26) (approximate; ``Y`` the outputs) or
+    eq. (21) (hierarchical; ``Y`` the residuals Y - Y_<t w_bar_y,t, the MAP
+    weights held constant)."""
     mask = kernel.scale_mask()
 
     def obj(p, theta0, X, Y, floor):
         N, T = Y.shape
         theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
         K = kernel.evaluate(theta, X, X)
-        return -approximate_log_likelihood(K, b, s2, Y) / (N * T)
-
-    return obj
-
-
-def _hier_objective(kernel):
-    mask = kernel.scale_mask()
-
-    def obj(p, theta0, X, Ytilde, floor):
-        N, T = Ytilde.shape
-        theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
-        K = kernel.evaluate(theta, X, X)
-        return -hierarchical_log_likelihood(K, b, s2, Ytilde, jnp.zeros((T, T))) / (N * T)
+        if method == "approximate":
+            return -approximate_log_likelihood(K, b, s2, Y) / (N * T)
+        return -hierarchical_log_likelihood(K, b, s2, Y, jnp.zeros((T, T))) / (N * T)
 
     return obj
 
@@ -308,25 +313,26 @@ def _weights_program(kernel):
 
 
 class CoolMTGP(MultiOutputGP):
-    """Cool-MTGP (García-Hinde et al. 2022): multi-task GP learnt through
+    """Cool-MTGP (García-Hinde et al. 2022): multi-output GP learnt through
     conditional one-output likelihoods, C and Sigma recovered by Alg. 3,
     exact predictive of eq. (5).
 
     Parameters
     ----------
     kernel : mtgp.kernels.Kernel, default SE()
-        Input kernel shared by all tasks; its values are the starting point.
-        Its overall variance is held fixed (C absorbs the scale; see
-        :func:`mtgp.multioutput.base.scale_mask`).
+        Input kernel shared by all outputs; its values are the starting point.
+        Its overall variance is held fixed (C absorbs the scale;
+        ``kernel.scale_mask()``).
     method : {"hierarchical", "approximate"}
         HCool (Alg. 1, eqs. 17-21) or ~Cool (Alg. 2, eq. 26).
     normalize_y : bool, default False
         Standardise each output with its training mean and sd before
         fitting; C, Sigma and predictions are still reported on the data's
         scale. Off: the model is zero-mean on the data as given.
-    task_order : None, sequence of int, "random", "best" or "average"
-        See the module docstring. ``n_orders`` orders are tried for "best"
-        and "average" (the given order first, then random ones).
+    output_order : None, sequence of int, "random", "best" or "average"
+        The order of the chain-rule factorisation (the paper's "task
+        order"); see the module docstring. ``n_orders`` orders are tried for
+        "best" and "average" (the given order first, then random ones).
     max_iter, tol : L-BFGS budget (iterations per L-BFGS run) and gradient
         tolerance on the per-observation negative log-likelihood.
     n_outer, outer_tol : HCool only: at most ``n_outer`` alternations of
@@ -336,36 +342,39 @@ class CoolMTGP(MultiOutputGP):
         Lower bound of each conditional noise variance sigma_t^2, relative
         to the output's variance (a low-rank Sigma drives later sigma_t^2 to
         0, making b_t K + sigma_t^2 I singular for a low-rank K).
-    random_state : seed for random task orders.
+    random_state : seed for random output orders and for the perturbed starts.
+    n_init : int, default 1
+        Starts per order (the default start, then ``n_init - 1`` random
+        perturbations of the log-scale parameters); the best objective is kept.
+    task_order : deprecated name of ``output_order``.
 
-    Fitted attributes (besides the base class's): ``task_order_`` (order
-    used; None for "average"), ``b_``, ``sigma2_`` (per task, in the order
-    used, internal scale), ``previous_task_weights_`` (W_y), ``duals_``
+    Fitted attributes (besides the base class's): ``output_order_`` (order
+    used; None for "average"), ``b_``, ``sigma2_`` (per output, in the order
+    used, internal scale), ``previous_output_weights_`` (W_y), ``duals_``
     (alpha_t, (T, N)), ``objective_`` (eq. 21 or 26 at the optimum, internal
     scale), ``n_outer_iter_``, ``order_results_`` (one dict per order tried:
-    order, C, Sigma (data scale, original task order), log_likelihood).
+    order, C, Sigma (data scale, original output order), log_likelihood).
     """
 
+    _saved_attributes = ("output_order_", "b_", "sigma2_", "previous_output_weights_", "duals_",
+                         "objective_", "n_outer_iter_", "order_results_")
+    task_order_ = _deprecated_alias("task_order_", "output_order_")
+    previous_task_weights_ = _deprecated_alias("previous_task_weights_", "previous_output_weights_")
+
     def __init__(self, kernel=None, method: str = "hierarchical", normalize_y: bool = False,
-                 task_order: Union[None, str, Sequence[int]] = None, n_orders: int = 5,
+                 output_order: Union[None, str, Sequence[int]] = None, n_orders: int = 5,
                  max_iter: int = 200, tol: float = 1e-6, n_outer: int = 10,
                  outer_tol: float = 1e-6, min_noise_variance: float = 1e-6,
-                 random_state: Optional[int] = 0):
-        self.kernel = kernel
-        self.method = method
-        self.normalize_y = normalize_y
-        self.task_order = task_order
-        self.n_orders = n_orders
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_outer = n_outer
-        self.outer_tol = outer_tol
-        self.min_noise_variance = min_noise_variance
-        self.random_state = random_state
+                 random_state: Optional[int] = 0, n_init: int = 1, task_order=DEPRECATED):
+        store_params(self, locals())
+
+    def _resolve_params(self):
+        self._output_order = renamed_argument("CoolMTGP", "task_order", "output_order", self.task_order,
+                                              self.output_order, new_default=None, stacklevel=5)
 
     # ---- orders -------------------------------------------------------
     def _orders(self, T):
-        to = self.task_order
+        to = self._output_order
         rng = np.random.default_rng(self.random_state)
         if to is None or (isinstance(to, str) and to == "given"):
             return [np.arange(T)]
@@ -377,81 +386,96 @@ class CoolMTGP(MultiOutputGP):
                     raise ValueError("n_orders must be >= 1")
                 return [np.arange(T)] + [rng.permutation(T) for _ in range(int(self.n_orders) - 1)]
             raise ValueError(
-                f"task_order must be None, 'given', 'random', 'best', 'average' or a permutation; got {to!r}"
+                f"output_order must be None, 'given', 'random', 'best', 'average' or a permutation; got {to!r}"
             )
         order = np.asarray(to)
         if order.shape != (T,) or not np.array_equal(np.sort(order), np.arange(T)):
-            raise ValueError(f"task_order must be a permutation of 0..{T - 1}, got {list(to)!r}")
+            raise ValueError(f"output_order must be a permutation of 0..{T - 1}, got {list(to)!r}")
         return [order.astype(int)]
 
     # ---- one order ------------------------------------------------------
+    def _optimise(self, kernel, p, theta0, Xj, Yo, floor):
+        """L-BFGS on eq. (26), or Alg. 1's alternation (MAP weights, L-BFGS
+        on eq. 21), from the start ``p``. Returns (p, fit_info entries)."""
+        weights = _weights_program(kernel)
+        obj = _objective(kernel, self.method)
+        if self.method == "approximate":
+            res = minimize(("cool-approx", kernel.structure()), obj, p,
+                           (theta0, Xj, Yo, floor), int(self.max_iter), float(self.tol))
+            return res.params, run_info(res, self.max_iter)
+        prev, n_iter, converged = np.inf, 0, False
+        for n_outer in range(1, int(self.n_outer) + 1):
+            W_y, _ = weights(p, theta0, Xj, Yo, floor)  # step 1: MAP of w_y,t (eqs. 17-18)
+            res = minimize(("cool-hier", kernel.structure()), obj, p,  # step 2: eq. (21)
+                           (theta0, Xj, Yo - Yo @ W_y.T, floor), int(self.max_iter), float(self.tol))
+            p = res.params
+            n_iter += int(res.n_iter)
+            val = float(res.value)
+            if abs(prev - val) <= self.outer_tol * max(1.0, abs(val)):
+                converged = True
+                break
+            prev = val
+        return p, dict(n_iter=n_iter, objective=val, converged=converged, n_outer=n_outer,
+                       stop_reason="outer_tol" if converged else "n_outer")
+
     def _fit_order(self, kernel, X, Y, order):
+        if self.method not in ("hierarchical", "approximate"):
+            raise ValueError(f"method must be 'hierarchical' or 'approximate', got {self.method!r}")
         N, T = Y.shape
         Yo = jnp.asarray(Y[:, order])
         Xj = jnp.asarray(X)
         theta0 = kernel.init_params()
         b0, s20 = self._init_scales(kernel, X, Y[:, order])
-        p = {"kernel": theta0, "log_b": jnp.log(jnp.asarray(b0)), "log_s2": jnp.log(jnp.asarray(s20))}
+        p0 = {"kernel": theta0, "log_b": jnp.log(jnp.asarray(b0)), "log_s2": jnp.log(jnp.asarray(s20))}
         mask = kernel.scale_mask()
-        tol = float(self.tol)
         floor = jnp.asarray(float(self.min_noise_variance) * np.var(Y, axis=0)[order])
         weights = _weights_program(kernel)
-        n_outer = 0
-        if self.method == "approximate":
-            res = minimize(("cool-approx", kernel.structure()), _approx_objective(kernel), p,
-                           (theta0, Xj, Yo, floor), int(self.max_iter), tol)
-            p = res.params
-            objective = -float(res.value) * N * T
-        elif self.method == "hierarchical":
-            hobj = _hier_objective(kernel)
-            prev = np.inf
-            for n_outer in range(1, int(self.n_outer) + 1):
-                W_y, _ = weights(p, theta0, Xj, Yo, floor)  # step 1: MAP of w_y,t (eqs. 17-18)
-                res = minimize(("cool-hier", kernel.structure()), hobj, p,  # step 2: eq. (21)
-                               (theta0, Xj, Yo - Yo @ W_y.T, floor), int(self.max_iter), tol)
-                p = res.params
-                val = float(res.value)
-                if abs(prev - val) <= self.outer_tol * max(1.0, abs(val)):
-                    break
-                prev = val
-        else:
-            raise ValueError(f"method must be 'hierarchical' or 'approximate', got {self.method!r}")
-        W_y, alpha = weights(p, theta0, Xj, Yo, floor)  # eqs. 17-18 (~Cool: its duals, eq. 31)
-        theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
-        K = kernel.evaluate(theta, Xj, Xj)
-        if self.method == "hierarchical":  # Alg. 1's duals and eq. 21 at the final weights
-            alpha = hierarchical_duals(K, b, s2, Yo, W_y)
-            objective = float(hierarchical_log_likelihood(K, b, s2, Yo, W_y))
+
+        def run(start):
+            p, info = self._optimise(kernel, start, theta0, Xj, Yo, floor)
+            W_y, alpha = weights(p, theta0, Xj, Yo, floor)  # eqs. 17-18 (~Cool: its duals, eq. 31)
+            theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
+            K = kernel.evaluate(theta, Xj, Xj)
+            if self.method == "hierarchical":  # Alg. 1's duals and eq. 21 at the final weights
+                alpha = hierarchical_duals(K, b, s2, Yo, W_y)
+                objective = float(hierarchical_log_likelihood(K, b, s2, Yo, W_y))
+            else:
+                objective = -info["objective"] * N * T
+            return -objective, (theta, K, W_y, alpha, b, s2, objective, info)
+
+        (theta, K, W_y, alpha, b, s2, objective, info), best = best_of_starts(
+            run, p0, self.n_init, self.random_state)
         W_y, alpha, b, s2 = (np.asarray(a) for a in (W_y, alpha, b, s2))
         if not (np.all(np.isfinite(W_y)) and np.all(np.isfinite(alpha))):
             raise FloatingPointError("CoolMTGP: non-finite MAP weights; check the data scale or use normalize_y=True")
-        Cp = recover_task_covariance(W_y, b, alpha, K)
+        Cp = recover_output_covariance(W_y, b, alpha, K)
         Sp = recover_noise_covariance(W_y, s2)
         C = np.empty_like(Cp)
         S = np.empty_like(Sp)
-        C[np.ix_(order, order)] = Cp  # back to the original task order
+        C[np.ix_(order, order)] = Cp  # back to the original output order
         S[np.ix_(order, order)] = Sp
         ll = float(mtgp_log_likelihood(K, jnp.asarray(C), jnp.asarray(S), jnp.asarray(Y)))
         return dict(order=np.asarray(order), theta=theta, C=C, Sigma=S, log_likelihood=ll,
-                    b=b, sigma2=s2, W_y=W_y, alpha=alpha, objective=objective, n_outer=n_outer)
+                    b=b, sigma2=s2, W_y=W_y, alpha=alpha, objective=objective,
+                    n_outer=info.pop("n_outer", 0), info=dict(info, best_start=best))
 
     def _fit_core(self, X, Y):
         kernel = self._kernel_struct
         results = [self._fit_order(kernel, X, Y, o) for o in self._orders(Y.shape[1])]
-        if self.task_order == "average":
+        if isinstance(self._output_order, str) and self._output_order == "average":
             self._C = np.mean([r["C"] for r in results], axis=0)
             self._Sigma = np.mean([r["Sigma"] for r in results], axis=0)
             self._theta = jax.tree_util.tree_map(lambda *a: jnp.mean(jnp.stack(a), axis=0),
                                                  *[r["theta"] for r in results])
             chosen = results[0]
-            self.task_order_ = None
+            self.output_order_ = None
         else:
             chosen = max(results, key=lambda r: r["log_likelihood"] if np.isfinite(r["log_likelihood"]) else -np.inf)
             self._C, self._Sigma, self._theta = chosen["C"], chosen["Sigma"], chosen["theta"]
-            self.task_order_ = chosen["order"]
+            self.output_order_ = chosen["order"]
         self.b_ = chosen["b"]
         self.sigma2_ = chosen["sigma2"]
-        self.previous_task_weights_ = chosen["W_y"]
+        self.previous_output_weights_ = chosen["W_y"]
         self.duals_ = chosen["alpha"]
         self.objective_ = chosen["objective"]
         self.n_outer_iter_ = chosen["n_outer"]
@@ -461,21 +485,23 @@ class CoolMTGP(MultiOutputGP):
                  log_likelihood=r["log_likelihood"] - X.shape[0] * np.sum(np.log(self._y_std)))
             for r in results
         ]
+        return chosen["info"]
 
 
 def _rel_frob(A, B):
     return float(np.linalg.norm(A - B) / max(np.linalg.norm(B), 1e-300))
 
 
-def task_order_sensitivity(estimator: CoolMTGP, X, Y, n_permutations: int = 4,
-                           random_state: int = 0, X_test=None):
-    """Refit ``estimator`` (a CoolMTGP; its ``task_order`` is overridden) on
-    the given order and ``n_permutations`` random ones (Fig. 4 of the paper).
+def output_order_sensitivity(estimator: CoolMTGP, X, Y, n_permutations: int = 4,
+                             random_state: int = 0, X_test=None):
+    """Refit ``estimator`` (a CoolMTGP; its ``output_order`` is overridden) on
+    the given order and ``n_permutations`` random ones (Fig. 4 of the paper,
+    where outputs are "tasks").
 
     Returns a dict: ``table`` (DataFrame, one row per order: relative
     Frobenius distance of C and Sigma to the given-order fit, and the largest
     absolute change of the predictive mean on ``X_test`` if given), ``C`` and
-    ``Sigma`` (lists, original task order), ``orders``.
+    ``Sigma`` (lists, original output order), ``orders``.
     """
     from sklearn.base import clone
 
@@ -484,9 +510,9 @@ def task_order_sensitivity(estimator: CoolMTGP, X, Y, n_permutations: int = 4,
     orders = [np.arange(T)] + [rng.permutation(T) for _ in range(n_permutations)]
     Cs, Ss, means, rows = [], [], [], []
     for i, o in enumerate(orders):
-        m = clone(estimator).set_params(task_order=list(map(int, o)))
+        m = clone(estimator).set_params(output_order=list(map(int, o)), task_order=DEPRECATED)
         m.fit(X, Y)
-        Cs.append(m.task_covariance_)
+        Cs.append(m.output_covariance_)
         Ss.append(m.noise_covariance_)
         if X_test is not None:
             means.append(m.predict(X_test).mean)
@@ -497,3 +523,7 @@ def task_order_sensitivity(estimator: CoolMTGP, X, Y, n_permutations: int = 4,
             row["max_abs_mean_change"] = float(np.max(np.abs(means[-1] - means[0])))
         rows.append(row)
     return dict(table=pd.DataFrame(rows), C=Cs, Sigma=Ss, orders=orders)
+
+
+recover_task_covariance = deprecated_function(recover_output_covariance, "recover_task_covariance")
+task_order_sensitivity = deprecated_function(output_order_sensitivity, "task_order_sensitivity")

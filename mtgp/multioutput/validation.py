@@ -25,7 +25,7 @@ def _names(Y) -> Optional[List[str]]:
 
 
 def check_outputs(Y, name: str = "Y") -> Tuple[np.ndarray, List[str]]:
-    """Validate the (N, T) output matrix; return it as float64 and task names.
+    """Validate the (N, T) output matrix; return it as float64 and output names.
 
     Missing outputs (NaN) are not supported yet: the error names the rows.
     """
@@ -47,25 +47,25 @@ def check_outputs(Y, name: str = "Y") -> Tuple[np.ndarray, List[str]]:
             "(heterotopic data are not supported yet): drop or impute those rows"
         )
     if names is None:
-        names = [f"task {j}" for j in range(arr.shape[1])]
+        names = [f"output {j}" for j in range(arr.shape[1])]
     return arr, names
 
 
 def check_fit_data(X, Y):
-    """Validate training data: returns ``(X (N, D), Y (N, T), task_names)``."""
+    """Validate training data: returns ``(X (N, D), Y (N, T), output_names)``."""
     Xa = as_float_matrix(X, "X")
     Ya, names = check_outputs(Y, "Y")
     check_same_rows(Xa, Ya)
     N, T = Ya.shape
     if T < 2:
         raise DataError(
-            "Y has a single output (task): a multi-output model has nothing to share; "
+            "Y has a single output: a multi-output model has nothing to share; "
             "use a single-output GP (e.g. mtgp.GP) instead"
         )
     if T > N:
         raise DataError(
-            f"Y has {T} tasks but only {N} samples: the T x T task and noise covariances "
-            "cannot be estimated from fewer samples than tasks"
+            f"Y has {T} outputs but only {N} samples: the T x T output and noise covariances "
+            "cannot be estimated from fewer samples than outputs"
         )
     sd = Ya.std(axis=0)
     const = np.where(sd <= 1e-12 * np.maximum(1.0, np.abs(Ya).max(axis=0)))[0]
@@ -80,7 +80,7 @@ def check_fit_data(X, Y):
 
 def _warn_if_rank_deficient(Y, names):
     """Warn when the N x T outputs have rank r < T: some combination of the
-    tasks is exactly zero at every sample, so C (x) K + Sigma (x) I can be
+    outputs is exactly zero at every sample, so C (x) K + Sigma (x) I can be
     singular along it with the data in its range and eq. (4) is unbounded
     above; C and Sigma along that direction are not identifiable (Sigma-MT's
     noise then runs to 0 and its C and Sigma grow without bound)."""
@@ -92,7 +92,7 @@ def _warn_if_rank_deficient(Y, names):
         big = np.argsort(-np.abs(v))[: min(4, len(v))]
         combo = " + ".join(f"{v[j]:.3g}*{names[j]!r}" for j in big if abs(v[j]) > 1e-8)
         warnings.warn(
-            f"Y has rank {rank} < {Y.shape[1]} tasks: the outputs satisfy exact linear relations "
+            f"Y has rank {rank} < {Y.shape[1]} outputs: the outputs satisfy exact linear relations "
             f"(e.g. {combo} + ... = 0 at every sample). The likelihood is then unbounded when the "
             "noise covariance can become singular along such a combination, and C and Sigma are "
             "not identifiable there; remove redundant outputs or expect degenerate estimates",
