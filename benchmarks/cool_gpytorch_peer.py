@@ -613,7 +613,7 @@ def _run_mtgp(items, max_iter, repeat_first, calls):
                     if it["kernel"] == "se":
                         ls = float(m_.kernel_.lengthscale)
                     row.update(rmse=rmse(pred, it["Yte"]), n_iter=float(sum(c[0] for c in calls)) if calls else np.nan,
-                               ll=exact_ll(it, m_.task_covariance_, m_.noise_covariance_, ls if ls else np.nan),
+                               ll=exact_ll(it, m_.output_covariance_, m_.noise_covariance_, ls if ls else np.nan),
                                ll_own=float(m_.log_marginal_likelihood_), lengthscale=ls,
                                noise_min=float(np.linalg.eigvalsh(m_.noise_covariance_).min()))
                 except Exception as exc:  # report, keep going

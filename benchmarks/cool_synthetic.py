@@ -27,7 +27,7 @@ import mtgp
 from mtgp.kernels import Linear
 from mtgp.linalg import JitterWarning
 from mtgp.multioutput import (CoolMTGP, EigenPredictor, ICM, IndependentGPs, StructuredNoiseMTGP,
-                              task_order_sensitivity)
+                              output_order_sensitivity)
 
 T, N_TRAIN, N_TEST, D = 15, 100, 100, 20
 P_GRID = {5: (3, 5, 10), 10: (5, 10, 15), 15: (5, 10, 15)}
@@ -113,10 +113,10 @@ def main(argv=None):
                 timings.append(dict(R=R, model=name, fit_s=tf.seconds, predict_s=tp.seconds))
                 if name == "Indep. GPs":
                     continue
-                frob.append(dict(R=R, rep=rep, model=name, C=rel_frob(m.task_covariance_, C),
+                frob.append(dict(R=R, rep=rep, model=name, C=rel_frob(m.output_covariance_, C),
                                  Sigma=rel_frob(m.noise_covariance_, S)))
                 if rep == 0:
-                    est_mats[(R, name)] = (m.task_covariance_, m.noise_covariance_)
+                    est_mats[(R, name)] = (m.output_covariance_, m.noise_covariance_)
             if rep == 0:
                 est_mats[(R, "Ground truth")] = (C, S)
             print(f"R={R} rep={rep} done ({time.perf_counter() - t_start:.0f} s)", flush=True)
@@ -154,10 +154,10 @@ def main(argv=None):
     # Fig. 4: task-order permutations, R = 15 (R = 5 in quick mode)
     R4 = 15 if 15 in Rs else Rs[0]
     X, Y, C, S = make_data(R4, seed=1000 * R4)
-    sens = task_order_sensitivity(CoolMTGP(Linear(), method="hierarchical", max_iter=max_iter),
+    sens = output_order_sensitivity(CoolMTGP(Linear(), method="hierarchical", max_iter=max_iter),
                                   X[:N_TRAIN], Y[:N_TRAIN], n_permutations=2 if args.quick else 4,
                                   random_state=1, X_test=X[N_TRAIN:])
-    stab = sens["table"].assign(test_mse=[float(np.mean((CoolMTGP(Linear(), max_iter=max_iter, task_order=list(map(int, o)))
+    stab = sens["table"].assign(test_mse=[float(np.mean((CoolMTGP(Linear(), max_iter=max_iter, output_order=list(map(int, o)))
                                                            .fit(X[:N_TRAIN], Y[:N_TRAIN]).predict(X[N_TRAIN:]).mean - Y[N_TRAIN:]) ** 2))
                                           for o in sens["orders"]])
     stab["rel_frob_C_to_true"] = [rel_frob(c, C) for c in sens["C"]]
