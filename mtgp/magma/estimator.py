@@ -276,8 +276,8 @@ class Magma(Estimator):
     @property
     def task_kernel_(self):
         """Deprecated: use ``individual_kernel_``."""
-        renamed_attribute("Magma", "task_kernel_", "individual_kernel_", stacklevel=3)
         self._check_is_fitted()
+        renamed_attribute("Magma", "task_kernel_", "individual_kernel_", stacklevel=3)
         return self.individual_kernel_
 
     # -------------------------------------------------------- hyper-posterior
