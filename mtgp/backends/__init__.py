@@ -1,7 +1,43 @@
-"""Where per-individual work runs: the map over individuals and the
-reduction of the E-step sums behind one seam (:class:`Local`: jit + vmap in
-this process)."""
+"""Where Magma's per-individual work runs, behind one small seam.
 
-from .local import Local
+The estimators never loop over individuals themselves: they lay the data out
+(:class:`mtgp.magma.numerics.MagmaData`), hand it to a backend once, and then
+ask the backend for the two things that touch individuals. Everything else
+(the hyper-posterior of the mean process, the theta0 update, the EM loop,
+prediction of one new individual) runs in the calling process on O(N^2)
+pooled-grid arrays.
 
-__all__ = ["Local"]
+Contract (:class:`Backend`)
+---------------------------
+``prepare(data) -> handle``
+    Called once per fit (or load). Puts the individuals' arrays where they
+    will be used: :class:`Local` keeps them as device arrays in this
+    process; a distributed backend would scatter partitions of individuals
+    to its workers and return references to them. ``data.grid`` and
+    ``data.m0`` stay available in the caller.
+``e_step_sums(handle, static, theta, m0=None, weights=None) -> (S, c, ll)``
+    The weighted sums of the E step (Props. 1/4, see
+    :func:`mtgp.magma.numerics.e_step_sums`) at the individual log HPs
+    ``theta``: S (N, N), c (N,), ll scalar. A distributed backend computes
+    them per partition and adds the partial sums: only ``theta`` goes out and
+    O(N^2) numbers come back, whatever the number of individuals. ``m0`` and
+    ``weights`` optionally replace the prior mean on the grid and the
+    per-individual weights held by the handle (MagmaClust: one call per
+    cluster k with m_k and tau_ik).
+``individual_m_step(handle, static, theta, post) -> theta``
+    The individual part of the M step (Props. 2/3) given the hyper-posterior
+    ``post`` (a :class:`~mtgp.magma.numerics.MeanPosterior`, O(N^2), sent to
+    where the data are). Different HP: M independent problems, solved where
+    each individual's data are; only the new rows of ``theta`` come back.
+    Common HP: one joint problem whose objective is a sum over individuals
+    (a distributed backend sums per-partition values and gradients at each
+    L-BFGS iteration).
+
+The numbers must not depend on the backend beyond floating-point summation
+order. ``static`` is a hashable :class:`~mtgp.magma.numerics.MagmaStatic`,
+so it can be shipped to workers and used as a compile key there.
+"""
+
+from .local import Backend, Local, resolve_backend
+
+__all__ = ["Backend", "Local", "resolve_backend"]

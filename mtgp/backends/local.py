@@ -1,10 +1,71 @@
-"""The local backend: all individuals in this process (jit + vmap)."""
+"""The backend interface and the local backend: all individuals in this
+process (jit + vmap). See :mod:`mtgp.backends` for the contract."""
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 
-class Local:
-    """Run everything in this process (the default)."""
+from ..optim import batched_minimize_host, minimize_host
+
+__all__ = ["Backend", "Local", "resolve_backend"]
+
+
+class Backend:
+    """Interface of a backend (see :mod:`mtgp.backends` for the contract)."""
+
+    def prepare(self, data):
+        raise NotImplementedError
+
+    def e_step_sums(self, handle, static, theta, m0=None, weights=None):
+        raise NotImplementedError
+
+    def individual_m_step(self, handle, static, theta, post):
+        raise NotImplementedError
 
     def __repr__(self):
-        return "Local()"
+        return f"{type(self).__name__}()"
+
+
+class Local(Backend):
+    """Run everything in this process (the default): each size bucket of
+    individuals is one vmapped, compiled block; the handle is the
+    :class:`~mtgp.magma.numerics.MagmaData` itself."""
+
+    def prepare(self, data):
+        return data
+
+    def e_step_sums(self, handle, static, theta, m0=None, weights=None):
+        from ..magma import numerics as nx
+
+        data = handle if m0 is None else handle._replace(m0=jnp.asarray(m0))
+        if weights is not None:
+            data = data.with_weights(weights)
+        return nx.e_step_sums_jit(static, theta, data)
+
+    def individual_m_step(self, handle, static, theta, post):
+        """Props. 2/3 with the host-driven L-BFGS drivers of
+        :mod:`mtgp.optim`: one joint problem (Common HP) or, per bucket, M_b
+        independent problems in lock-step (Different HP). Each compiled
+        program is one objective evaluation or one batched iteration."""
+        from ..magma import numerics as nx
+
+        data = handle
+        moments = nx.posterior_at_individuals(post, data.idx)
+        if static.common:
+            return minimize_host(("magma-common", static.ki), nx.common_objective(static.ki), theta,
+                                 (data.X, data.y, data.mask, moments), max_iter=static.max_iter).params
+        for (X, y, mask, _, rows, _), (mh, kh) in zip(data.buckets, moments):
+            new = batched_minimize_host(("magma-individual", static.ki), nx.individual_objective(static.ki),
+                                        nx.take_rows(theta, rows), (X, y, mask, mh, kh),
+                                        max_iter=static.max_iter, tol=nx.INDIVIDUAL_GTOL).params
+            theta = nx.put_rows(theta, rows, new)
+        return theta
+
+
+def resolve_backend(backend) -> Backend:
+    """``None`` means :class:`Local`; anything else must be a Backend."""
+    if backend is None:
+        return Local()
+    if not isinstance(backend, Backend):
+        raise TypeError(f"backend must be None or an mtgp.backends.Backend, got {type(backend).__name__}")
+    return backend

@@ -4,12 +4,37 @@ Notation (paper): pooled grid t (N distinct inputs), prior mean m0, mean
 kernel matrix K0 = k_theta0(t, t), individual covariances
 Psi_i = c_theta_i(t_i, t_i) + sigma_i^2 I, gathered into the grid by P_i.
 
+Every function takes named pytrees instead of long positional lists:
+
+* :class:`MagmaStatic` (hashable, a static ``jax.jit`` argument): the mean
+  and individual kernels as :class:`~mtgp.kernels.StaticKernel`, the
+  Common/Different HP flag, and the M-step settings (``mean_update``,
+  ``max_iter``); compiled programs are keyed by :attr:`MagmaStatic.structure`
+  (kernel structures and the flag), never by object ids;
+* :class:`MagmaData`: the padded size buckets of the individuals, the pooled
+  grid, the prior mean on the grid and one weight per individual;
+* :class:`MagmaParams`: theta0 (the mean process' log HPs) and theta (the
+  individuals' log HPs ``{"kernel", "log_noise"}``, shared or batched);
+* :class:`MeanPosterior`: the hyper-posterior of mu0 in factored form.
+
+Weighted E-step sums
+--------------------
+The E step only needs three sums over individuals, each weighted by the
+individual's weight w_i (all ones for Magma; MagmaClust's responsibilities
+tau_ik for cluster k, its E step being Props. 1/4 with weighted precisions):
+
+    S  = sum_i w_i P_i' Psi_i^-1 P_i
+    c  = sum_i w_i P_i' Psi_i^-1 (y_i - m0(t_i))
+    ll = sum_i w_i log N(y_i; m0(t_i), Psi_i)
+
+(:func:`e_step_sums`). They are O(N^2) whatever the number of individuals,
+which is what a distributed backend moves (:mod:`mtgp.backends`).
+
 Exact formulation without K0^-1
 -------------------------------
-Props. 1 and 4 write the hyper-posterior precision K0^-1 + sum_i P_i' Psi_i^-1 P_i.
-On densely spaced inputs K0 is numerically singular, so we never invert it.
-With S = sum_i P_i' Psi_i^-1 P_i = L_S L_S' (positive definite: every grid
-point is observed by someone) and c = sum_i P_i' Psi_i^-1 (y_i - m0(t_i)):
+Props. 1 and 4 write the hyper-posterior precision K0^-1 + S. On densely
+spaced inputs K0 is numerically singular, so we never invert it. With
+S = L_S L_S' (positive definite: every grid point is observed by someone):
 
     B      = I + L_S' K0 L_S                     (eigenvalues >= 1: stable)
     alpha  = (I + S K0)^-1 c = c - L_S B^-1 L_S' K0 c
@@ -21,7 +46,7 @@ inputs X, to computing Prop. 4 on the union [X, t] and marginalising (the
 data only touch mu0 through t). The exact marginal likelihood follows from
 the matrix determinant lemma and Woodbury:
 
-    log p({y_i}) = sum_i log N(y_i; m0(t_i), Psi_i) + c' K0 alpha / 2 - log|B| / 2.
+    log p({y_i}) = ll + c' K0 alpha / 2 - log|B| / 2.
 
 Every individual-level quantity is computed for all individuals at once on
 a padded layout (see :mod:`mtgp.data`): padded rows/columns of Psi_i are the
@@ -31,16 +56,15 @@ identity and padded outputs 0, so they contribute nothing.
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+import numpy as np
 
+from ..kernels import StaticKernel
 from ..linalg import (LOG_2PI, cho_solve, cholesky, logdet_from_chol, safe_cholesky,
-                     symmetrize, tri_solve)
-from ..gp.numerics import gp_nll
-from ..optim import batched_lbfgs_minimize, batched_minimize_host, minimize_host
+                      symmetrize, tri_solve)
 
 # Relative diagonal jitter used only inside the paper's expected-log-likelihood
 # objective for theta_0 (mean_update="expected"), which needs K0^-1.
@@ -54,19 +78,106 @@ EXPECTED_Q_JITTER = 1e-8
 INDIVIDUAL_GTOL = 1e-5
 
 
+# ------------------------------------------------------------ named pytrees
+
+class MagmaStatic(NamedTuple):
+    """The static model description (hashable: a ``jax.jit`` static
+    argument). ``k0``/``ki``: mean and individual kernels; ``common``: all
+    individuals share theta (Prop. 3) or each has its own (Prop. 2);
+    ``mean_update`` and ``max_iter``: the M step's theta0 objective and
+    L-BFGS budget."""
+
+    k0: StaticKernel
+    ki: StaticKernel
+    common: bool
+    mean_update: str = "marginal"
+    max_iter: int = 50
+
+    @property
+    def structure(self) -> "MagmaStatic":
+        """The part compiled programs depend on (kernel structures and the
+        flag): changing the M-step settings recompiles nothing."""
+        return MagmaStatic(self.k0, self.ki, bool(self.common))
+
+
+class MagmaParams(NamedTuple):
+    """Log hyper-parameters: ``theta0`` of the mean process, ``theta``
+    ``{"kernel": ..., "log_noise": ...}`` of the individuals (one set, or
+    batched with a leading axis of size M for Different HP)."""
+
+    theta0: dict
+    theta: dict
+
+
+class MagmaData(NamedTuple):
+    """The training data laid out for the numerics (a pytree of arrays).
+
+    Per size bucket b (tuples, see :func:`mtgp.data.bucket_individuals`):
+    ``X[b]`` (M_b, n_b, d), ``y[b]``, ``mask[b]`` and ``idx[b]`` (M_b, n_b)
+    (``idx`` is the grid index of each point, N for padding), ``rows[b]``
+    (M_b,) the training-order indices of its individuals and ``weights[b]``
+    (M_b,) their weights w_i. ``grid`` (N, d) is the pooled grid and ``m0``
+    (N,) the prior mean on it."""
+
+    X: tuple
+    y: tuple
+    mask: tuple
+    idx: tuple
+    rows: tuple
+    weights: tuple
+    grid: jnp.ndarray
+    m0: jnp.ndarray
+
+    @classmethod
+    def from_buckets(cls, buckets, grid, m0, weights: Optional[np.ndarray] = None) -> "MagmaData":
+        """From a :class:`mtgp.data.Buckets` layout; ``weights`` (M,) in
+        training order (default: ones, i.e. Magma)."""
+        M = int(sum(len(r) for r in buckets.rows))
+        w = np.ones(M) if weights is None else np.asarray(weights, dtype=float)
+        f = lambda name: tuple(jnp.asarray(getattr(b, name)) for b in buckets.blocks)
+        return cls(f("X"), f("y"), f("mask"), f("idx"), tuple(jnp.asarray(r) for r in buckets.rows),
+                   tuple(jnp.asarray(w[np.asarray(r)]) for r in buckets.rows),
+                   jnp.asarray(grid), jnp.asarray(m0))
+
+    @classmethod
+    def from_padded(cls, padded, grid, m0, weights: Optional[np.ndarray] = None) -> "MagmaData":
+        """From one :class:`mtgp.data.Padded` block (all individuals in order)."""
+        M = padded.X.shape[0]
+        w = np.ones(M) if weights is None else np.asarray(weights, dtype=float)
+        return cls((jnp.asarray(padded.X),), (jnp.asarray(padded.y),), (jnp.asarray(padded.mask),),
+                   (jnp.asarray(padded.idx),), (jnp.arange(M),), (jnp.asarray(w),),
+                   jnp.asarray(grid), jnp.asarray(m0))
+
+    def with_weights(self, weights: np.ndarray) -> "MagmaData":
+        """The same layout with other per-individual weights (training order)."""
+        w = jnp.asarray(weights)
+        return self._replace(weights=tuple(w[r] for r in self.rows))
+
+    @property
+    def buckets(self):
+        """(X, y, mask, idx, rows, weights) of each bucket."""
+        return list(zip(self.X, self.y, self.mask, self.idx, self.rows, self.weights))
+
+    @property
+    def n_individuals(self) -> int:
+        return int(sum(r.shape[0] for r in self.rows))
+
+
 class MeanPosterior(NamedTuple):
     """Hyper-posterior of mu0 on the pooled grid, in factored form."""
 
     L_S: jnp.ndarray  # (N, N) Cholesky of S
     L_B: jnp.ndarray  # (N, N) Cholesky of B = I + L_S' K0 L_S
     alpha: jnp.ndarray  # (N,)  (I + S K0)^-1 c
-    c: jnp.ndarray  # (N,)  sum_i P_i' Psi_i^-1 (y_i - m0(t_i))
+    c: jnp.ndarray  # (N,)  sum_i w_i P_i' Psi_i^-1 (y_i - m0(t_i))
     mean: jnp.ndarray  # (N,)  m_hat(t)
     cov: jnp.ndarray  # (N, N) K_hat(t, t)
     loglik: jnp.ndarray  # exact log p({y_i} | Theta)
     jitter_S: jnp.ndarray
     jitter_B: jnp.ndarray
 
+
+# ------------------------------------------------------- individual blocks
 
 def masked_cov(kernel, params, log_noise, X, mask):
     """Psi = k(X, X) + sigma^2 I on real points; identity on padding."""
@@ -81,28 +192,26 @@ def individual_covs(ki, common, theta, X, mask):
     return jax.vmap(f, in_axes=(None if common else 0, 0, 0))(theta, X, mask)
 
 
-def _blocks(X, y, mask, idx, rows=None):
-    """The padded data as a list of buckets (X, y, mask, idx, rows): either
-    one padded block (arrays, ``rows`` None: all individuals in order) or
-    tuples of per-bucket arrays with ``rows[b]`` the training-order indices
-    of bucket b's individuals (see :func:`mtgp.data.bucket_individuals`)."""
-    if isinstance(X, (tuple, list)):
-        rows = (None,) * len(X) if rows is None else tuple(rows)
-        return list(zip(X, y, mask, idx, rows))
-    return [(X, y, mask, idx, rows)]
-
-
-def _take(theta, rows):
+def take_rows(theta, rows):
     """Rows of a batched (Different HP) parameter pytree."""
-    return theta if rows is None else jax.tree_util.tree_map(lambda a: a[rows], theta)
+    return jax.tree_util.tree_map(lambda a: a[rows], theta)
 
 
-def _put(theta, rows, new):
-    return new if rows is None else jax.tree_util.tree_map(lambda a, b: a.at[rows].set(b), theta, new)
+def put_rows(theta, rows, new):
+    """``theta`` with the given rows replaced by ``new``."""
+    return jax.tree_util.tree_map(lambda a, b: a.at[rows].set(b), theta, new)
 
 
-def _individual_stats(ki, common, theta, m0_ext, X, y, mask, idx):
-    """One bucket: Psi_i^-1 (masked), residuals and sum_i log N(r_i; 0, Psi_i)."""
+def bucket_theta(static: MagmaStatic, theta, rows):
+    """The individual HPs of one bucket (the shared set for Common HP)."""
+    return theta if static.common else take_rows(theta, rows)
+
+
+# ------------------------------------------------------------------ E step
+
+def _bucket_sums(ki, common, theta, m0_ext, X, y, mask, idx, w):
+    """One bucket: w_i Psi_i^-1 (masked), residuals y_i - m0(t_i) and
+    sum_i w_i log N(y_i; m0(t_i), Psi_i) (constants of real points only)."""
     n = X.shape[1]
     Psi = individual_covs(ki, common, theta, X, mask)
     L = jax.vmap(cholesky)(Psi)
@@ -110,49 +219,85 @@ def _individual_stats(ki, common, theta, m0_ext, X, y, mask, idx):
     mm = mask[:, :, None] * mask[:, None, :]
     Pinv = jax.vmap(lambda l: cho_solve(l, eye_n))(L) * mm
     r = (y - m0_ext[idx]) * mask
-    # sum_i log N(r_i; 0, Psi_i) with the constants of real points only
     a = jax.vmap(tri_solve)(L, r)
-    ll = -0.5 * (jnp.sum(a**2) + jnp.sum(jax.vmap(logdet_from_chol)(L)) + jnp.sum(mask) * LOG_2PI)
-    return Pinv, r, ll
+    # weights multiply each individual's terms before the (unchanged) sums:
+    # with w = 1 the result is bit-for-bit the unweighted one
+    ll = -0.5 * (jnp.sum(w[:, None] * a**2) + jnp.sum(w * jax.vmap(logdet_from_chol)(L))
+                 + jnp.sum(w[:, None] * mask) * LOG_2PI)
+    return Pinv * w[:, None, None], r, ll
 
 
-def individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows=None):
-    """S = sum_i P_i' Psi_i^-1 P_i, c = sum_i P_i' Psi_i^-1 (y_i - m0(t_i)) and
-    sum_i log N(y_i; m0(t_i), Psi_i), accumulated bucket by bucket straight
-    into one (N, N) array (padding goes to the dropped index N)."""
-    N = m0_grid.shape[0]
-    m0_ext = jnp.concatenate([m0_grid, jnp.zeros(1, m0_grid.dtype)])
-    S = jnp.zeros((N + 1, N + 1), m0_grid.dtype)
-    c = jnp.zeros(N + 1, m0_grid.dtype)
-    ll_indiv = 0.0
-    for Xb, yb, mb, ib, rb in _blocks(X, y, mask, idx, rows):
-        th = theta if common else _take(theta, rb)
-        Pinv, r, ll = _individual_stats(ki, common, th, m0_ext, Xb, yb, mb, ib)
-        S = S.at[ib[:, :, None], ib[:, None, :]].add(Pinv)
-        c = c.at[ib].add(jnp.einsum("mij,mj->mi", Pinv, r))
-        ll_indiv = ll_indiv + ll
-    return symmetrize(S[:N, :N]), c[:N], ll_indiv
+def e_step_sums(static: MagmaStatic, theta, data: MagmaData):
+    """(S, c, ll): the weighted sums over individuals of Props. 1/4 (see the
+    module docstring), accumulated bucket by bucket straight into one
+    (N, N) array (padding goes to the dropped index N)."""
+    m0 = data.m0
+    N = m0.shape[0]
+    m0_ext = jnp.concatenate([m0, jnp.zeros(1, m0.dtype)])
+    S = jnp.zeros((N + 1, N + 1), m0.dtype)
+    c = jnp.zeros(N + 1, m0.dtype)
+    ll = 0.0
+    for X, y, mask, idx, rows, w in data.buckets:
+        th = bucket_theta(static, theta, rows)
+        Pinv, r, llb = _bucket_sums(static.ki, static.common, th, m0_ext, X, y, mask, idx, w)
+        S = S.at[idx[:, :, None], idx[:, None, :]].add(Pinv)
+        c = c.at[idx].add(jnp.einsum("mij,mj->mi", Pinv, r))
+        ll = ll + llb
+    return symmetrize(S[:N, :N]), c[:N], ll
 
 
-def mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows=None):
-    """E step (Props. 1 and 4) and exact marginal log-likelihood.
-
-    ``X, y, mask, idx`` are one padded block or tuples of buckets (then
-    ``rows`` gives each bucket's individuals; see :func:`_blocks`). Buckets
-    only change the padding, never the result."""
+def posterior_from_sums(static: MagmaStatic, theta0, grid, m0, S, c, ll) -> MeanPosterior:
+    """Hyper-posterior of mu0 on the grid (Props. 1 and 4, without K0^-1)
+    and the exact marginal log-likelihood, from the E-step sums."""
     N = grid.shape[0]
-    S, c, ll_indiv = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows)
-    K0 = symmetrize(k0.evaluate(theta0, grid, grid))
+    K0 = symmetrize(static.k0.evaluate(theta0, grid, grid))
     L_S, jit_S = safe_cholesky(S)
     B = jnp.eye(N, dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
     L_B, jit_B = safe_cholesky(B)
     K0c = K0 @ c
     alpha = c - L_S @ cho_solve(L_B, L_S.T @ K0c)
-    mean = m0_grid + K0 @ alpha
+    mean = m0 + K0 @ alpha
     V = tri_solve(L_B, L_S.T @ K0)
     cov = K0 - V.T @ V
-    loglik = ll_indiv + 0.5 * jnp.dot(c, K0 @ alpha) - 0.5 * logdet_from_chol(L_B)
+    loglik = ll + 0.5 * jnp.dot(c, K0 @ alpha) - 0.5 * logdet_from_chol(L_B)
     return MeanPosterior(L_S, L_B, alpha, c, mean, cov, loglik, jit_S, jit_B)
+
+
+def mean_posterior(static: MagmaStatic, params: MagmaParams, data: MagmaData) -> MeanPosterior:
+    """E step (Props. 1 and 4) and exact marginal log-likelihood. Buckets
+    only change the padding, never the result."""
+    S, c, ll = e_step_sums(static, params.theta, data)
+    return posterior_from_sums(static, params.theta0, data.grid, data.m0, S, c, ll)
+
+
+@partial(jax.jit, static_argnames=("static",))
+def _e_step_sums_jit(static, theta, data):
+    return e_step_sums(static, theta, data)
+
+
+@partial(jax.jit, static_argnames=("static",))
+def _posterior_from_sums_jit(static, theta0, grid, m0, S, c, ll):
+    return posterior_from_sums(static, theta0, grid, m0, S, c, ll)
+
+
+@partial(jax.jit, static_argnames=("static",))
+def _e_step_jit(static, params, data):
+    return mean_posterior(static, params, data)
+
+
+def e_step_sums_jit(static: MagmaStatic, theta, data: MagmaData):
+    """Compiled :func:`e_step_sums` (one program per structure)."""
+    return _e_step_sums_jit(static.structure, theta, data)
+
+
+def posterior_from_sums_jit(static: MagmaStatic, theta0, grid, m0, S, c, ll) -> MeanPosterior:
+    """Compiled :func:`posterior_from_sums`."""
+    return _posterior_from_sums_jit(static.structure, theta0, grid, m0, S, c, ll)
+
+
+def e_step_jit(static: MagmaStatic, params: MagmaParams, data: MagmaData) -> MeanPosterior:
+    """Compiled :func:`mean_posterior` (the whole E step as one program)."""
+    return _e_step_jit(static.structure, params, data)
 
 
 def mean_posterior_at(k0, theta0, post: MeanPosterior, grid, X, m0_X):
@@ -165,9 +310,14 @@ def mean_posterior_at(k0, theta0, post: MeanPosterior, grid, X, m0_X):
     return mean, cov
 
 
-# ---------------------------------------------------------------- M step
+@partial(jax.jit, static_argnames=("k0",))
+def mean_posterior_at_jit(k0, theta0, post, grid, X, m0_X):
+    return mean_posterior_at(k0, theta0, post, grid, X, m0_X)
 
-def _expected_loglik_terms(ki, common, theta, X, y, mask, m_hat_i, K_hat_i):
+
+# ---------------------------------------------------------- M-step pieces
+
+def expected_loglik_terms(ki, common, theta, X, y, mask, m_hat_i, K_hat_i):
     """Per individual: log N(y_i; m_hat(t_i), Psi_i) - Tr(K_hat_i Psi_i^-1) / 2
     (the objective L^{t_i} of Props. 2 and 3), constants dropped."""
     Psi = individual_covs(ki, common, theta, X, mask)
@@ -180,12 +330,13 @@ def _expected_loglik_terms(ki, common, theta, X, y, mask, m_hat_i, K_hat_i):
     return -0.5 * (quad + logdet + trace)
 
 
-def _theta0_expected_objective(k0, theta0, grid, m0_grid, post):
-    """-(log N(m_hat; m0, K0) - Tr(K_hat K0^-1) / 2), Props. 2/3, first line."""
+def theta0_expected_objective(k0, theta0, grid, m0, post):
+    """-(log N(m_hat; m0, K0) - Tr(K_hat K0^-1) / 2) / N: Props. 2/3, first
+    line (the paper's M step for theta0; needs K0^-1, hence a jitter)."""
     K0 = symmetrize(k0.evaluate(theta0, grid, grid))
     K0 = K0 + EXPECTED_Q_JITTER * jnp.mean(jnp.diagonal(K0)) * jnp.eye(K0.shape[0], dtype=K0.dtype)
     L = cholesky(K0)
-    a = tri_solve(L, post.mean - m0_grid)
+    a = tri_solve(L, post.mean - m0)
     trace = jnp.trace(cho_solve(L, post.cov))
     return 0.5 * (jnp.sum(a**2) + logdet_from_chol(L) + trace) / grid.shape[0]
 
@@ -227,7 +378,7 @@ def _marginal_terms_bwd(res, g):
 _marginal_terms.defvjp(_marginal_terms_fwd, _marginal_terms_bwd)
 
 
-def _theta0_marginal_objective(k0, theta0, grid, L_S, w):
+def theta0_marginal_objective(k0, theta0, grid, L_S, w):
     """-log p({y_i} | theta0, fixed individual HPs) / N up to a constant, with
     w = L_S^-1 c (see :func:`_marginal_terms`): an exact conditional
     maximisation step (ECME, Liu & Rubin 1994) needing no K0^-1."""
@@ -236,7 +387,15 @@ def _theta0_marginal_objective(k0, theta0, grid, L_S, w):
 
 
 @jax.jit
-def _posterior_at_individuals(post, idx):
+def theta0_inputs(S, c):
+    """L_S (Cholesky of S) and w = L_S^-1 c: the data of the theta_0 ECME
+    objective, from the E-step sums at the new individual HPs."""
+    L_S, _ = safe_cholesky(S)
+    return L_S, tri_solve(L_S, c)
+
+
+@jax.jit
+def posterior_at_individuals(post, idx):
     """Per bucket, the hyper-posterior mean and covariance at each
     individual's inputs, (m_hat(t_i), K_hat(t_i, t_i)) (padding: index N)."""
     mean_ext = jnp.concatenate([post.mean, jnp.zeros(1, post.mean.dtype)])
@@ -244,149 +403,23 @@ def _posterior_at_individuals(post, idx):
     return tuple((mean_ext[ib], cov_ext[ib[:, :, None], ib[:, None, :]]) for ib in idx)
 
 
-@partial(jax.jit, static_argnames=("ki", "common"))
-def _theta0_inputs(ki, common, theta, m0_grid, X, y, mask, idx, rows=None):
-    """L_S (Cholesky of S) and w = L_S^-1 c at the given individual HPs: the
-    data of the theta_0 ECME objective."""
-    S, c, _ = individual_stats(ki, common, theta, m0_grid, X, y, mask, idx, rows)
-    L_S, _ = safe_cholesky(S)
-    return L_S, tri_solve(L_S, c)
-
-
-def _common_objective(ki):
+def common_objective(ki):
+    """-(sum_i L^{t_i}) / (number of points) for the shared individual HPs
+    (Prop. 3), over all buckets at once."""
     def f(th, X, y, mask, moments):
         tot, n_points = 0.0, 0.0
         for Xb, yb, mb, (mh, kh) in zip(X, y, mask, moments):
-            tot = tot + jnp.sum(_expected_loglik_terms(ki, True, th, Xb, yb, mb, mh, kh))
+            tot = tot + jnp.sum(expected_loglik_terms(ki, True, th, Xb, yb, mb, mh, kh))
             n_points = n_points + jnp.sum(mb)
         return -tot / n_points
     return f
 
 
-def _individual_objective(ki):
+def individual_objective(ki):
+    """-L^{t_i} / n_i for one individual's own HPs (Prop. 2)."""
     def f(th, x, yy, mk, mh, kh):
         one = lambda a: a[None]
-        v = _expected_loglik_terms(ki, False, jax.tree_util.tree_map(one, th), one(x), one(yy),
-                                   one(mk), one(mh), one(kh))
+        v = expected_loglik_terms(ki, False, jax.tree_util.tree_map(one, th), one(x), one(yy),
+                                  one(mk), one(mh), one(kh))
         return -v[0] / jnp.maximum(jnp.sum(mk), 1.0)
     return f
-
-
-def m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
-           X, y, mask, idx, rows=None):
-    """M step. Individual HPs maximise the expected log-likelihood of Props.
-    2/3 given the current hyper-posterior: one joint problem (Common HP,
-    Prop. 3) or M independent ones solved in lock-step by a vmapped L-BFGS
-    per bucket of individuals (Different HP, Prop. 2). theta0 maximises
-    either the paper's expected objective (same posterior: a plain EM step)
-    or, by default, the exact marginal likelihood at the new individual HPs
-    (an ECME step). Both keep the marginal likelihood non-decreasing.
-
-    Driven from Python (:func:`mtgp.optim.minimize_host`,
-    :func:`mtgp.optim.batched_minimize_host`): each compiled program is one
-    objective evaluation or one batched L-BFGS iteration, never a loop."""
-    if mean_update == "expected":
-        theta0 = minimize_host(("magma-theta0-expected", k0),
-                               lambda p, g, m0, po: _theta0_expected_objective(k0, p, g, m0, po),
-                               theta0, (grid, m0_grid, post), max_iter=max_iter).params
-
-    blocks = _blocks(X, y, mask, idx, rows)
-    moments = _posterior_at_individuals(post, tuple(b[3] for b in blocks))
-    if common:
-        Xs, ys, ms = (tuple(b[j] for b in blocks) for j in range(3))
-        theta = minimize_host(("magma-common", ki), _common_objective(ki), theta,
-                              (Xs, ys, ms, moments), max_iter=max_iter).params
-    else:
-        for (Xb, yb, mb, _, rb), (mh, kh) in zip(blocks, moments):
-            new = batched_minimize_host(("magma-individual", ki), _individual_objective(ki),
-                                        _take(theta, rb), (Xb, yb, mb, mh, kh),
-                                        max_iter=max_iter, tol=INDIVIDUAL_GTOL).params
-            theta = _put(theta, rb, new)
-    if mean_update != "expected":
-        L_S, w = _theta0_inputs(ki, common, theta, m0_grid, X, y, mask, idx, rows)
-        theta0 = minimize_host(("magma-theta0-marginal", k0),
-                               lambda p, g, L, ww: _theta0_marginal_objective(k0, p, g, L, ww),
-                               theta0, (grid, L_S, w), max_iter=max_iter).params
-    return theta0, theta
-
-
-@partial(jax.jit, static_argnames=("k0", "ki", "common"))
-def e_step_jit(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows=None):
-    return mean_posterior(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows)
-
-
-def em_iteration(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid, m0_grid,
-                 X, y, mask, idx, rows=None):
-    """One M step followed by the E step at the new hyper-parameters."""
-    theta0, theta = m_step(k0, ki, common, mean_update, max_iter, theta0, theta, post, grid,
-                           m0_grid, X, y, mask, idx, rows)
-    post = e_step_jit(k0, ki, common, theta0, theta, grid, m0_grid, X, y, mask, idx, rows)
-    return theta0, theta, post
-
-
-@partial(jax.jit, static_argnames=("k0",))
-def mean_posterior_at_jit(k0, theta0, post, grid, X, m0_X):
-    return mean_posterior_at(k0, theta0, post, grid, X, m0_X)
-
-
-# ------------------------------------------------------------- prediction
-
-@partial(jax.jit, static_argnames=("k0", "ki", "include_noise"))
-def predict_jit(k0, ki, include_noise, theta0, theta_star, post, grid, Xp, m0_p, Xo, yo, m0_o,
-                mask_o=None):
-    """Type I prediction (Sec. 4): multi-task prior of Prop. 5 on [Xp, Xo],
-    then Gaussian conditioning on the new individual's observations.
-
-    ``mask_o`` (optional) marks real observations when Xo, yo are padded to a
-    bucket size (one compiled program for many individuals): padded points
-    get an identity block with no cross-covariance, so they change nothing."""
-    Xa = jnp.concatenate([Xp, Xo], axis=0)
-    mu, Kmu = mean_posterior_at(k0, theta0, post, grid, Xa, jnp.concatenate([m0_p, m0_o]))
-    noise = jnp.exp(theta_star["log_noise"])
-    G = Kmu + ki.evaluate(theta_star["kernel"], Xa, Xa)
-    n_p = Xp.shape[0]
-    G_pp, G_po, G_oo = G[:n_p, :n_p], G[:n_p, n_p:], G[n_p:, n_p:]
-    if mask_o is None:
-        mask_o = jnp.ones(Xo.shape[0], dtype=G.dtype)
-    G_oo = G_oo * (mask_o[:, None] * mask_o[None, :]) + jnp.diag(noise * mask_o + (1.0 - mask_o))
-    G_po = G_po * mask_o[None, :]
-    if include_noise:
-        G_pp = G_pp + noise * jnp.eye(n_p, dtype=G.dtype)
-    L, jit_o = safe_cholesky(G_oo)
-    W = tri_solve(L, G_po.T)
-    mean = mu[:n_p] + W.T @ tri_solve(L, (yo - mu[n_p:]) * mask_o)
-    cov = symmetrize(G_pp - W.T @ W)
-    return mean, cov, jit_o
-
-
-@partial(jax.jit, static_argnames=("k0", "ki", "include_noise"))
-def predict_prior_jit(k0, ki, include_noise, theta0, theta_star, post, grid, Xp, m0_p):
-    """Type II prediction: hyper-posterior of mu0 plus the individual covariance."""
-    mu, Kmu = mean_posterior_at(k0, theta0, post, grid, Xp, m0_p)
-    G = Kmu + ki.evaluate(theta_star["kernel"], Xp, Xp)
-    if include_noise:
-        G = G + jnp.exp(theta_star["log_noise"]) * jnp.eye(Xp.shape[0], dtype=G.dtype)
-    return mu, G
-
-
-def new_individual_nll(ki, theta, Xo, yo, mu_o, Kmu_o):
-    """-log N(y_*; m_hat(t_*), K_hat(t_*) + Psi_theta(t_*)) (Sec. 4.3): the GP
-    marginal likelihood with the hyper-posterior covariance added."""
-    return gp_nll(ki, theta, Xo, yo, mu_o, extra_cov=Kmu_o)
-
-
-@partial(jax.jit, static_argnames=("ki", "max_iter"))
-def fit_new_individual_jit(ki, max_iter, starts, Xo, yo, mu_o, Kmu_o, prior_mean, prior_prec):
-    """Sec. 4.3 from several starts at once; optional Gaussian prior on the
-    flattened log HPs (prior_prec = 0 gives plain maximum likelihood)."""
-    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], starts))
-
-    def objective(flat):
-        th = unravel(flat)
-        pen = 0.5 * jnp.sum(prior_prec * (flat - prior_mean) ** 2)
-        return (new_individual_nll(ki, th, Xo, yo, mu_o, Kmu_o) + pen) / Xo.shape[0]
-
-    flat_starts = jax.vmap(lambda t: ravel_pytree(t)[0])(starts)
-    res = batched_lbfgs_minimize(lambda f: objective(f), flat_starts, max_iter=max_iter)
-    best = jnp.argmin(jnp.where(jnp.isfinite(res.value), res.value, jnp.inf))
-    return unravel(res.params[best]), res.value[best] * Xo.shape[0]

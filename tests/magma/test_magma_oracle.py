@@ -74,9 +74,9 @@ def test_different_hp_posterior_matches_dense():
     pad = mtgp.data.pad_individuals(inds, splits, len(grid))
     theta = {"kernel": jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[k.init_params() for k in kernels]),
              "log_noise": jnp.log(jnp.asarray(noises))}
-    post = core.e_step_jit(k0.static(), ki.static(), False, k0.init_params(), theta, jnp.asarray(grid),
-                           jnp.zeros(len(grid)), jnp.asarray(pad.X), jnp.asarray(pad.y),
-                           jnp.asarray(pad.mask), jnp.asarray(pad.idx))
+    static = core.MagmaStatic(k0.static(), ki.static(), False)
+    data_ = core.MagmaData.from_padded(pad, grid, np.zeros(len(grid)))
+    post = core.e_step_jit(static, core.MagmaParams(k0.init_params(), theta), data_)
     ref = DenseMagma(k0, kernels, noises, list(data.values()), lambda X: np.zeros(len(X)))
     assert float(post.loglik) == pytest.approx(ref.loglik(), rel=RTOL)
     m, C = ref.mean_process(grid)
@@ -143,3 +143,77 @@ def test_prior_mean_values_on_grid():
     assert model1.log_likelihood_ == pytest.approx(model0.log_likelihood_, rel=1e-12)
     with pytest.raises(mtgp.DataError, match="distinct inputs"):
         mtgp.Magma(prior_mean=values[:-1]).fit(data, optimize=False)
+
+
+def test_weighted_e_step_sums_match_dense_formula():
+    """S = sum_i w_i P_i' Psi_i^-1 P_i, c = sum_i w_i P_i' Psi_i^-1 (y_i - m0(t_i))
+    and ll = sum_i w_i log N(y_i; m0(t_i), Psi_i) (the E step MagmaClust
+    reuses with w_i = tau_ik), written out densely with explicit weights;
+    the hyper-posterior and the collapsed bound
+    log int N(mu; m0, K0) prod_i N(y_i; P_i mu, Psi_i)^w_i dmu follow."""
+    data = uneven_data(2, M=4)
+    k0, ki = SE(2.0, 1.5), SE()
+    rng = np.random.default_rng(9)
+    kernels = [SE(float(rng.uniform(0.5, 3)), float(rng.uniform(0.3, 2))) for _ in range(4)]
+    noises = rng.uniform(0.05, 0.5, 4)
+    w = np.array([0.7, 0.1, 1.0, 0.25])  # > 0: every grid point keeps some precision
+    inds = mtgp.data.to_individuals(data)
+    grid, splits = mtgp.data.pooled_grid(inds)
+    m0 = 0.3 * grid[:, 0] + 1.0
+    buckets = mtgp.data.bucket_individuals(inds, splits, len(grid), 2)
+    theta = {"kernel": jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[k.init_params() for k in kernels]),
+             "log_noise": jnp.log(jnp.asarray(noises))}
+    static = core.MagmaStatic(k0.static(), ki.static(), False)
+    layout = core.MagmaData.from_buckets(buckets, grid, m0, weights=w)
+    S, c, ll = core.e_step_sums(static, theta, layout)
+
+    N = len(grid)
+    S_ref, c_ref, ll_ref = np.zeros((N, N)), np.zeros(N), 0.0
+    for (X, y), k, s, wi in zip(data.values(), kernels, noises, w):
+        P = (X[:, :1] == grid[None, :, 0]).astype(float)  # (n_i, N) selection
+        Psi = np.asarray(k(X, X)) + s * np.eye(len(y))
+        Pinv = np.linalg.inv(Psi)
+        r = y - P @ m0
+        S_ref += wi * P.T @ Pinv @ P
+        c_ref += wi * P.T @ Pinv @ r
+        ll_ref += wi * (-0.5 * (r @ Pinv @ r + np.linalg.slogdet(Psi)[1] + len(y) * np.log(2 * np.pi)))
+    np.testing.assert_allclose(S, S_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(c, c_ref, rtol=1e-10, atol=1e-12)
+    assert float(ll) == pytest.approx(ll_ref, rel=1e-12)
+
+    # the backend seam gives the same sums, with weights given per call
+    ones = core.MagmaData.from_buckets(buckets, grid, m0)
+    backend = mtgp.backends.Local()
+    S_b, c_b, ll_b = backend.e_step_sums(backend.prepare(ones), static, theta, weights=w)
+    np.testing.assert_array_equal(S_b, S)
+    np.testing.assert_array_equal(c_b, c)
+
+    # hyper-posterior (Props. 1/4 with weighted precisions) and collapsed bound
+    params = core.MagmaParams(k0.init_params(), theta)
+    post = core.mean_posterior(static, params, layout)
+    K0 = np.asarray(k0(grid, grid))
+    C_hat = K0 @ np.linalg.inv(np.eye(N) + S_ref @ K0)  # (K0^-1 + S)^-1 without K0^-1
+    np.testing.assert_allclose(post.cov, C_hat, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(post.mean, m0 + C_hat @ c_ref, rtol=1e-8, atol=1e-9)
+    bound = ll_ref - 0.5 * np.linalg.slogdet(np.eye(N) + K0 @ S_ref)[1] + 0.5 * c_ref @ C_hat @ c_ref
+    assert float(post.loglik) == pytest.approx(bound, rel=1e-9)
+
+
+def test_unit_weights_change_nothing():
+    """With all weights one the weighted sums are the unweighted ones, bit
+    for bit (Magma is MagmaClust's K = 1, tau = 1)."""
+    data = uneven_data(4, M=5)
+    k0, ki = SE(2.0, 1.5), SE(1.0, 0.8)
+    inds = mtgp.data.to_individuals(data)
+    grid, splits = mtgp.data.pooled_grid(inds)
+    buckets = mtgp.data.bucket_individuals(inds, splits, len(grid), 3)
+    static = core.MagmaStatic(k0.static(), ki.static(), True)
+    theta = {"kernel": ki.init_params(), "log_noise": jnp.log(0.3)}
+    a = core.MagmaData.from_buckets(buckets, grid, np.zeros(len(grid)))
+    b = a.with_weights(np.full(inds.n_individuals, 1.0))
+    for x, y in zip(core.e_step_sums_jit(static, theta, a), core.e_step_sums_jit(static, theta, b)):
+        np.testing.assert_array_equal(x, y)
+    # half the weight on everyone halves every sum
+    h = a.with_weights(np.full(inds.n_individuals, 0.5))
+    for x, y in zip(core.e_step_sums_jit(static, theta, a), core.e_step_sums_jit(static, theta, h)):
+        np.testing.assert_allclose(0.5 * np.asarray(x), y, rtol=1e-14)
