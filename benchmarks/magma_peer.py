@@ -117,7 +117,7 @@ def _worker_mtgp(files, hp, once):
         def fit():
             t = time.perf_counter()
             m = mtgp.Magma(mean_kernel=SE(variance=float(d["level_var"]), lengthscale=float(d["lengthscale"])),
-                           task_kernel=SE(variance=float(d["var"]), lengthscale=float(d["lengthscale"])),
+                           individual_kernel=SE(variance=float(d["var"]), lengthscale=float(d["lengthscale"])),
                            noise=float(d["noise"]), common_hp=common).fit(df)
             return m, time.perf_counter() - t
 

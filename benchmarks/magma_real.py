@@ -72,7 +72,7 @@ def obs_test(d):
 def fit_magma(train):
     init = C.init_values(train.Output, train.Input)
     model = mtgp.Magma(mean_kernel=SE(variance=init["level_var"], lengthscale=init["lengthscale"]),
-                       task_kernel=SE(variance=init["var"], lengthscale=init["lengthscale"]),
+                       individual_kernel=SE(variance=init["var"], lengthscale=init["lengthscale"]),
                        noise=init["noise"], common_hp=True)
     return model.fit(train[["ID", "Input", "Output"]])
 
@@ -119,7 +119,7 @@ def run_group(df, spec, group, seed, n_train=None, n_test=None, progress=True):
     info = {"group": group, "split": n_split, "n_train": len(tr_ids), "n_test": len(te_ids),
             "train_points": len(train), "pooled_N": len(model.grid_), "fit_s": t_fit,
             "predict_s": time.perf_counter() - t0, "em_iter": model.n_iter_,
-            "mean_kernel": repr(model.mean_kernel_), "task_kernel": repr(model.task_kernel_),
+            "mean_kernel": repr(model.mean_kernel_), "individual_kernel": repr(model.individual_kernel_),
             "noise": model.noise_}
     return pd.DataFrame(rows), model, d, tr_ids, te_ids, info
 
@@ -253,7 +253,7 @@ def run(name, quick=False, out=None, n_train=None, n_test=None, seed=0, isolate=
     irows = [[spec["labels"][i["group"]], f"{i['split'][0]} / {i['split'][1]}", i["n_train"], i["n_test"],
               i["train_points"], i["pooled_N"], f"{i['fit_s']:.2f}", i["em_iter"],
               f"{i['predict_s'] / max(i['n_test'], 1):.2f}", i["attempts"],
-              f"{i['mean_kernel']}; {i['task_kernel']}; noise {i['noise']:.3g}"] for i in infos]
+              f"{i['mean_kernel']}; {i['individual_kernel']}; noise {i['noise']:.3g}"] for i in infos]
     itab = C.md_table(["Group", "split train / test", "train used", "test used", "train points", "pooled N",
                        "Magma train (s)", "EM iter.", "GP+Magma predict (s / individual)", "attempts",
                        "fitted HPs (mu_0; individuals)"], irows)

@@ -154,7 +154,7 @@ if {quick}:
 kw = dict(common_hp={common}, grid_binning={w})
 t = time.perf_counter(); m = mtgp.Magma(**kw).fit(df); first = time.perf_counter() - t
 t = time.perf_counter(); m = mtgp.Magma(**kw).fit(df); warm = time.perf_counter() - t
-print(json.dumps(dict(first=first, warm=warm, N=int(m.grid_.shape[0]), sizes=m._padded.sizes,
+print(json.dumps(dict(first=first, warm=warm, N=int(m.grid_.shape[0]), sizes=m.fit_info_["bucket_sizes"],
                       it=m.n_iter_, ll=m.log_likelihood_, M=df.ID.nunique(), P=len(df))))
 """
 

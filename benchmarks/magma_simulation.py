@@ -125,7 +125,7 @@ def run_dataset(seed, M=20, common_grid=True, hp_data="common", magma_hp=("commo
             common = mhp == "common"
             t = time.perf_counter()
             model = mtgp.Magma(mean_kernel=SE(variance=init["level_var"], lengthscale=init["lengthscale"]),
-                               task_kernel=SE(variance=init["var"], lengthscale=init["lengthscale"]),
+                               individual_kernel=SE(variance=init["var"], lengthscale=init["lengthscale"]),
                                noise=init["noise"], common_hp=common).fit(train)
             t_fit = time.perf_counter() - t
             key = ("Magma", mhp, M, len(model.grid_))

@@ -25,6 +25,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import mtgp
 import jax  # noqa: E402
@@ -54,7 +55,8 @@ print("bucket sizes", pad.sizes, "N", N, flush=True)
 def stats(theta):
     S, ll = jnp.zeros((N + 1, N + 1)), 0.0
     for Xb, yb, mb, ib in zip(X, y, mask, idx):
-        Pinv, r, lb = core._individual_stats(ski, True, theta, jnp.zeros(N + 1), Xb, yb, mb, ib)
+        w = jnp.ones(Xb.shape[0])
+        Pinv, r, lb = core._bucket_sums(ski, True, theta, jnp.zeros(N + 1), Xb, yb, mb, ib, w)
         S, ll = S.at[ib[:, :, None], ib[:, None, :]].add(Pinv), ll + lb
     return ll
 
@@ -64,6 +66,6 @@ for call in range(3):
     if what == "stats":
         v = float(stats(theta))
     else:
-        v = float(core.e_step_jit(ski, ski, True, k.init_params(), theta, jnp.asarray(grid), jnp.zeros(N),
-                                  X, y, mask, idx, rows).loglik)
+        v = float(core.e_step_jit(core.MagmaStatic(ski, ski, True), core.MagmaParams(k.init_params(), theta),
+                                  core.MagmaData.from_buckets(pad, grid, np.zeros(N))).loglik)
     print(what, call, v, f"{time.perf_counter() - t:.2f} s", flush=True)

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     m0 = float(y.mean())
     v = float(y.var())
     model = mtgp.Magma(mean_kernel=SE(variance=v, lengthscale=24.0),
-                       task_kernel=SE(variance=v / 4, lengthscale=24.0),
+                       individual_kernel=SE(variance=v / 4, lengthscale=24.0),
                        noise=0.05 * v, common_hp=not args.different_hp, prior_mean=m0)
     t0 = time.perf_counter()
     model.fit(train)
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     print(f"Magma ({'Different' if args.different_hp else 'Common'} HP) trained on {len(train_ids)} children, "
           f"{len(train)} points: {model.n_iter_} EM iterations, {fit_time:.2f} s, "
           f"log-likelihood {model.log_likelihood_:.2f}")
-    print(f"  mean process: {model.mean_kernel_}; individuals: {model.task_kernel_}, "
+    print(f"  mean process: {model.mean_kernel_}; individuals: {model.individual_kernel_}, "
           f"noise {np.median(np.atleast_1d(model.noise_)):.4g}")
 
     grid = np.linspace(0.0, 72.0, 145)
