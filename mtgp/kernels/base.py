@@ -97,15 +97,18 @@ class Kernel:
         The default covers a subclass whose ``evaluate`` depends only on its
         class and its parameters: the class, the shapes of
         ``init_params()``, and every other hashable attribute (static
-        configuration). Override it if ``evaluate`` reads anything else."""
+        configuration). Override it if ``evaluate`` reads anything else.
+
+        Structures hold the kernel *classes* themselves, not their names or
+        ids: two classes of the same name never share a program, and a
+        cached program keeps its class alive, so no id can be reused."""
         params = self.init_params()
         leaves, treedef = jax.tree_util.tree_flatten(params)
         static = []
         for name, value in sorted(vars(self).items()):
             if isinstance(value, (bool, int, float, str, type(None), tuple)):
                 static.append((name, value))
-        return (type(self).__module__, type(self).__qualname__, str(treedef),
-                tuple(np.shape(x) for x in leaves), tuple(static))
+        return (type(self), str(treedef), tuple(np.shape(x) for x in leaves), tuple(static))
 
     def scale_mask(self, fix: bool = True):
         """Pytree of bools matching :meth:`init_params` that marks the
@@ -177,7 +180,7 @@ class _Leaf(Kernel):
         return {p: getattr(self, p) for p in self.param_names}
 
     def structure(self):
-        return (type(self).__name__,) + tuple((p, np.shape(getattr(self, p))) for p in self.param_names)
+        return (type(self),) + tuple((p, np.shape(getattr(self, p))) for p in self.param_names)
 
     def scale_mask(self, fix: bool = True):
         return {p: bool(fix and p == "variance") for p in self.param_names}
@@ -229,7 +232,7 @@ class _Combination(Kernel):
         return out
 
     def structure(self):
-        return (type(self).__name__, self.k1.structure(), self.k2.structure())
+        return (type(self), self.k1.structure(), self.k2.structure())
 
     def to_dict(self):
         return {"type": type(self).__name__, "k1": self.k1.to_dict(), "k2": self.k2.to_dict()}
