@@ -76,10 +76,14 @@ def init_state(f, flat0, m, tol):
 
 
 def direction(c, m):
-    """L-BFGS direction and its slope g^T d; scaled steepest descent where
+    """L-BFGS direction and its slope g^T d: -H_k g, scaled to unit length
+    at most while no curvature pair is stored; scaled steepest descent where
     the two-loop direction is not a descent one (or not finite)."""
     x, v, g, S, Y, rho, k, it, done = c
     d = two_loop(g, S, Y, rho, k, m)
+    # no curvature pair yet (H_0 = I): a first step of unit length at most,
+    # as L-BFGS-B's first iteration (a step -g overshoots when |g| is large)
+    d = jnp.where(k == 0, d / jnp.maximum(1.0, jnp.linalg.norm(g)), d)
     slope = jnp.dot(g, d)
     gd = -g / jnp.maximum(1.0, jnp.linalg.norm(g))
     bad = ~(slope < 0) | ~jnp.all(jnp.isfinite(d))

@@ -46,8 +46,9 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
     are per-observation negative log-likelihoods, so 1e-10 is far below any
     meaningful change, while tighter values made the line search spend
     tens of evaluations on rounding noise near the optimum; at most
-    ``max_linesearch`` evaluations per line search). Non-finite values are
-    a huge value to the line search (it backs off), and the result is the
+    ``max_linesearch`` evaluations per line search). A non-finite value is
+    shown to the line search as ``best + 1 + |best|`` with a zero gradient
+    (it backs off; a huge value stopped it at once), and the result is the
     best point evaluated: never worse than ``x0`` (a non-finite start is
     returned as it is, with value +inf and 0 iterations).
     """
@@ -69,7 +70,9 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
         v = float(v)
         g = np.asarray(g, dtype=np.float64)
         if not np.isfinite(v):
-            return 1e300, np.zeros_like(x)
+            # a value above the best one, of its order: the line search backs
+            # off by interpolation (1e300 or inf made it stop at once)
+            return best[0] + 1.0 + abs(best[0]), np.zeros_like(x)
         g = np.where(np.isfinite(g), g, 0.0)
         if v < best[0]:
             best[0], best[1], best[2] = v, np.array(x), g
