@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import types
 
 import jax.numpy as jnp

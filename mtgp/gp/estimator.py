@@ -95,7 +95,8 @@ class GP(Estimator):
         runs = []
         for start in perturbed_starts(theta, n_init if optimize else 1, self.random_state):
             if optimize:
-                res = minimize_host(key, objective, start, args, max_iter=int(self.max_iter))
+                res = minimize_host(key, objective, start, args, max_iter=int(self.max_iter),
+                                   tol=1e-9, ftol=1e-12)
                 runs.append((res.params, -float(res.value) * len(y), int(res.n_iter)))
             else:
                 runs.append((start, -float(objective(start, *args)) * len(y), 0))
