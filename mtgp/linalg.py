@@ -114,5 +114,16 @@ def gaussian_logpdf(r, L, n=None):
     return -0.5 * (jnp.sum(alpha**2) + logdet_from_chol(L) + n * LOG_2PI)
 
 
+def mask_padded(C, mask):
+    """The covariance ``C`` (n, n) of padded points with the padding masked
+    out exactly: rows and columns where ``mask`` (n,) is 0 become those of
+    the identity, so that a Cholesky factor, solves against residuals that
+    are 0 there, and the log-determinant equal those of the real points
+    alone."""
+    mask = jnp.asarray(mask, C.dtype)
+    real = (mask[:, None] * mask[None, :]) > 0
+    return jnp.where(real, C, 0.0) + jnp.diag(1.0 - mask)
+
+
 def symmetrize(A):
     return 0.5 * (A + jnp.swapaxes(A, -1, -2))

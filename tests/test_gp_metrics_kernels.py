@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 import pytest
 
 import mtgp
@@ -29,27 +28,6 @@ def test_kernel_formulas():
     assert float(RQ(1.0, 2.0, 0.5)(X34)[0, 1]) == pytest.approx((1 + 2.5**2 / (2 * 0.5)) ** -0.5)
     back = kernel_from_dict(k.to_dict())
     np.testing.assert_allclose(np.asarray(back(x)), np.asarray(k(x)))
-
-
-def test_gp_matches_dense_formula_and_fit_improves_likelihood():
-    rng = np.random.default_rng(0)
-    X = rng.uniform(0, 5, 15)
-    y = np.sin(X) + 0.1 * rng.standard_normal(15)
-    k, s2 = SE(1.0, 1.0), 0.1
-    gp = mtgp.GP(k, noise=s2, mean=0.5).fit((X, y), optimize=False)
-    Xp = np.linspace(-1, 6, 7)
-    pred = gp.predict(Xp)
-    K = np.asarray(k(X[:, None])) + s2 * np.eye(15)
-    Kp = np.asarray(k(Xp[:, None], X[:, None]))
-    mean = 0.5 + Kp @ np.linalg.solve(K, y - 0.5)
-    cov = np.asarray(k(Xp[:, None])) - Kp @ np.linalg.solve(K, Kp.T) + s2 * np.eye(7)
-    np.testing.assert_allclose(pred.mean, mean, rtol=1e-9)
-    np.testing.assert_allclose(pred.cov, cov, rtol=1e-8, atol=1e-12)
-    ll0 = gp.log_likelihood_
-    fitted = mtgp.GP(k, noise=s2, mean=0.5).fit(pd.DataFrame({"Input": X, "Output": y}))
-    assert fitted.log_likelihood_ >= ll0
-    latent = fitted.predict(Xp, noise=False)
-    assert np.all(latent.var < fitted.predict(Xp).var)
 
 
 def test_metrics_by_hand():

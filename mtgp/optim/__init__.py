@@ -1,10 +1,23 @@
-"""L-BFGS minimisation of pytree-parameterised objectives (see
-:mod:`mtgp.optim.lbfgs`) and the several-start helper shared by every
-estimator (:mod:`mtgp.optim.starts`)."""
+"""Optimisers of pytree-parameterised objectives (unconstrained, e.g. log
+hyper-parameters), and the several-start option. Which to use:
 
-from .lbfgs import (OptimResult, batched_lbfgs_minimize, batched_minimize_host, lbfgs_minimize,
-                    lbfgs_parallel_backtracking, minimize_host)
+* a model's training (one problem): :func:`minimize_host` (scipy L-BFGS-B on
+  a jitted value-and-gradient, :mod:`mtgp.optim.host`);
+* many independent problems of one form, outside a compiled program:
+  :func:`batched_minimize_host` (lock-step, vmapped steps);
+* small problems inside a compiled program (vmapped over starts or
+  problems): :func:`lbfgs_parallel_backtracking` (:mod:`mtgp.optim.inline`);
+* several starts for any estimator: :func:`perturbed_starts`
+  (:mod:`mtgp.optim.starts`), keep the best objective.
+
+All three never return a point worse than the start, and treat non-finite
+objective values as +inf (the line search backs off from them).
+"""
+
+from .core import OptimResult
+from .host import batched_minimize_host, minimize_host
+from .inline import batched_lbfgs_minimize, lbfgs_parallel_backtracking
 from .starts import check_n_init, perturbed_starts
 
 __all__ = ["OptimResult", "minimize_host", "batched_minimize_host", "lbfgs_parallel_backtracking",
-           "lbfgs_minimize", "batched_lbfgs_minimize", "perturbed_starts", "check_n_init"]
+           "batched_lbfgs_minimize", "perturbed_starts", "check_n_init"]

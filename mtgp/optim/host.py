@@ -1,0 +1,151 @@
+"""Host-driven L-BFGS: what models train with.
+
+* :func:`minimize_host`: ONE problem (a model's hyper-parameters): scipy's
+  L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995; the L-BFGS of Nocedal & Wright
+  2006, Alg. 7.5, with a Moré-Thuente line search) on a jitted
+  value-and-gradient.
+* :func:`batched_minimize_host`: MANY independent problems of the same form
+  in lock-step (e.g. Magma's per-individual M step): the L-BFGS iteration of
+  :mod:`mtgp.optim.core`, vmapped, with a backtracking Armijo search.
+
+Both run the iterations from Python over loop-free compiled programs (one
+objective and gradient, or one vmapped step), at the price of one dispatch
+and one device-to-host transfer per evaluation (~0.1 ms): on jax/jaxlib 0.10
+the XLA CPU runtime was seen to wait forever on large jitted programs
+containing a ``lax.while_loop`` (docs/results/magma_scale_notes.md). Small
+problems inside a compiled program use :mod:`mtgp.optim.inline` instead.
+
+Programs are cached (:func:`mtgp.compile.cached_jit`) under the caller's
+``key``, which must identify ``objective`` completely (e.g. a name and
+``Kernel.structure()``), and the argument shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ..compile import cached_jit
+from . import core
+from .core import OptimResult
+
+__all__ = ["minimize_host", "batched_minimize_host"]
+
+
+def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
+                  tol: float = 1e-6, ftol: float = 1e-10, max_linesearch: int = 10) -> OptimResult:
+    """Minimise ``objective(params_pytree, *args)`` from ``x0`` with scipy's
+    L-BFGS-B (memory 10, no bounds).
+
+    Stops after ``max_iter`` iterations, when the largest gradient component
+    is below ``tol`` or the relative decrease below ``ftol`` (objectives here
+    are per-observation negative log-likelihoods, so 1e-10 is far below any
+    meaningful change, while tighter values made the line search spend
+    tens of evaluations on rounding noise near the optimum; at most
+    ``max_linesearch`` evaluations per line search). A non-finite value is
+    shown to the line search as ``best + 1 + |best|`` with a zero gradient
+    (it backs off; a huge value stopped it at once), and the result is the
+    best point evaluated: never worse than ``x0`` (a non-finite start is
+    returned as it is, with value +inf and 0 iterations).
+    """
+    import scipy.optimize as so
+
+    flat0, unravel = ravel_pytree(x0)
+    leaves, treedef = jax.tree_util.tree_flatten(x0)
+    form = (str(treedef), tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
+
+    def build():  # value and gradient on the flat vector: one dispatch per evaluation
+        return jax.value_and_grad(lambda z, *a: objective(unravel(z), *a))
+
+    vg = cached_jit(("vg-flat", form) + tuple(key), build)
+    flat0 = np.asarray(flat0, dtype=np.float64)
+    best = [np.inf, flat0, None]
+
+    def f(x):
+        v, g = vg(x, *args)
+        v = float(v)
+        g = np.asarray(g, dtype=np.float64)
+        if not np.isfinite(v):
+            # a value above the best one, of its order: the line search backs
+            # off by interpolation (1e300 or inf made it stop at once)
+            return best[0] + 1.0 + abs(best[0]), np.zeros_like(x)
+        g = np.where(np.isfinite(g), g, 0.0)
+        if v < best[0]:
+            best[0], best[1], best[2] = v, np.array(x), g
+        return v, g
+
+    v0, _ = f(flat0)
+    if best[2] is None:  # non-finite start
+        return OptimResult(x0, jnp.asarray(np.inf), jnp.asarray(0), jnp.asarray(np.inf))
+    res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
+                      options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10,
+                                   maxls=int(max_linesearch)))
+    return OptimResult(unravel(jnp.asarray(best[1])), jnp.asarray(best[0]), jnp.asarray(res.nit),
+                       jnp.asarray(np.linalg.norm(best[2])))
+
+
+def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
+                          tol: float = 1e-6, memory_size: int = 10, max_linesearch: int = 10,
+                          ftol: float = 1e-10) -> OptimResult:
+    """Minimise ``objective(x_b, *args_b)`` independently for every slice b
+    along the leading axis of ``x0`` and ``args``: L-BFGS (memory 10) with a
+    backtracking Armijo line search (steps 1, 1/2, 1/4, ...), all problems
+    in lock-step in vmapped, loop-free compiled programs driven from Python.
+
+    Line-search trials evaluate values only, and continue only while some
+    problem still needs a shorter step; the gradient is evaluated once, at
+    the accepted points. A problem's first trial is twice its last accepted
+    step (at most 1). A problem stops on its own criterion (gradient norm below
+    ``tol``, relative decrease below ``ftol``, or no acceptable step within
+    ``max_linesearch`` halvings), all stop after ``max_iter`` iterations.
+    Each problem's result is never worse than its start."""
+    m = memory_size
+
+    def flat_fun(template, *a):
+        _, unravel = ravel_pytree(template)
+        return core.safe_objective(lambda z: objective(unravel(z), *a))
+
+    def build_init():
+        return jax.vmap(lambda t, *a: core.init_state(flat_fun(t, *a), ravel_pytree(t)[0], m, tol))
+
+    def build_direction():
+        return jax.vmap(lambda c: core.direction(c, m))
+
+    def build_trial():
+        return jax.vmap(lambda c, d, sl, t, acc, tmpl, *a: core.trial(flat_fun(tmpl, *a), c, d, sl, t, acc))
+
+    def build_accept():
+        return jax.vmap(lambda c, acc, tmpl, *a: core.accept(flat_fun(tmpl, *a), c, acc, m, tol, ftol))
+
+    def build_unravel():
+        return jax.vmap(lambda t, z: ravel_pytree(t)[1](z))
+
+    tag = (m, float(tol), float(ftol))
+    init = cached_jit(("batched-init",) + tag + tuple(key), build_init)
+    direction = cached_jit(("batched-direction", m), build_direction)
+    trial = cached_jit(("batched-trial",) + tag + tuple(key), build_trial)
+    accept = cached_jit(("batched-accept",) + tag + tuple(key), build_accept)
+    unravel = cached_jit(("batched-unravel",), build_unravel)
+    c = init(x0, *args)
+    t_start = jnp.ones_like(c[1])
+    for _ in range(int(max_iter)):
+        done = c[-1]
+        if bool(jnp.all(done)):
+            break
+        d, slope = direction(c)
+        acc = (c[0], c[1], jnp.zeros_like(done))
+        t = t_start
+        for _ls in range(int(max_linesearch)):
+            acc = trial(c, d, slope, t, acc, x0, *args)
+            if bool(jnp.all(acc[2] | done)):
+                break
+            t = jnp.where(acc[2], t, 0.5 * t)
+        # next first trial: twice the step just accepted, at most 1 (a problem
+        # that needed short steps does not restart every search at 1)
+        t_start = jnp.minimum(1.0, 2.0 * t)
+        c = accept(c, acc, x0, *args)
+    return OptimResult(unravel(x0, c[0]), c[1], c[-2], jnp.linalg.norm(c[2], axis=-1))

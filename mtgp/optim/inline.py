@@ -1,0 +1,78 @@
+"""The in-graph L-BFGS: :func:`lbfgs_parallel_backtracking`.
+
+Use it for SMALL problems that must run inside a larger compiled program,
+typically vmapped over many starts or many independent problems
+(``jax.vmap(lambda x0: lbfgs_parallel_backtracking(f, x0))(starts)``): it is
+one ``lax.while_loop`` with no nested loop and no host callback. For a model's
+training, use the host-driven drivers of :mod:`mtgp.optim.host`.
+
+L-BFGS (Nocedal & Wright 2006, Alg. 7.5 with the two-loop recursion of
+Alg. 7.4) whose backtracking line search evaluates the step sizes
+1, 1/2, ..., 2^-(n_steps-1) at once and keeps the first satisfying Armijo's
+condition (else the best, when it decreases the objective).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from . import core
+from .core import OptimResult
+
+__all__ = ["lbfgs_parallel_backtracking", "batched_lbfgs_minimize"]
+
+
+def _body(f, c, m, tol, n_steps, ftol):
+    """One iteration: the ``n_steps`` step sizes evaluated at once (vmapped),
+    the first satisfying Armijo's condition kept (else the best, if it
+    decreases); a problem already done is left unchanged."""
+    x, v, done = c[0], c[1], c[-1]
+    d, slope = core.direction(c, m)
+    steps = 0.5 ** jnp.arange(n_steps, dtype=x.dtype)
+    cand = x[None, :] + steps[:, None] * d[None, :]
+    vals = jax.vmap(f)(cand)
+    armijo = vals <= v + core.ARMIJO_C1 * steps * slope
+    pick = jnp.where(jnp.any(armijo), jnp.argmax(armijo), jnp.argmin(vals))
+    moved = (vals[pick] < v) & ~done
+    return core.accept(f, c, (cand[pick], vals[pick], moved), m, tol, ftol)
+
+
+def lbfgs_parallel_backtracking(fun: Callable, x0, max_iter: int = 100, tol: float = 1e-6,
+                                memory_size: int = 10, n_steps: int = 10,
+                                ftol: float = 1e-12) -> OptimResult:
+    """Minimise ``fun(pytree)`` from the pytree ``x0``, under ``jit`` and
+    ``vmap`` (see the module docstring).
+
+    Stops after ``max_iter`` iterations, when the gradient norm is below
+    ``tol``, when the relative decrease is below ``ftol``, or when no step
+    decreases the objective. Non-finite values count as +inf (the search
+    backs off); the result is never worse than ``x0`` (a non-finite start
+    is returned as it is). (optax's zoom line search inside a vmapped loop
+    was seen to deadlock the XLA CPU runtime, hence this search.)
+    """
+    flat0, unravel = ravel_pytree(x0)
+    f = core.safe_objective(lambda z: fun(unravel(z)))
+    init = core.init_state(f, flat0, memory_size, tol)
+
+    def cond(c):
+        return (~c[-1]) & (c[-2] < max_iter)
+
+    body = lambda c: _body(f, c, memory_size, tol, n_steps, ftol)
+    x, v, g, *_, it, _ = jax.lax.while_loop(cond, body, init)
+    return OptimResult(unravel(x), v, it, jnp.linalg.norm(g))
+
+
+def batched_lbfgs_minimize(fun: Callable, x0, *args, max_iter: int = 100,
+                           tol: float = 1e-6) -> OptimResult:
+    """MARKED FOR REMOVAL (kept only while mtgp.magma's new-individual fit
+    still calls it; no warning, since Magma's users cannot act on it).
+    Equivalent to, and to be replaced by,
+    ``jax.vmap(lambda x, *a: lbfgs_parallel_backtracking(lambda p: fun(p, *a), x))(x0, *args)``."""
+    def one(x, *a):
+        return lbfgs_parallel_backtracking(lambda p: fun(p, *a), x, max_iter=max_iter, tol=tol)
+
+    return jax.vmap(one)(x0, *args)
