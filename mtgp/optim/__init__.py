@@ -16,8 +16,8 @@ objective values as +inf (the line search backs off from them).
 
 from .core import OptimResult
 from .host import batched_minimize_host, minimize_host
-from .inline import batched_lbfgs_minimize, lbfgs_parallel_backtracking
+from .inline import lbfgs_parallel_backtracking
 from .starts import check_n_init, perturbed_starts
 
 __all__ = ["OptimResult", "minimize_host", "batched_minimize_host", "lbfgs_parallel_backtracking",
-           "batched_lbfgs_minimize", "perturbed_starts", "check_n_init"]
+           "perturbed_starts", "check_n_init"]

@@ -23,7 +23,7 @@ from jax.flatten_util import ravel_pytree
 from . import core
 from .core import OptimResult
 
-__all__ = ["lbfgs_parallel_backtracking", "batched_lbfgs_minimize"]
+__all__ = ["lbfgs_parallel_backtracking"]
 
 
 def _body(f, c, m, tol, n_steps, ftol):
@@ -64,15 +64,3 @@ def lbfgs_parallel_backtracking(fun: Callable, x0, max_iter: int = 100, tol: flo
     body = lambda c: _body(f, c, memory_size, tol, n_steps, ftol)
     x, v, g, *_, it, _ = jax.lax.while_loop(cond, body, init)
     return OptimResult(unravel(x), v, it, jnp.linalg.norm(g))
-
-
-def batched_lbfgs_minimize(fun: Callable, x0, *args, max_iter: int = 100,
-                           tol: float = 1e-6) -> OptimResult:
-    """MARKED FOR REMOVAL (kept only while mtgp.magma's new-individual fit
-    still calls it; no warning, since Magma's users cannot act on it).
-    Equivalent to, and to be replaced by,
-    ``jax.vmap(lambda x, *a: lbfgs_parallel_backtracking(lambda p: fun(p, *a), x))(x0, *args)``."""
-    def one(x, *a):
-        return lbfgs_parallel_backtracking(lambda p: fun(p, *a), x, max_iter=max_iter, tol=tol)
-
-    return jax.vmap(one)(x0, *args)
