@@ -41,6 +41,8 @@ class GPFDA(Estimator):
         fifth of the input range).
     noise : initial noise variance (default: 5% of the residual variance).
     max_iter : L-BFGS iterations of the GP fit.
+    n_init, random_state : several starts of the new individual's GP fit
+        (see :class:`~mtgp.GP`).
 
     Attributes after fit: ``knots_``, ``spline_`` (scipy BSpline),
     ``residual_var_``.
@@ -48,12 +50,15 @@ class GPFDA(Estimator):
 
     def __init__(self, n_basis: Optional[int] = None, kernel: Optional[Kernel] = None,
                  noise: Optional[float] = None, max_iter: int = 200,
-                 input_columns: Optional[Sequence[str]] = None):
+                 input_columns: Optional[Sequence[str]] = None, n_init: int = 1,
+                 random_state: Optional[int] = None):
         self.n_basis = n_basis
         self.kernel = kernel
         self.noise = noise
         self.max_iter = max_iter
         self.input_columns = input_columns
+        self.n_init = n_init
+        self.random_state = random_state
 
     def fit(self, data) -> "GPFDA":
         """Estimate the mean curve from the pooled training data (long
@@ -100,7 +105,7 @@ class GPFDA(Estimator):
             variance=v, lengthscale=max((self.range_[1] - self.range_[0]) / 5.0, 1e-3))
         nz = self.noise if self.noise is not None else 0.05 * v
         gp = GP(kernel=kernel, noise=nz, mean=self.mean, max_iter=self.max_iter,
-                input_columns=self.input_columns)
+                input_columns=self.input_columns, n_init=self.n_init, random_state=self.random_state)
         if hasattr(new_data, "columns") and "ID" in new_data.columns:
             new_data = new_data.drop(columns=["ID"])
         gp.fit(new_data)
