@@ -114,7 +114,12 @@ def test_float64_scope_without_the_global_flag():
     import jax
     import jax.numpy as jnp
 
-    with jax.enable_x64(False):
+    # jax >= 0.4.36 has jax.enable_x64 (a config State); older jax has
+    # jax.experimental.enable_x64(new_val), which newer jax removed
+    x64 = getattr(jax, "enable_x64", None)
+    if not callable(x64):
+        from jax.experimental import enable_x64 as x64
+    with x64(False):
         assert jnp.asarray(1.0).dtype == jnp.float32
         with config.float64_scope():
             assert jnp.asarray(1.0).dtype == jnp.float64
