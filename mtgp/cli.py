@@ -14,8 +14,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
 
 def _parse(argv):
     p = argparse.ArgumentParser(prog="mtgp", description=__doc__,
@@ -33,6 +31,9 @@ def _parse(argv):
 
 def main(argv=None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    # the numerics are imported once the arguments parse (``--help`` stays quick)
+    import numpy as np
+
     import mtgp
     from mtgp.kernels import SE
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
-from scipy import stats
 
 
 def _arrays(y_true, mean):
@@ -25,7 +26,7 @@ def cic(y_true, mean, var, level: float = 0.95) -> float:
     of true values inside the central ``level`` interval N(mean, var)."""
     y_true, mean = _arrays(y_true, mean)
     sd = np.sqrt(np.clip(np.asarray(var, dtype=np.float64).reshape(-1), 0.0, None))
-    z = stats.norm.ppf(0.5 + level / 2.0)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)  # stdlib: scipy.stats costs ~0.5 s at import
     return float(100.0 * np.mean(np.abs(y_true - mean) <= z * sd))
 
 

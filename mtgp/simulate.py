@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a table is built (import time)
+    import pandas as pd
 
 
 @dataclass
@@ -51,6 +53,8 @@ def simulate(n_individuals: int = 20, n_points: int = 30, n_grid: int = 200,
        y_i ~ N(mu_0(t_i), Psi_i).
     Individuals' IDs are "ID1", "ID2", ...; inputs are sorted.
     """
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
     if n_points > n_grid:
         raise ValueError("n_points cannot exceed n_grid")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported when a data set is read (import time)
+    import pandas as pd
 
 __all__ = ["load_weight", "load_swimmers", "load_mtr", "MTR_DATASETS", "data_path"]
 
@@ -24,6 +25,8 @@ def data_path(filename: str):
 
 
 def _read_long(filename: str) -> pd.DataFrame:
+    import pandas as pd
+
     with data_path(filename).open("rb") as fh:
         df = pd.read_csv(fh, compression="gzip", dtype={"ID": str})
     return df
@@ -57,6 +60,8 @@ def load_mtr(name: str) -> Tuple[pd.DataFrame, pd.DataFrame]:
         raise ValueError(f"unknown Mulan data set {name!r}; available: {', '.join(MTR_DATASETS)}")
     with data_path("mtr_targets.json").open("r") as fh:
         meta = json.load(fh)[name]
+    import pandas as pd
+
     with data_path(f"{name}.csv.gz").open("rb") as fh:
         df = pd.read_csv(fh, compression="gzip")
     targets = list(meta["target_columns"])

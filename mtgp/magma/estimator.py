@@ -35,7 +35,7 @@ from ..means import PriorMean, PriorMeanSpec
 from ..optim import check_n_init
 from . import em
 from . import prediction as pr
-from .numerics import MagmaData, MagmaParams, MagmaStatic, mean_posterior_at_jit
+from .numerics import MagmaData, MagmaParams, MagmaStatic
 
 
 def _check_kernel(kernel, name):
@@ -291,8 +291,8 @@ class Magma(Estimator):
         on the union of the training and requested inputs and marginalised."""
         self._check_is_fitted()
         X = self.grid_ if inputs is None else self._inputs(inputs, "hyperposterior inputs")
-        mean, cov = mean_posterior_at_jit(self._static.k0, self.theta0_, self.posterior_,
-                                          jnp.asarray(self.grid_), jnp.asarray(X), jnp.asarray(self._prior(X)))
+        mean, cov = pr.hyperposterior_at(self._static.k0, self.theta0_, self.posterior_, self.grid_,
+                                          self._prior, X)
         return Prediction(X, mean, cov, self.input_columns_, includes_noise=False,
                           what="hyper-posterior of the mean process")
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..data import pad_observations
+from ..data import pad_observations, padded_size
 from ..gp.numerics import gp_nll
 from ..linalg import report_jitter, safe_cholesky, symmetrize, tri_solve
 from ..optim import lbfgs_parallel_backtracking
@@ -63,28 +63,32 @@ def predict_prior_jit(k0, ki, include_noise, theta0, theta_star, post, grid, Xp,
     return mu, G
 
 
-def new_individual_nll(ki, theta, Xo, yo, mu_o, Kmu_o):
+def new_individual_nll(ki, theta, Xo, yo, mu_o, Kmu_o, mask_o=None):
     """-log N(y_*; m_hat(t_*), K_hat(t_*) + Psi_theta(t_*)) (Sec. 4.3): the GP
-    marginal likelihood with the hyper-posterior covariance added."""
-    return gp_nll(ki, theta, Xo, yo, mu_o, extra_cov=Kmu_o)
+    marginal likelihood with the hyper-posterior covariance added (padding,
+    where ``mask_o`` is 0, excluded exactly)."""
+    return gp_nll(ki, theta, Xo, yo, mu_o, extra_cov=Kmu_o, mask=mask_o)
 
 
 @partial(jax.jit, static_argnames=("ki", "max_iter"))
-def fit_new_individual_jit(ki, max_iter, starts, Xo, yo, mu_o, Kmu_o, prior_mean, prior_prec):
+def fit_new_individual_jit(ki, max_iter, starts, Xo, yo, mu_o, Kmu_o, prior_mean, prior_prec, mask_o=None):
     """Sec. 4.3 from several starts at once (one vmapped L-BFGS); optional
     Gaussian prior on the flattened log HPs (prior_prec = 0 gives plain
-    maximum likelihood). Returns the best start's HPs and objective."""
+    maximum likelihood). ``mask_o`` (optional) marks the real points when
+    the observations are padded to a bucket size (padding excluded exactly).
+    Returns the best start's HPs and objective."""
     _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], starts))
+    n_real = Xo.shape[0] if mask_o is None else jnp.sum(mask_o)
 
     def objective(flat):
         th = unravel(flat)
         pen = 0.5 * jnp.sum(prior_prec * (flat - prior_mean) ** 2)
-        return (new_individual_nll(ki, th, Xo, yo, mu_o, Kmu_o) + pen) / Xo.shape[0]
+        return (new_individual_nll(ki, th, Xo, yo, mu_o, Kmu_o, mask_o) + pen) / n_real
 
     flat_starts = jax.vmap(lambda t: ravel_pytree(t)[0])(starts)
     res = jax.vmap(lambda x: lbfgs_parallel_backtracking(objective, x, max_iter=max_iter))(flat_starts)
     best = jnp.argmin(jnp.where(jnp.isfinite(res.value), res.value, jnp.inf))
-    return unravel(res.params[best]), res.value[best] * Xo.shape[0]
+    return unravel(res.params[best]), res.value[best] * n_real
 
 
 def learn_new_individual_hp(static, theta0, theta, post, grid, prior, Xo, yo, mode: str, max_iter: int):
@@ -92,9 +96,12 @@ def learn_new_individual_hp(static, theta0, theta, post, grid, prior, Xo, yo, mo
     starts taken in the trained population (quantiles of the M individuals'
     log HPs and the first three of them); ``mode="map"`` adds a Gaussian
     prior fitted to the population (sd floored), ``"ml"`` is the paper's
-    maximum likelihood."""
+    maximum likelihood. The observations are padded to a bucket size
+    (:func:`mtgp.data.padded_size`, masked exactly), so that new individuals
+    of similar size share one compiled program."""
+    Xo, yo, m0_o, mask_o = pad_observations(Xo, yo, prior(Xo))
     mu_o, K_o = mean_posterior_at_jit(static.k0, theta0, post, jnp.asarray(grid), jnp.asarray(Xo),
-                                      jnp.asarray(prior(Xo)))
+                                      jnp.asarray(m0_o))
     flat_np = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(theta))  # (M, p)
     qs = np.quantile(flat_np, list(START_QUANTILES), axis=0)
     _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], theta))
@@ -105,23 +112,53 @@ def learn_new_individual_hp(static, theta0, theta, post, grid, prior, Xo, yo, mo
     else:
         prior_mean = prior_prec = jnp.zeros(flat_np.shape[1])
     theta_star, _ = fit_new_individual_jit(static.ki, int(max_iter), starts, jnp.asarray(Xo),
-                                           jnp.asarray(yo), mu_o, K_o, prior_mean, prior_prec)
+                                           jnp.asarray(yo), mu_o, K_o, prior_mean, prior_prec,
+                                           jnp.asarray(mask_o))
     return theta_star
+
+
+def pad_rows(A, n_pad: int) -> np.ndarray:
+    """``A`` ((n, ...) array) with rows appended up to ``n_pad``: copies of its
+    first row (finite inputs for the kernels; the results there are sliced
+    off)."""
+    A = np.asarray(A, dtype=np.float64)
+    return np.concatenate([A, np.repeat(A[:1], n_pad - len(A), axis=0)])
+
+
+def hyperposterior_at(k0, theta0, post, grid, prior, X):
+    """Hyper-posterior mean (n,) and covariance (n, n) of mu0 at X (Prop. 4),
+    with X padded to :func:`mtgp.data.padded_size` (padding copies a real
+    input, the results are sliced back: exact) so that a new number of
+    inputs reuses a compiled program."""
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    n_pad = padded_size(n)
+    mean, cov = mean_posterior_at_jit(k0, theta0, post, jnp.asarray(grid), jnp.asarray(pad_rows(X, n_pad)),
+                                      jnp.asarray(pad_rows(prior(X), n_pad)))
+    return np.asarray(mean)[:n], np.asarray(cov)[:n, :n]
 
 
 def predict_new_individual(static, theta0, theta_star, post, grid, prior, Xp, Xo=None, yo=None,
                            noise: bool = True):
     """Mean (n,) and covariance (n, n) at Xp: Type I (Prop. 5 then
-    conditioning on (Xo, yo), padded to a bucket size so that new
-    individuals of similar size share one compiled program) or Type II
-    (``Xo`` None)."""
-    grid, m0_p = jnp.asarray(grid), jnp.asarray(prior(Xp))
+    conditioning on (Xo, yo)) or Type II (``Xo`` None). The prediction
+    inputs Xp are padded to :func:`mtgp.data.padded_size` (copies of a real
+    input; the rows and columns of the padding are sliced off) and the
+    observations to a bucket size (masked), so that new individuals and new
+    numbers of prediction inputs of similar size share one compiled program;
+    both paddings are exact."""
+    Xp = np.asarray(Xp, dtype=np.float64)
+    n = len(Xp)
+    n_pad = padded_size(n)
+    grid = jnp.asarray(grid)
+    Xp_pad, m0_p = jnp.asarray(pad_rows(Xp, n_pad)), jnp.asarray(pad_rows(prior(Xp), n_pad))
     if Xo is None:
-        return predict_prior_jit(static.k0, static.ki, bool(noise), theta0, theta_star, post, grid,
-                                 jnp.asarray(Xp), m0_p)
+        mean, cov = predict_prior_jit(static.k0, static.ki, bool(noise), theta0, theta_star, post, grid,
+                                      Xp_pad, m0_p)
+        return np.asarray(mean)[:n], np.asarray(cov)[:n, :n]
     Xo, yo, m0_o, mask_o = pad_observations(Xo, yo, prior(Xo))
     mean, cov, jit_o = predict_jit(static.k0, static.ki, bool(noise), theta0, theta_star, post, grid,
-                                   jnp.asarray(Xp), m0_p, jnp.asarray(Xo), jnp.asarray(yo),
+                                   Xp_pad, m0_p, jnp.asarray(Xo), jnp.asarray(yo),
                                    jnp.asarray(m0_o), jnp.asarray(mask_o))
     report_jitter(np.asarray(jit_o), "Magma.predict (new individual's covariance)")
-    return mean, cov
+    return np.asarray(mean)[:n], np.asarray(cov)[:n, :n]

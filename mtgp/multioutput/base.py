@@ -31,11 +31,40 @@ from .. import config
 from .. import kernels as _k
 from .._deprecation import renamed_attribute
 from ..base import Estimator
+from ..data import padded_size
 from ..distributions import MultiOutputPrediction
 from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
 from ..optim import minimize_host, perturbed_starts
 from .algebra import EigenPredictor
 from .validation import check_fit_data, check_outputs, check_predict_inputs
+
+
+#: the joint predictive (``full_cov=True``) is computed at padded inputs only
+#: while its padded size T * n_pad stays at or below this (a 128 MB matrix):
+#: above, compilation is cheap next to the O(n^2 T^2) work, and padding
+#: could more than double the memory
+MAX_PADDED_JOINT = 4096
+
+
+def pad_inputs(Xs, full_cov: bool, n_outputs: int) -> np.ndarray:
+    """Prediction inputs ``Xs`` (n, D) padded to :func:`mtgp.data.padded_size`
+    with copies of the first row, so that a new number of inputs of similar
+    size reuses the compiled programs (the results are sliced back: exact).
+    The joint predictive pads only up to :data:`MAX_PADDED_JOINT`."""
+    n = Xs.shape[0]
+    n_pad = padded_size(n)
+    if full_cov and n_outputs * n_pad > MAX_PADDED_JOINT:
+        n_pad = n
+    return np.concatenate([Xs, np.repeat(Xs[:1], n_pad - n, axis=0)])
+
+
+def unpad_joint(joint, n: int, n_outputs: int) -> np.ndarray:
+    """The output-major joint covariance (T n_pad, T n_pad) of padded inputs
+    restricted to the first ``n`` inputs: (T n, T n), still output-major."""
+    T = n_outputs
+    n_pad = joint.shape[0] // T
+    J = np.asarray(joint).reshape(T, n_pad, T, n_pad)[:, :n, :, :n]
+    return J.reshape(T * n, T * n)
 
 
 def apply_mask(mask, free, fixed):
@@ -290,12 +319,16 @@ class MultiOutputGP(Estimator):
         """
         self._check_is_fitted()
         Xs = check_predict_inputs(X, self.n_features_in_)
-        mean, cov, joint = self._predict_internal(Xs, full_cov, include_noise)
+        n, T = Xs.shape[0], self.n_outputs_
+        # padded to the size ladder: a new n of similar size compiles nothing new
+        mean, cov, joint = self._predict_internal(pad_inputs(Xs, full_cov, T), full_cov, include_noise)
+        mean, cov = np.asarray(mean)[:n], np.asarray(cov)[:n]
+        if joint is not None:
+            joint = unpad_joint(joint, n, T)
         s, mu = self._y_std, self._y_mean
         mean = mean * s + mu
         cov = cov * np.outer(s, s)[None]
         if joint is not None:
-            n = Xs.shape[0]
             sv = np.repeat(s, n)  # output-major
             joint = joint * np.outer(sv, sv)
         return MultiOutputPrediction(mean, cov, joint, include_noise, list(self.output_names_))
