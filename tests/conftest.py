@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,27 @@ from mtgp.testing import DenseMagma, dense_kernel  # noqa: F401
 # itself needs no global flag (tests/test_config.py checks it in a clean
 # subprocess).
 jax.config.update("jax_enable_x64", True)
+
+
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def count_compilations():
+    """Number of XLA compilations (jitted programs and eager ops) in the block."""
+    events = []
+
+    def listener(event, duration, **kwargs):
+        if event == BACKEND_COMPILE:
+            events.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        from jax._src import monitoring
+
+        monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.fixture

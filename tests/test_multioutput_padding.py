@@ -12,24 +12,7 @@ import mtgp
 from mtgp import config
 from mtgp.multioutput.base import unpad_joint
 
-BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
-
-
-@contextlib.contextmanager
-def count_compilations():
-    events = []
-
-    def listener(event, duration, **kwargs):
-        if event == BACKEND_COMPILE:
-            events.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield events
-    finally:
-        from jax._src import monitoring
-
-        monitoring.unregister_event_duration_listener(listener)
+from conftest import count_compilations  # noqa: E402
 
 
 def _data(N=30, T=3, seed=0):

@@ -17,25 +17,7 @@ from mtgp.kernels import SE
 from mtgp.magma import prediction as pr
 from mtgp.testing import DenseMagma
 
-BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
-
-
-@contextlib.contextmanager
-def count_compilations():
-    """Number of XLA compilations (jitted programs and eager ops) in the block."""
-    events = []
-
-    def listener(event, duration, **kwargs):
-        if event == BACKEND_COMPILE:
-            events.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield events
-    finally:
-        from jax._src import monitoring
-
-        monitoring.unregister_event_duration_listener(listener)
+from conftest import count_compilations  # noqa: E402
 
 
 def _data(M=6, seed=0):
