@@ -31,7 +31,13 @@ def count_compilations():
     finally:
         from jax._src import monitoring
 
-        monitoring.unregister_event_duration_listener(listener)
+        # Public name since jax 0.4.36; private before (oldest supported: 0.4.30).
+        unregister = getattr(
+            monitoring,
+            "unregister_event_duration_listener",
+            getattr(monitoring, "_unregister_event_duration_listener_by_callback", None),
+        )
+        unregister(listener)
 
 
 @pytest.fixture
