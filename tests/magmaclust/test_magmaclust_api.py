@@ -1,0 +1,103 @@
+"""MagmaClust's estimator API: conventions, attributes, the four settings,
+several starts, k-means start, prediction types, errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+import mtgp
+from mtgp.kernels import SE
+from mtgp.magmaclust.estimator import kmeans_responsibilities
+
+
+def two_groups(seed=0, M=8, n=5):
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0, 10, 9)
+    rows = []
+    for i in range(M):
+        k = i % 2
+        t = np.sort(rng.choice(grid, n, replace=False))
+        y = 10.0 * k + 2 * np.sin(t) * (1 - 2 * k) + 0.2 * rng.standard_normal(n)
+        rows.append(pd.DataFrame({"ID": f"ind{i}", "Input": t, "Output": y}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_estimator_protocol():
+    kernel = SE(2.0, 3.0)
+    est = mtgp.MagmaClust(n_clusters=2, mean_kernel=kernel)
+    params = est.get_params(deep=False)
+    assert "n_init" in params and "random_state" in params and params["mean_kernel"] is kernel
+    twin = clone(est)
+    twin.set_params(n_init=3)
+    assert twin.n_init == 3 and est.n_init == 1
+    with pytest.raises(mtgp.NotFittedError) as info:
+        est.predict()
+    assert isinstance(info.value, SklearnNotFittedError)
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(est))
+
+
+def test_fit_attributes_and_predict():
+    df = two_groups()
+    m = mtgp.MagmaClust(2, max_iter=5, n_init=2, random_state=0).fit(df)
+    tau = m.responsibilities_
+    assert list(tau.index) == [f"ind{i}" for i in range(8)] and list(tau.columns) == [0, 1]
+    np.testing.assert_allclose(tau.sum(axis=1), 1.0)
+    # the two groups are found (up to labels)
+    lab = m.clusters_.to_numpy()
+    assert len(set(lab[0::2])) == 1 and len(set(lab[1::2])) == 1 and lab[0] != lab[1]
+    np.testing.assert_allclose(m.mixture_weights_, tau.mean(axis=0))
+    assert m.elbo_ == m.history_[-1] and np.all(np.diff(m.history_) >= -1e-8 * abs(m.elbo_))
+    info = m.fit_info_
+    assert info["n_init"] == 2 and len(info["elbo_per_start"]) == 2
+    assert m.elbo_ == max(info["elbo_per_start"])
+    assert info["elbo_package"] == pytest.approx(m.elbo_ - 2 * len(m.grid_) / 2 * (1 + np.log(2 * np.pi)))
+    assert m.n_parameters_ == 2 + 3 + 1 and m.vbic_ == pytest.approx(m.elbo_ - 3 * np.log(8))
+    hps = m.hyperposterior(np.linspace(0, 10, 4))
+    assert len(hps) == 2 and all(isinstance(h, mtgp.Prediction) for h in hps)
+    new = df[df.ID == "ind1"].iloc[:3]
+    pred = m.predict(new, inputs=np.linspace(0, 10, 6))
+    assert pred.cluster_probabilities[lab[1]] > 0.99
+    assert len(pred.components) == 2 and pred.mean.shape == (6,)
+    lo, hi = pred.interval(0.95)
+    assert np.all(lo < pred.mean) and np.all(pred.mean < hi)
+    assert pred.sample(3, seed=0).shape == (3, 6)
+    assert list(pred.to_frame().columns) == ["Input", "Mean", "Var", "Lower", "Upper"]
+    # Type II: the pi-weighted mixture
+    p2 = m.predict(inputs=np.linspace(0, 10, 3))
+    np.testing.assert_allclose(p2.cluster_probabilities, m.mixture_weights_)
+    # a one-hot mixture is its component
+    one = mtgp.distributions.MixtureOfGaussians(pred.components, np.eye(2)[lab[1]])
+    np.testing.assert_allclose(one.mean, pred.components[lab[1]].mean)
+    np.testing.assert_allclose(one.var, pred.components[lab[1]].var)
+
+
+@pytest.mark.parametrize("shared_k,shared_i", [(False, True), (True, False), (False, False)])
+def test_other_settings(shared_k, shared_i):
+    df = two_groups(seed=1)
+    m = mtgp.MagmaClust(2, shared_mean_hp=shared_k, shared_individual_hp=shared_i, max_iter=3,
+                        m_step_max_iter=20).fit(df)
+    assert np.all(np.isfinite(m.history_)) and np.all(np.diff(m.history_) >= -1e-8 * abs(m.elbo_))
+    assert len(m.mean_kernels_) == 2 and len(m.hyperparameters_) == 8
+    M, K = 8, 2
+    assert m.n_parameters_ == 2 * (1 if shared_k else K) + 3 * (1 if shared_i else M) + K - 1
+    pred = m.predict(df[df.ID == "ind2"].iloc[:4], inputs=np.linspace(0, 10, 5))
+    assert np.all(np.isfinite(pred.mean)) and np.all(np.isfinite(pred.var))
+    assert set(pred.hyperparameters) == {"variance", "lengthscale", "noise"}
+
+
+def test_kmeans_start_and_errors():
+    outs = [np.array([0.0, 1.0]), np.array([10.0, 11.0]), np.array([0.2, 0.9]), np.array([10.5, 9.8])]
+    tau = kmeans_responsibilities(outs, 2, random_state=0)
+    assert tau.shape == (4, 2) and set(np.unique(tau)) == {0.0, 1.0}
+    assert (tau[0] == tau[2]).all() and (tau[1] == tau[3]).all() and not (tau[0] == tau[1]).all()
+    df = two_groups(M=4)
+    with pytest.raises(mtgp.DataError, match="shape"):
+        mtgp.MagmaClust(2, init_responsibilities=np.ones((3, 2)) / 2).fit(df)
+    with pytest.raises(mtgp.DataError, match="summing to one"):
+        mtgp.MagmaClust(2, init_responsibilities=np.ones((4, 2))).fit(df)
+    with pytest.raises(mtgp.DataError, match="exceeds"):
+        mtgp.MagmaClust(5).fit(df)
+    with pytest.raises(ValueError, match="n_clusters"):
+        mtgp.MagmaClust(0).fit(df)
