@@ -6,7 +6,7 @@ through Magma's weighted E-step sums, responsibilities; VM step; the ELBO),
 :mod:`~mtgp.magmaclust.em` (the VEM loop), :mod:`~mtgp.magmaclust.prediction`
 (the mixture prediction), :mod:`~mtgp.magmaclust.estimator` (:class:`MagmaClust`)."""
 
-from .estimator import MagmaClust
+from .estimator import MagmaClust, select_n_clusters
 from .numerics import ClustParams, ClustStatic
 
-__all__ = ["MagmaClust", "ClustParams", "ClustStatic"]
+__all__ = ["MagmaClust", "select_n_clusters", "ClustParams", "ClustStatic"]

@@ -79,6 +79,8 @@ def run_em(backend, handle, static: ClustStatic, params: ClustParams, data, tau0
     post, value = e_step(backend, handle, static, params, data, tau)
     history = [value]
     n_iter, converged = 0, False
+    if not np.isfinite(value):  # e.g. an individual covariance not positive definite
+        return ClustEMResult(params, tau, post, history, n_iter, converged)
     while n_iter < int(max_iter):
         first = n_iter == 0 and freeze_first
         new = iteration(backend, handle, static, params, data, post, tau, tau_step=not first,

@@ -37,6 +37,10 @@ from . import numerics as cx
 from . import prediction as pr
 from .numerics import ClustParams, ClustStatic
 
+#: a cluster whose responsibilities sum to less than this (but is not empty)
+#: is reported as vanishing
+VANISHING_COUNT = 1e-3
+
 
 def kmeans_responsibilities(outputs: Sequence[np.ndarray], n_clusters: int, random_state=None,
                             n_init: int = 50) -> np.ndarray:
@@ -90,7 +94,8 @@ class MagmaClust(Estimator):
     mean_kernels_ : one fitted mean kernel per cluster; individual_kernel_,
         noise_, hyperparameters_ as Magma.
     fit_info_ : n_iter, converged, history, fit_time, n_init, best_start,
-        elbo_per_start, empty_clusters, bucket_sizes, elbo_package.
+        elbo_per_start, empty_clusters, vanishing_clusters, bucket_sizes,
+        elbo_package.
     """
 
     def __init__(self, n_clusters: int = 3, mean_kernel: Optional[Kernel] = None,
@@ -196,20 +201,32 @@ class MagmaClust(Estimator):
                             tol=float(self.tol), freeze_first=bool(self.freeze_first),
                             optimize=bool(optimize))
             per_start.append(res.history[-1])
-            if best is None or (np.isfinite(res.history[-1]) and res.history[-1] > best[1].history[-1]):
+            if best is None or (np.isfinite(res.history[-1])
+                                and not res.history[-1] <= best[1].history[-1]):
                 best = (s, res)
         s, res = best
+        if not np.isfinite(res.history[-1]):
+            raise FloatingPointError(
+                "MagmaClust: the ELBO is not finite at the initial hyper-parameters of every start: an "
+                "individual covariance is not positive definite (noise variance too small for the "
+                "kernel?). Try a larger `noise` or different initial kernel values.")
         tau = np.asarray(res.tau)
         counts = tau.sum(axis=0)
         empty = [k for k in range(K) if counts[k] < em.EMPTY_COUNT]
-        for k in empty:
-            warnings.warn(f"MagmaClust: cluster {k} is empty (responsibilities sum to {counts[k]:.3g}); "
-                          "its mixture weight is 0 and its mean process stays at its prior",
-                          RuntimeWarning, stacklevel=2)
+        for k in range(K):
+            if counts[k] < em.EMPTY_COUNT:
+                warnings.warn(f"MagmaClust: cluster {k} is empty (responsibilities sum to {counts[k]:.3g}); "
+                              "its mixture weight is 0, its mean process is its prior and its mean "
+                              "hyper-parameters are frozen", RuntimeWarning, stacklevel=2)
+            elif counts[k] < VANISHING_COUNT:
+                warnings.warn(f"MagmaClust: cluster {k} is vanishing (responsibilities sum to "
+                              f"{counts[k]:.3g}, less than {VANISHING_COUNT} of one individual); "
+                              "consider fewer clusters", RuntimeWarning, stacklevel=2)
         N = grid.shape[0]
         info = {"n_iter": res.n_iter, "converged": res.converged, "history": np.array(res.history),
                 "fit_time": time.perf_counter() - t_start, "n_init": int(self.n_init), "best_start": s,
                 "elbo_per_start": per_start, "empty_clusters": empty,
+                "vanishing_clusters": [k for k in range(K) if em.EMPTY_COUNT <= counts[k] < VANISHING_COUNT],
                 "bucket_sizes": list(buckets.sizes),
                 "elbo_package": float(res.history[-1]) - K * N / 2.0 * (1.0 + LOG_2PI)}
         self._set_state(inds, grid, prior, data_, static, res, info)
@@ -340,3 +357,17 @@ class MagmaClust(Estimator):
         out.hyperparameters = {**_flat_hp(kern.hyperparameters()),
                                "noise": float(jnp.exp(theta_star["log_noise"]))}
         return out
+
+
+def select_n_clusters(data, n_clusters=range(1, 7), **kwargs):
+    """Fit :class:`MagmaClust` for each K in ``n_clusters`` (other arguments
+    passed on) and pick the largest VBIC (note, Sec. 3: exact ELBO, df of
+    Sec. 3.2; K = 1 is Magma). Returns (best model, DataFrame with one row
+    per K: ELBO, df, VBIC)."""
+    models, rows = {}, []
+    for K in n_clusters:
+        m = MagmaClust(n_clusters=int(K), **kwargs).fit(data)
+        models[int(K)] = m
+        rows.append({"n_clusters": int(K), "elbo": m.elbo_, "df": m.n_parameters_, "vbic": m.vbic_})
+    table = pd.DataFrame(rows).set_index("n_clusters")
+    return models[int(table["vbic"].idxmax())], table

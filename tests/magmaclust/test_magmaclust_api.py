@@ -101,3 +101,38 @@ def test_kmeans_start_and_errors():
         mtgp.MagmaClust(5).fit(df)
     with pytest.raises(ValueError, match="n_clusters"):
         mtgp.MagmaClust(0).fit(df)
+
+
+def test_cluster_probabilities_are_bayes_rule():
+    """tau_*k ∝ pi_k N(y_*; m_hat_k(t_*), C_hat_k(t_*) + Psi_*), from the
+    hyper-posteriors and dense Gaussians; components: dense conditioning."""
+    from scipy.stats import multivariate_normal
+
+    df = two_groups(seed=3)
+    m = mtgp.MagmaClust(2, max_iter=3).fit(df)
+    new = df[df.ID == "ind3"].iloc[:3]
+    Xo, yo = new[["Input"]].to_numpy(), new["Output"].to_numpy()
+    Xp = np.array([[1.5], [8.0]])
+    pred = m.predict(new, inputs=Xp)
+    ki, s2 = m.individual_kernel_, m.noise_
+    Xa = np.vstack([Xp, Xo])
+    logp = []
+    for k, h in enumerate(m.hyperposterior(Xa)):
+        G = h.cov + np.asarray(ki(Xa, Xa)) + s2 * np.eye(len(Xa))
+        logp.append(np.log(m.mixture_weights_[k]) + multivariate_normal(h.mean[2:], G[2:, 2:]).logpdf(yo))
+        A = G[:2, 2:] @ np.linalg.inv(G[2:, 2:])
+        np.testing.assert_allclose(pred.components[k].mean, h.mean[:2] + A @ (yo - h.mean[2:]), rtol=1e-8)
+        np.testing.assert_allclose(pred.components[k].cov, G[:2, :2] - A @ G[2:, :2], rtol=1e-7, atol=1e-9)
+    logp = np.array(logp)
+    np.testing.assert_allclose(pred.cluster_probabilities, np.exp(logp - np.logaddexp.reduce(logp)),
+                               rtol=1e-8, atol=1e-12)
+
+
+def test_select_n_clusters_by_vbic():
+    from mtgp.magmaclust import select_n_clusters
+
+    df = two_groups(seed=4, M=8)
+    best, table = select_n_clusters(df, n_clusters=[1, 2], max_iter=4)
+    assert list(table.index) == [1, 2]
+    np.testing.assert_allclose(table["vbic"], table["elbo"] - table["df"] / 2 * np.log(8))
+    assert best.n_clusters == int(table["vbic"].idxmax())

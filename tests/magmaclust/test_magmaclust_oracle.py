@@ -93,8 +93,21 @@ def dense_cluster_posterior(C_full, m_full, grid_pos, data, kis, noises, w):
     return Ch @ (Ci @ m_full + b), Ch
 
 
-def test_ve_step_matches_dense_with_weights():
-    df = clustered_data(seed=1, M=5, lattice=6, n=3)
+def ragged_data(seed, sizes, lattice=8):
+    """Individuals of different sizes (several padding buckets)."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0.0, 10.0, lattice)
+    rows = []
+    for i, n in enumerate(sizes):
+        t = np.sort(rng.choice(grid, n, replace=False))
+        rows.append(pd.DataFrame({"ID": f"i{i}", "Input": t, "Output": 2 * (i % 2) + np.cos(t)
+                                  + 0.2 * rng.standard_normal(n)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_ve_step_matches_dense_with_weights(ragged):
+    df = ragged_data(4, [1, 2, 3, 5, 7]) if ragged else clustered_data(seed=1, M=5, lattice=6, n=3)
     data = as_pairs(df)
     M, K = 5, 3
     rng = np.random.default_rng(0)
