@@ -266,3 +266,39 @@ def test_mixture_interval_is_exact():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
     frame = mix.to_frame()
     assert list(frame.columns) == ["Input", "Mean", "Var", "Lower", "Upper"]
+
+
+@pytest.mark.parametrize("shared_k,shared_i", [(True, True), (False, False)])
+def test_each_sub_step_increases_the_elbo(shared_k, shared_i):
+    """tau, pi, q(mu), individual HPs, gamma: each a coordinate ascent on the
+    ELBO (dense form of the note, 2.5, for non-optimal q)."""
+    from mtgp.backends import Local
+    from mtgp.magmaclust.numerics import ClustParams
+
+    df = clustered_data(seed=11, M=5, lattice=6, n=3, sep=3.0)
+    tau0 = np.random.default_rng(2).dirichlet(np.ones(2), 5)
+    mc = mtgp.MagmaClust(2, SE(3.0, 1.5), SE(1.0, 1.0), noise=0.3, init_responsibilities=tau0,
+                         shared_mean_hp=shared_k, shared_individual_hp=shared_i, max_iter=0).fit(df)
+    st, data, be = mc._static, mc._data, Local()
+    grid, m = data.grid, np.asarray(data.m0)
+    p = ClustParams(mc.theta0_, mc.theta_, jnp.asarray(mc.mixture_weights_))
+    post = mc.posterior_
+    E = lambda th, q: cx.expected_terms(st.ki, shared_i, th, data, q)
+    dense = lambda q, th0, th, tau, pi: cx.dense_elbo(q, st.k0, th0, grid, m, tau, pi, E(th, q))
+    steps = [mc.elbo_]
+    tau = cx.responsibilities(E(p.theta, post), p.pi)
+    steps.append(dense(post, p.theta0, p.theta, tau, p.pi))
+    pi = jnp.mean(tau, axis=0)
+    steps.append(dense(post, p.theta0, p.theta, tau, pi))
+    p = ClustParams(p.theta0, p.theta, pi)
+    post, v = mtgp.magmaclust.em.e_step(be, data, st, p, data, tau)
+    steps.append(v)
+    theta = cx.individual_m_step(st, p.theta, data, post, tau)
+    steps.append(dense(post, p.theta0, theta, tau, pi))
+    sums = cx.cluster_sums(be, data, st, theta, data.m0, tau)
+    theta0 = cx.mean_m_step(st, p.theta0, grid, sums[0], sums[1], np.ones(2, bool))
+    _, v = mtgp.magmaclust.em.e_step(be, data, st, ClustParams(theta0, theta, pi), data, tau, sums)
+    steps.append(v)
+    steps = np.array(steps)
+    assert np.all(np.diff(steps) >= -1e-9 * np.abs(steps[1:])), steps
+    assert steps[-1] > steps[0] + 1e-3
