@@ -171,6 +171,19 @@ class MagmaClust(Estimator):
             out.append((tau, params._replace(theta0=hp[s][0], theta=hp[s][1])))
         return out
 
+    def _layout(self, inds, k0, ki):
+        """Pooled grid, size buckets, prior mean, the data pytree, the static model."""
+        d = inds.input_dim
+        k0.check_input_dim(d, "training inputs (mean_kernel)")
+        ki.check_input_dim(d, "training inputs (individual_kernel)")
+        grid, splits = pooled_grid(inds)
+        buckets = bucket_individuals(inds, splits, grid.shape[0], self.buckets)
+        prior = PriorMean(self.prior_mean, grid)
+        data_ = MagmaData.from_buckets(buckets, grid, prior.values)
+        static = ClustStatic(k0.static(), ki.static(), bool(self.shared_mean_hp),
+                             bool(self.shared_individual_hp), int(self.m_step_max_iter))
+        return grid, buckets, prior, data_, static
+
     # ---------------------------------------------------------------- fit
     @config.float64
     def fit(self, data, optimize: bool = True) -> "MagmaClust":
@@ -183,15 +196,7 @@ class MagmaClust(Estimator):
         M = inds.n_individuals
         if M < K:
             raise DataError(f"n_clusters = {K} exceeds the number of individuals ({M})")
-        d = inds.input_dim
-        k0.check_input_dim(d, "training inputs (mean_kernel)")
-        ki.check_input_dim(d, "training inputs (individual_kernel)")
-        grid, splits = pooled_grid(inds)
-        buckets = bucket_individuals(inds, splits, grid.shape[0], self.buckets)
-        prior = PriorMean(self.prior_mean, grid)
-        data_ = MagmaData.from_buckets(buckets, grid, prior.values)
-        static = ClustStatic(k0.static(), ki.static(), bool(self.shared_mean_hp),
-                             bool(self.shared_individual_hp), int(self.m_step_max_iter))
+        grid, buckets, prior, data_, static = self._layout(inds, k0, ki)
         backend = Local()
         handle = backend.prepare(data_)
         params0 = self._initial_params(k0, ki, K, M)
@@ -282,6 +287,22 @@ class MagmaClust(Estimator):
         n_theta = int(ravel_pytree(one)[0].size)
         return (n_gamma * (1 if self.shared_mean_hp else K) + n_theta * (1 if self.shared_individual_hp else M)
                 + K - 1)
+
+    # ------------------------------------------------------- save / load
+    def save(self, path) -> str:
+        """Save the fitted model (format "mtgp.MagmaClust/1", see
+        :mod:`mtgp.magmaclust.io`); returns the file name."""
+        from .io import save_magmaclust
+
+        return save_magmaclust(self, path)
+
+    @classmethod
+    def load(cls, path) -> "MagmaClust":
+        """Load a model written by :meth:`save`: one VE step (q(mu_k)) at the
+        saved responsibilities and log HPs, no refit."""
+        from .io import load_magmaclust
+
+        return load_magmaclust(cls, path)
 
     # ------------------------------------------------------- hyper-posterior
     def _inputs(self, inputs, what):

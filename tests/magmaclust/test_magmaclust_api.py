@@ -136,3 +136,25 @@ def test_select_n_clusters_by_vbic():
     assert list(table.index) == [1, 2]
     np.testing.assert_allclose(table["vbic"], table["elbo"] - table["df"] / 2 * np.log(8))
     assert best.n_clusters == int(table["vbic"].idxmax())
+
+
+@pytest.mark.parametrize("shared_i", [True, False])
+def test_save_load_round_trip(tmp_path, shared_i):
+    df = two_groups(seed=5)
+    m = mtgp.MagmaClust(2, shared_mean_hp=False, shared_individual_hp=shared_i, prior_mean=1.5,
+                        max_iter=3).fit(df)
+    path = m.save(tmp_path / "clust")
+    m2 = mtgp.MagmaClust.load(path)
+    assert m2.get_params()["n_clusters"] == 2 and m2.shared_individual_hp is shared_i
+    assert m2.fit_info_["elbo_at_load"] == pytest.approx(m.elbo_, rel=1e-12)
+    np.testing.assert_allclose(m2.history_, m.history_)
+    pd.testing.assert_frame_equal(m2.responsibilities_, m.responsibilities_)
+    Xp = np.linspace(0, 10, 5)
+    new = df[df.ID == "ind0"].iloc[:3]
+    a, b = m.predict(new, inputs=Xp), m2.predict(new, inputs=Xp)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-10)
+    np.testing.assert_allclose(a.var, b.var, rtol=1e-10)
+    from mtgp.exceptions import ModelFileError
+
+    with pytest.raises(ModelFileError):
+        mtgp.Magma.load(path)
