@@ -33,7 +33,6 @@ from ..magma.numerics import MagmaData
 from ..means import PriorMean
 from ..optim import check_n_init, perturbed_starts
 from . import em
-from . import numerics as cx
 from . import prediction as pr
 from .numerics import ClustParams, ClustStatic
 
@@ -333,7 +332,8 @@ class MagmaClust(Estimator):
 
     @config.float64
     def predict(self, new_data=None, inputs=None, noise: bool = True,
-                hyperparameters: Optional[dict] = None) -> MixtureOfGaussians:
+                hyperparameters: Optional[dict] = None,
+                cluster_probabilities: str = "integrated") -> MixtureOfGaussians:
         """Predict a new individual: a mixture over clusters (note, Sec. 4).
 
         new_data : its observed points (as :meth:`mtgp.Magma.predict`);
@@ -345,7 +345,15 @@ class MagmaClust(Estimator):
             individual. Default: shared individual HPs are reused; otherwise
             they maximise the mixture marginal likelihood of y_* with a
             population prior (median for Type II).
+        cluster_probabilities : "integrated" (default): the exact
+            P(cluster k | y_*) given q(mu), pi_k N(y_*; m_hat_k, C_hat_k + Psi_*)
+            normalised (the paper code); "variational": MagmaClustR's
+            training-style form pi_k N(y_*; m_hat_k, Psi_*) exp(-tr(Psi_*^-1 C_hat_k) / 2)
+            normalised (not rounded).
         """
+        if cluster_probabilities not in ("integrated", "variational"):
+            raise ValueError("cluster_probabilities must be 'integrated' or 'variational', got "
+                             f"{cluster_probabilities!r}")
         self._check_is_fitted()
         inds_new = None
         if new_data is not None:
@@ -369,7 +377,7 @@ class MagmaClust(Estimator):
                                                     int(self.m_step_max_iter) * 2)
         means, covs, tau = pr.predict_new_individual(self._static, self.theta0_, theta_star, self.posterior_,
                                                      self.mixture_weights_, self.grid_, self._prior, Xp, Xo,
-                                                     yo, noise=noise)
+                                                     yo, noise=noise, probabilities=cluster_probabilities)
         kind = "MagmaClust prediction" + (" (Type II)" if inds_new is None else "")
         comps = [Prediction(Xp, means[k], covs[k], self.input_columns_, includes_noise=bool(noise),
                             what=f"{kind}, cluster {k}") for k in range(len(tau))]

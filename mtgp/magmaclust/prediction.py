@@ -100,10 +100,25 @@ def learn_new_individual_hp(static, theta0, theta, post, pi, grid, prior, Xo, yo
                          max_iter=max_iter).params
 
 
+def variational_probabilities(static, theta0, theta_star, post, pi, grid, prior, Xo, yo):
+    """MagmaClustR's cluster probabilities (``update_mixture``, without its
+    rounding): tau_*k ∝ pi_k N(y_*; m_hat_k(t_*), Psi_*) exp(-tr(Psi_*^-1 C_hat_k(t_*)) / 2)."""
+    mu, C = hyperposteriors_at_jit(static.k0, theta0, post, jnp.asarray(grid), jnp.asarray(Xo),
+                                   jnp.asarray(prior(Xo)))
+    Xo = jnp.asarray(Xo)
+    Psi = static.ki.evaluate(theta_star["kernel"], Xo, Xo) + jnp.exp(theta_star["log_noise"]) * jnp.eye(Xo.shape[0])
+    L = cholesky(Psi)
+    a = jax.vmap(lambda m: tri_solve(L, jnp.asarray(yo) - m))(mu)
+    tr = jax.vmap(lambda c: jnp.trace(jax.scipy.linalg.cho_solve((L, True), c)))(C)
+    lm = -0.5 * (jnp.sum(a**2, axis=1) + tr)
+    return np.asarray(jax.nn.softmax(lm + cx.log_pi(jnp.asarray(pi))))
+
+
 def predict_new_individual(static, theta0, theta_star, post, pi, grid, prior, Xp, Xo=None, yo=None,
-                           noise: bool = True):
+                           noise: bool = True, probabilities: str = "integrated"):
     """(means (K, n), covs (K, n, n), tau_* (K,)): the mixture's components
-    and weights (Type II, no observation: tau_* = pi)."""
+    and weights (Type II, no observation: tau_* = pi). ``probabilities``:
+    "integrated" (exact given q(mu)) or "variational" (the package's form)."""
     grid, m_p = jnp.asarray(grid), jnp.asarray(prior(Xp))
     if Xo is None:
         mean, cov = prior_clusters_jit(static.k0, static.ki, bool(noise), theta0, theta_star, post, grid,
@@ -113,5 +128,9 @@ def predict_new_individual(static, theta0, theta_star, post, pi, grid, prior, Xp
     mean, cov, lm = predict_clusters_jit(static.k0, static.ki, bool(noise), theta0, theta_star, post, grid,
                                          jnp.asarray(Xp), m_p, jnp.asarray(Xo), jnp.asarray(yo),
                                          jnp.asarray(m_o), jnp.asarray(mask_o))
-    tau = np.asarray(jax.nn.softmax(lm + cx.log_pi(jnp.asarray(pi))))
+    if probabilities == "variational":
+        tau = variational_probabilities(static, theta0, theta_star, post, pi, grid, prior, Xo[mask_o > 0],
+                                        yo[mask_o > 0])
+    else:
+        tau = np.asarray(jax.nn.softmax(lm + cx.log_pi(jnp.asarray(pi))))
     return np.asarray(mean), np.asarray(cov), tau

@@ -158,3 +158,21 @@ def test_save_load_round_trip(tmp_path, shared_i):
 
     with pytest.raises(ModelFileError):
         mtgp.Magma.load(path)
+
+
+def test_variational_cluster_probabilities():
+    from scipy.stats import multivariate_normal
+
+    df = two_groups(seed=6)
+    m = mtgp.MagmaClust(2, max_iter=2).fit(df)
+    new = df[df.ID == "ind2"].iloc[:2]
+    Xo, yo = new[["Input"]].to_numpy(), new["Output"].to_numpy()
+    pred = m.predict(new, inputs=np.array([1.0]), cluster_probabilities="variational")
+    Psi = np.asarray(m.individual_kernel_(Xo, Xo)) + m.noise_ * np.eye(2)
+    lr = [np.log(m.mixture_weights_[k]) + multivariate_normal(h.mean, Psi).logpdf(yo)
+          - 0.5 * np.trace(np.linalg.solve(Psi, h.cov)) for k, h in enumerate(m.hyperposterior(Xo))]
+    lr = np.array(lr)
+    np.testing.assert_allclose(pred.cluster_probabilities, np.exp(lr - np.logaddexp.reduce(lr)), rtol=1e-8,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="cluster_probabilities"):
+        m.predict(new, cluster_probabilities="other")

@@ -4,9 +4,7 @@ decreases, is a lower bound of the exact (enumerated) log-likelihood, and
 relabelling changes nothing."""
 
 import itertools
-import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
