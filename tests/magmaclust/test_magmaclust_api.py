@@ -176,3 +176,19 @@ def test_variational_cluster_probabilities():
                                atol=1e-12)
     with pytest.raises(ValueError, match="cluster_probabilities"):
         m.predict(new, cluster_probabilities="other")
+
+
+def test_buckets_change_nothing():
+    rng = np.random.default_rng(7)
+    rows = []
+    for i, n in enumerate([1, 2, 3, 5, 7, 8]):
+        t = np.sort(rng.choice(np.linspace(0, 10, 12), n, replace=False))
+        rows.append(pd.DataFrame({"ID": f"r{i}", "Input": t, "Output": 5.0 * (i % 2) + np.sin(t)}))
+    df = pd.concat(rows, ignore_index=True)
+    tau0 = np.eye(2)[[0, 1, 0, 1, 0, 1]] * 0.8 + 0.1
+    kw = dict(init_responsibilities=tau0, shared_individual_hp=False, max_iter=2, m_step_max_iter=10)
+    a = mtgp.MagmaClust(2, buckets=4, **kw).fit(df)
+    b = mtgp.MagmaClust(2, buckets=None, **kw).fit(df)
+    assert len(a.fit_info_["bucket_sizes"]) > 1 and len(b.fit_info_["bucket_sizes"]) == 1
+    np.testing.assert_allclose(a.history_, b.history_, rtol=1e-9)
+    np.testing.assert_allclose(a.responsibilities_, b.responsibilities_, atol=1e-9)
