@@ -10,13 +10,14 @@ from .distributions import MultiOutputPrediction, Prediction
 from .exceptions import DataError, DegenerateOutputsWarning, JitterWarning
 from .gp import GP, GPFDA
 from .magma import Magma
+from .magmaclust import MagmaClust
 from .multioutput import ICM, CoolMTGP, IndependentGPs, StructuredNoiseMTGP
 from .simulate import SimulatedData, simulate
 
 __version__ = "0.2.0.dev0"
 
 __all__ = [
-    "Magma", "GP", "GPFDA", "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP",
+    "Magma", "MagmaClust", "GP", "GPFDA", "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP",
     "Prediction", "MultiOutputPrediction", "DataError", "NotFittedError", "JitterWarning",
     "DegenerateOutputsWarning", "simulate", "SimulatedData", "backends", "config", "datasets",
     "kernels", "metrics", "multioutput", "testing", "__version__",
