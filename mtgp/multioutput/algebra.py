@@ -27,11 +27,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..linalg import LOG_2PI, cholesky, logdet_from_chol, report_jitter, safe_cholesky, symmetrize, tri_solve
+from ..linalg import (LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, report_jitter, safe_cholesky,
+                      symmetrize, tri_solve)
 
 __all__ = [
     "EigenPredictor",
+    "MaskedPredictor",
+    "condition_on_row_outputs",
+    "make_predictor",
+    "masked_log_likelihood",
     "mtgp_log_likelihood",
+    "observed_covariance",
+    "observed_index",
+    "observed_values",
     "vec",
     "unvec",
 ]
@@ -168,3 +176,173 @@ class EigenPredictor:
         if include_noise:
             cov = cov + jnp.kron(self.Sigma, jnp.eye(n))
         return np.asarray(symmetrize(cov))
+
+
+# --------------------------------------------------------------------------
+# missing outputs: the model restricted to the observed entries
+# --------------------------------------------------------------------------
+#
+# With NaN in Y the likelihood and the predictive are those of the observed
+# entries O of vec(Y) alone: the Gaussian N(y_O | 0, A_OO) with
+# A = C (x) K + Sigma (x) I, i.e. the joint model marginalised over the
+# missing entries (exact; no imputation). A_OO is no longer a Kronecker
+# product, so it is factorised densely: O(|O|^3) time and O(|O|^2) memory,
+# with |O| <= N T the number of observed entries. It is gathered entry by
+# entry from K (N, N), C and Sigma (T, T) -- A_OO[o, o'] = C[t_o, t_o'] K[i_o,
+# i_o'] + Sigma[t_o, t_o'] [i_o == i_o'] -- so the (NT x NT) matrix is never
+# formed. Data with nothing missing keep the O(N^3 + T^3) eigen route above
+# (the two agree to round-off, tests/multioutput/test_missing_outputs.py).
+
+
+def observed_index(Y):
+    """Observed entries of (N, T) ``Y`` (NaN = missing) in output-major order
+    (that of :func:`vec`): ``(rows i_o, outputs t_o)``, int arrays of length |O|."""
+    obs = ~np.isnan(np.asarray(Y, dtype=float))
+    t_o, i_o = np.nonzero(obs.T)
+    return i_o.astype(np.int32), t_o.astype(np.int32)
+
+
+def observed_values(Y):
+    """``vec(Y)`` restricted to its observed entries (output-major)."""
+    Y = np.asarray(Y, dtype=float)
+    v = Y.T.reshape(-1)
+    return v[~np.isnan(v)]
+
+
+def observed_covariance(K, C, Sigma, i_o, t_o):
+    """A_OO = (C (x) K + Sigma (x) I)[O, O] gathered from K, C, Sigma (|O|, |O|)."""
+    same = i_o[:, None] == i_o[None, :]
+    Ct = C[t_o[:, None], t_o[None, :]]
+    St = Sigma[t_o[:, None], t_o[None, :]]
+    return K[i_o[:, None], i_o[None, :]] * Ct + jnp.where(same, St, 0.0)
+
+
+def masked_log_likelihood(K, C, Sigma, y_o, i_o, t_o):
+    """log N(y_O | 0, A_OO): eq. (4) marginalised over the missing entries
+    (``y_o`` = :func:`observed_values`, ``i_o, t_o`` = :func:`observed_index`).
+    Dense Cholesky of A_OO, O(|O|^3); differentiable by autodiff (Cholesky
+    gradients need no eigenvalue gaps). NaN when A_OO is not positive definite."""
+    L = cholesky(observed_covariance(K, C, Sigma, i_o, t_o))
+    return gaussian_logpdf(y_o, L)
+
+
+class MaskedPredictor:
+    """Exact eq. (5) predictive given only the observed entries of ``Y``
+    (NaN = missing): the Gaussian conditional of the test outputs on y_O,
+    through one dense Cholesky of A_OO (O(|O|^3); see the comment above).
+    Same interface as :class:`EigenPredictor`. Costs after the
+    factorisation: mean O(n |O| T), per-point covariances O(n T |O|^2),
+    joint O(n T |O|^2 + n^2 T^2)."""
+
+    #: the test points are processed in chunks of at most this many
+    #: (chunk * T * |O|) entries of the solve's right-hand side
+    CHUNK_ENTRIES = 1 << 24
+
+    def __init__(self, K, C, Sigma, Y, where: str = "predictive"):
+        K = jnp.asarray(K)
+        self.C = jnp.asarray(C)
+        Sigma = jnp.asarray(Sigma)
+        Y = np.asarray(Y, dtype=float)
+        self.i_o, self.t_o = observed_index(Y)
+        self.shape = Y.shape
+        y_o = jnp.asarray(observed_values(Y))
+        A = observed_covariance(K, self.C, Sigma, jnp.asarray(self.i_o), jnp.asarray(self.t_o))
+        L, added = safe_cholesky(A)
+        report_jitter(added, f"{where}: observed-entry covariance")
+        self.sigma_jitter = float(added)
+        self.L = L
+        self.Sigma = Sigma
+        self.alpha = cho_solve(L, y_o)  # A_OO^-1 y_O
+        self.log_likelihood = float(gaussian_logpdf(y_o, L))
+        self._Ct = self.C[:, jnp.asarray(self.t_o)]  # (T, |O|): C[t, t_o]
+        self.K = K
+
+    def alpha_matrix(self):
+        """A_OO^-1 y_O scattered into (N, T), zero at the missing entries."""
+        a = np.zeros(self.shape)
+        a[self.i_o, self.t_o] = np.asarray(self.alpha)
+        return a
+
+    def impute(self, Y):
+        """``Y`` with each missing entry replaced by its conditional mean
+        E[y_M | y_O] = A_MO A_OO^-1 y_O = [K a C^T + a Sigma]_M (a = :meth:`alpha_matrix`)."""
+        a = jnp.asarray(self.alpha_matrix())
+        full = np.asarray(self.K @ a @ self.C.T + a @ self.Sigma)
+        Y = np.asarray(Y, dtype=float)
+        return np.where(np.isnan(Y), full, Y)
+
+    def mean(self, Ks):
+        return np.asarray((Ks[:, jnp.asarray(self.i_o)] * self.alpha[None, :]) @ self._Ct.T)
+
+    def _chunks(self, n):
+        T, m = self.C.shape[0], len(self.i_o)
+        step = max(1, int(self.CHUNK_ENTRIES // max(1, T * m)))
+        return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+    def point_cov(self, Ks, kss_diag, include_noise=False):
+        Ko = Ks[:, jnp.asarray(self.i_o)]  # (n, |O|)
+        n, T = Ks.shape[0], self.C.shape[0]
+        out = []
+        for a, b in self._chunks(n):
+            B = Ko[a:b, None, :] * self._Ct[None]  # (c, T, |O|): cov(f*(x_j)_t, y_O)
+            V = tri_solve(self.L, B.reshape(-1, B.shape[-1]).T).reshape(-1, b - a, T)  # (|O|, c, T)
+            out.append(self.C[None] * kss_diag[a:b, None, None] - jnp.einsum("ojt,oju->jtu", V, V))
+        cov = jnp.concatenate(out, axis=0)
+        if include_noise:
+            cov = cov + self.Sigma[None]
+        return np.asarray(symmetrize(cov))
+
+    def joint_cov(self, Ks, Kss, include_noise=False):
+        Ko = Ks[:, jnp.asarray(self.i_o)]
+        n, T = Ks.shape[0], self.C.shape[0]
+        B = (self._Ct[:, None, :] * Ko[None]).reshape(T * n, -1)  # output-major rows t * n + j
+        V = tri_solve(self.L, B.T)
+        cov = jnp.kron(self.C, Kss) - V.T @ V
+        if include_noise:
+            cov = cov + jnp.kron(self.Sigma, jnp.eye(n))
+        return np.asarray(symmetrize(cov))
+
+
+def make_predictor(K, C, Sigma, Y, where: str = "predictive"):
+    """:class:`EigenPredictor` when ``Y`` has no NaN (O(N^3 + T^3), numbers
+    as before missing outputs were supported), else :class:`MaskedPredictor`."""
+    if np.isnan(np.asarray(Y, dtype=float)).any():
+        return MaskedPredictor(K, C, Sigma, Y, where=where)
+    return EigenPredictor(K, C, Sigma, Y, where=where)
+
+
+def condition_on_row_outputs(mean, cov, Sigma, Y_observed, include_noise=False):
+    """Condition each row's predictive on that row's observed outputs.
+
+    ``mean`` (n, T) and ``cov`` (n, T, T): predictive of the latent f* at n
+    points given the training data (eq. 5); ``Sigma`` (T, T) the noise
+    covariance; ``Y_observed`` (n, T) with NaN where not measured. Row j's
+    observed outputs are y*_o = f*_o + eps_o, eps ~ N(0, Sigma), so with
+    V = cov_j + Sigma:
+
+        f*   | y*_o:  mean + cov[:, o] V_oo^-1 (y_o - mean_o),  cov - cov[:, o] V_oo^-1 cov[o, :]
+        y*   | y*_o:  mean + V[:, o] V_oo^-1 (y_o - mean_o),    V - V[:, o] V_oo^-1 V[o, :]
+
+    (the second returns the observed entries as measured, variance 0).
+    Batched over rows with masks (unobserved rows and columns of V_oo
+    replaced by the identity's); O(n T^3)."""
+    mean = np.asarray(mean, float)
+    cov = np.asarray(cov, float)
+    Yo = np.asarray(Y_observed, float)
+    o = ~np.isnan(Yo)
+    n, T = mean.shape
+    V = cov + np.asarray(Sigma, float)[None]
+    both = o[:, :, None] & o[:, None, :]
+    Voo = np.where(both, V, 0.0) + (~o)[:, :, None] * np.eye(T)[None]
+    G = cov if not include_noise else V
+    Gm = np.where(o[:, None, :], G, 0.0)  # cov(target, y*_o), unobserved columns zeroed
+    r = np.where(o, Yo - mean, 0.0)
+    Lc = np.linalg.cholesky(Voo)
+    Z = np.linalg.solve(Lc, np.swapaxes(Gm, 1, 2))  # (n, T, T): Lc^-1 Gm^T
+    w = np.linalg.solve(Lc, r[:, :, None])[:, :, 0]
+    mean_c = mean + np.einsum("jku,jk->ju", Z, w)
+    cov_c = G - np.einsum("jkt,jku->jtu", Z, Z)
+    if include_noise:  # measured entries are known exactly
+        mean_c = np.where(o, Yo, mean_c)
+        cov_c = np.where(o[:, :, None] | o[:, None, :], 0.0, cov_c)
+    return mean_c, 0.5 * (cov_c + np.swapaxes(cov_c, 1, 2))

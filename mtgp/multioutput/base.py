@@ -35,8 +35,8 @@ from ..data import padded_size
 from ..distributions import MultiOutputPrediction
 from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
 from ..optim import minimize_host, perturbed_starts
-from .algebra import EigenPredictor
-from .validation import check_fit_data, check_outputs, check_predict_inputs
+from .algebra import condition_on_row_outputs, make_predictor
+from .validation import check_fit_data, check_observed_outputs, check_outputs, check_predict_inputs
 
 
 #: the joint predictive (``full_cov=True``) is computed at padded inputs only
@@ -65,6 +65,12 @@ def unpad_joint(joint, n: int, n_outputs: int) -> np.ndarray:
     n_pad = joint.shape[0] // T
     J = np.asarray(joint).reshape(T, n_pad, T, n_pad)[:, :n, :, :n]
     return J.reshape(T * n, T * n)
+
+
+def output_variances(Y) -> np.ndarray:
+    """Variance of each output over its observed values (NaN = missing)."""
+    Y = np.asarray(Y)
+    return np.nanvar(Y, axis=0) if np.isnan(Y).any() else np.var(Y, axis=0)
 
 
 def apply_mask(mask, free, fixed):
@@ -247,7 +253,11 @@ class MultiOutputGP(Estimator):
         return self
 
     def _set_data(self, kernel, Xa, Ya, names, normalize):
-        if normalize:
+        self._missing = bool(np.isnan(Ya).any())
+        if normalize and self._missing:  # moments of the observed values of each output
+            self._y_mean = np.nanmean(Ya, axis=0)
+            self._y_std = np.nanstd(Ya, axis=0)
+        elif normalize:
             self._y_mean = Ya.mean(axis=0)
             self._y_std = Ya.std(axis=0)
         else:
@@ -270,8 +280,15 @@ class MultiOutputGP(Estimator):
         self.noise_covariance_ = np.asarray(self._Sigma) * np.outer(s, s)
         if warn:
             self._warn_if_singular_noise()
-        # eq. (4) on the data scale (Jacobian of the standardisation)
-        self.log_marginal_likelihood_ = float(self._ll_internal - self._X.shape[0] * np.sum(np.log(s)))
+        # eq. (4) on the data scale (Jacobian of the standardisation, over the observed entries)
+        self.log_marginal_likelihood_ = float(self._ll_internal - self._log_jacobian())
+
+    def _log_jacobian(self):
+        """log-Jacobian of the standardisation: sum over observed entries of log sd_t."""
+        s = self._y_std
+        if not self._missing:
+            return self._X.shape[0] * np.sum(np.log(s))
+        return float(np.sum((~np.isnan(self._Y)).sum(axis=0) * np.log(s)))
 
     def _fitted_kernel(self):
         return self._kernel_struct.with_params(jax.tree_util.tree_map(np.asarray, self._theta))
@@ -300,12 +317,15 @@ class MultiOutputGP(Estimator):
 
     def _build_predictor(self):
         K = self._kernel_struct.evaluate(self._theta, jnp.asarray(self._X), jnp.asarray(self._X))
-        self._predictor = EigenPredictor(K, self._C, self._Sigma, self._Y, where=type(self).__name__)
+        # eigen route (eq. 5) when every output is observed, else the exact
+        # conditional on the observed entries (dense in them, algebra.py)
+        self._predictor = make_predictor(K, self._C, self._Sigma, self._Y, where=type(self).__name__)
         self._ll_internal = self._predictor.log_likelihood
 
     # ---- predict ------------------------------------------------------
     @config.float64
-    def predict(self, X, full_cov: bool = False, include_noise: bool = False) -> MultiOutputPrediction:
+    def predict(self, X, full_cov: bool = False, include_noise: bool = False,
+                Y_observed=None) -> MultiOutputPrediction:
         """Predictive distribution at ``X`` (n, D), eq. (5).
 
         Returns a :class:`MultiOutputPrediction`: ``.mean`` (n, T), ``.cov``
@@ -316,9 +336,25 @@ class MultiOutputGP(Estimator):
         (predicting new observations y* rather than the latent f*). Values
         are on the scale of the data as given (standardisation, if any, is
         undone).
+
+        ``Y_observed`` (n, T), NaN where not measured: conditional prediction
+        of partly measured samples. Row j is predicted given the training
+        data **and the outputs observed in row j** (each row its own
+        conditioning set, so results do not depend on which other rows are
+        in the batch): the Gaussian conditional of eq. (5)'s predictive at
+        x_j plus noise Sigma (correlated noise informs too). ``.mean``,
+        ``.cov`` (n, T, T) and intervals are those of f* (or, with
+        ``include_noise``, of y*: an observed entry is then returned as
+        measured, with variance 0). ``full_cov=True`` is refused there (there
+        is no joint conditioning set across rows).
         """
         self._check_is_fitted()
         Xs = check_predict_inputs(X, self.n_features_in_)
+        if Y_observed is not None:
+            return self._predict_given_outputs(Xs, Y_observed, full_cov, include_noise)
+        return self._predict_checked(Xs, full_cov, include_noise)
+
+    def _predict_checked(self, Xs, full_cov, include_noise):
         n, T = Xs.shape[0], self.n_outputs_
         # padded to the size ladder: a new n of similar size compiles nothing new
         mean, cov, joint = self._predict_internal(pad_inputs(Xs, full_cov, T), full_cov, include_noise)
@@ -332,6 +368,17 @@ class MultiOutputGP(Estimator):
             sv = np.repeat(s, n)  # output-major
             joint = joint * np.outer(sv, sv)
         return MultiOutputPrediction(mean, cov, joint, include_noise, list(self.output_names_))
+
+    def _predict_given_outputs(self, Xs, Y_observed, full_cov, include_noise):
+        if full_cov:
+            raise ValueError(
+                "predict(Y_observed=...) conditions each row on its own observed outputs, so there is "
+                "no joint covariance across rows: use full_cov=False (.cov is each row's (T, T) "
+                "covariance), or add the rows to the training data for a joint conditional")
+        Yo = check_observed_outputs(Y_observed, Xs.shape[0], list(self.output_names_))
+        latent = self._predict_checked(Xs, False, False)
+        mean, cov = condition_on_row_outputs(latent.mean, latent.cov, self.noise_covariance_, Yo, include_noise)
+        return MultiOutputPrediction(mean, cov, None, include_noise, list(self.output_names_))
 
     def _predict_internal(self, Xs, full_cov, include_noise):
         X = jnp.asarray(self._X)
@@ -353,8 +400,11 @@ class MultiOutputGP(Estimator):
         from sklearn.metrics import r2_score
 
         pred = self.predict(X)
-        Ya, _ = check_outputs(Y)
-        return float(r2_score(Ya, pred.mean))
+        Ya, _ = check_outputs(Y, allow_missing=True)
+        if not np.isnan(Ya).any():
+            return float(r2_score(Ya, pred.mean))
+        obs = ~np.isnan(Ya)  # missing outputs: each output's R^2 on its observed rows
+        return float(np.mean([r2_score(Ya[obs[:, t], t], pred.mean[obs[:, t], t]) for t in range(Ya.shape[1])]))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -431,7 +481,7 @@ class MultiOutputGP(Estimator):
     def _init_scales(kernel, X, Y):
         """Heuristic starting values: half of each output's variance to
         signal (scaled by the kernel's mean prior variance), half to noise."""
-        var = np.var(Y, axis=0)
+        var = output_variances(Y)
         kd = float(np.mean(np.asarray(kernel.evaluate_diag(kernel.init_params(), jnp.asarray(X)))))
         kd = kd if np.isfinite(kd) and kd > 0 else 1.0
         return 0.5 * var / kd, 0.5 * var

@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..linalg import cho_solve, cholesky, gaussian_logpdf, report_jitter, safe_cholesky, tri_solve
+from ..linalg import cho_solve, cholesky, gaussian_logpdf, mask_padded, report_jitter, safe_cholesky, tri_solve
 from ..compile import cached_jit
-from .base import MultiOutputGP, apply_mask, minimize_from_starts, store_params
-from .algebra import mtgp_log_likelihood
+from .base import MultiOutputGP, apply_mask, minimize_from_starts, output_variances, store_params
+from .algebra import masked_log_likelihood, mtgp_log_likelihood, observed_index, observed_values
 
 __all__ = ["IndependentGPs", "ICM", "StructuredNoiseMTGP"]
 
@@ -58,16 +58,30 @@ class _JointMTGP(MultiOutputGP):
         floor_value = float(getattr(self, "min_noise_variance", 0.0))
         if not (np.isfinite(floor_value) and floor_value >= 0.0):
             raise ValueError(f"min_noise_variance must be >= 0, got {floor_value!r}")
-        floor = jnp.asarray(floor_value * np.var(Y, axis=0))
+        floor = jnp.asarray(floor_value * output_variances(Y))
 
-        def obj(p, theta0, X, Y, floor):
-            theta = apply_mask(mask, p["kernel"], theta0)
-            K = kernel.evaluate(theta, X, X)
-            C, S = covs(p)
-            return -mtgp_log_likelihood(K, C, S + jnp.diag(floor), Y) / (Y.shape[0] * Y.shape[1])
+        if np.isnan(Y).any():  # missing outputs: eq. (4) of the observed entries (dense in them)
+            def obj(p, theta0, X, data, floor):
+                y_o, i_o, t_o = data
+                theta = apply_mask(mask, p["kernel"], theta0)
+                K = kernel.evaluate(theta, X, X)
+                C, S = covs(p)
+                return -masked_log_likelihood(K, C, S + jnp.diag(floor), y_o, i_o, t_o) / y_o.shape[0]
 
-        key = (type(self).__name__, self._key(), kernel.structure())
-        res, best, info = minimize_from_starts(key, obj, x0, (theta0, jnp.asarray(X), jnp.asarray(Y), floor),
+            i_o, t_o = observed_index(Y)
+            data = (jnp.asarray(observed_values(Y)), jnp.asarray(i_o), jnp.asarray(t_o))
+            variant = "masked"
+        else:
+            def obj(p, theta0, X, Y, floor):
+                theta = apply_mask(mask, p["kernel"], theta0)
+                K = kernel.evaluate(theta, X, X)
+                C, S = covs(p)
+                return -mtgp_log_likelihood(K, C, S + jnp.diag(floor), Y) / (Y.shape[0] * Y.shape[1])
+
+            data, variant = jnp.asarray(Y), "eigen"
+
+        key = (type(self).__name__, self._key(), kernel.structure(), variant)
+        res, best, info = minimize_from_starts(key, obj, x0, (theta0, jnp.asarray(X), data, floor),
                                                self.max_iter, self.tol, self.n_init, self.random_state)
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
@@ -199,19 +213,23 @@ class IndependentGPs(MultiOutputGP):
     def _fit_core(self, X, Y):
         kernel, mask, theta0, b0, s20 = self._start(X, Y)
 
-        def obj(p, theta0, X, y):
+        def obj(p, theta0, X, y, m):  # m: observed rows of this output (missing rows masked out exactly)
             theta = apply_mask(mask, p["kernel"], theta0)
             K = jnp.exp(p["log_b"]) * kernel.evaluate(theta, X, X)
-            L = cholesky(K + jnp.exp(p["log_s2"]) * jnp.eye(X.shape[0]))
-            return -gaussian_logpdf(y, L) / X.shape[0]
+            L = cholesky(mask_padded(K + jnp.exp(p["log_s2"]) * jnp.eye(X.shape[0]), m))
+            n_obs = jnp.sum(m)
+            return -gaussian_logpdf(y, L, n_obs) / n_obs
 
-        key = ("IndependentGPs", kernel.structure())
+        key = ("IndependentGPs", kernel.structure(), "masked")
         Xj = jnp.asarray(X)
+        obs = ~np.isnan(Y)
+        Y0 = np.where(obs, Y, 0.0)
         self._thetas, bs, s2s, its, infos = [], [], [], [], []
         for t in range(Y.shape[1]):  # same budget per output as one joint fit
             x0 = {"kernel": theta0, "log_b": jnp.log(b0[t]), "log_s2": jnp.log(s20[t])}
             seed = None if self.random_state is None else [int(self.random_state), t]
-            res, _, info = minimize_from_starts(key, obj, x0, (theta0, Xj, jnp.asarray(Y[:, t])), self.max_iter,
+            res, _, info = minimize_from_starts(key, obj, x0, (theta0, Xj, jnp.asarray(Y0[:, t]),
+                                                              jnp.asarray(obs[:, t], dtype=Xj.dtype)), self.max_iter,
                                                 self.tol, self.n_init, seed)
             infos.append(info)
             p = res.params
@@ -245,19 +263,22 @@ class IndependentGPs(MultiOutputGP):
         X = jnp.asarray(self._X)
         self._chol, self._alpha = [], []
         ll = 0.0
+        obs = ~np.isnan(self._Y)  # missing rows of an output: masked out exactly (mask_padded)
+        Y0 = np.where(obs, self._Y, 0.0)
         for t, theta in enumerate(self._thetas):
             K = self._b[t] * k.evaluate(theta, X, X) + self._s2[t] * jnp.eye(X.shape[0])
+            K = mask_padded(K, obs[:, t]) if not obs[:, t].all() else K
             L, added = safe_cholesky(K)
             report_jitter(added, "IndependentGPs")
-            y = jnp.asarray(self._Y[:, t])
+            y = jnp.asarray(Y0[:, t])
             self._chol.append(L)
             self._alpha.append(cho_solve(L, y))
-            ll += float(gaussian_logpdf(y, L))
+            ll += float(gaussian_logpdf(y, L, int(obs[:, t].sum())))
         self._ll_internal = ll
         # stacked once for the vmapped predictive
         self._stacked = (jax.tree_util.tree_map(lambda *a: jnp.stack(a), *self._thetas),
                          jnp.asarray(self._b), jnp.asarray(self._s2), jnp.stack(self._chol),
-                         jnp.stack(self._alpha))
+                         jnp.stack(self._alpha), jnp.asarray(obs.T, dtype=X.dtype))
         self.kernels_ = [k.with_params(jax.tree_util.tree_map(np.asarray, th)) for th in self._thetas]
 
     def _fitted_kernel(self):
@@ -268,8 +289,8 @@ class IndependentGPs(MultiOutputGP):
         n, T = Xs.shape[0], len(self._thetas)
 
         def build():
-            def one(theta, b, s2, L, alpha, X, Xs):  # one output's GP predictive
-                Ks = b * k.evaluate(theta, Xs, X)
+            def one(theta, b, s2, L, alpha, m, X, Xs):  # one output's GP predictive
+                Ks = b * k.evaluate(theta, Xs, X) * m[None, :]  # missing rows carry nothing
                 V = tri_solve(L, Ks.T)
                 var = b * k.evaluate_diag(theta, Xs) - jnp.sum(V**2, axis=0) + include_noise * s2
                 J = None
@@ -277,9 +298,10 @@ class IndependentGPs(MultiOutputGP):
                     J = b * k.evaluate(theta, Xs, Xs) - V.T @ V + include_noise * s2 * jnp.eye(Xs.shape[0])
                 return Ks @ alpha, var, J
 
-            return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None))
+            return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, None, None))
 
-        fn = cached_jit(("IndependentGPs-predict", k.structure(), bool(full_cov), bool(include_noise)), build)
+        fn = cached_jit(("IndependentGPs-predict", k.structure(), bool(full_cov), bool(include_noise), "masked"),
+                        build)
         mean, var, J = fn(*self._stacked, jnp.asarray(self._X), jnp.asarray(Xs))
         mean, var = np.asarray(mean).T, np.asarray(var).T
         cov = np.zeros((n, T, T))

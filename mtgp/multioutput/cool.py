@@ -51,8 +51,8 @@ from .._deprecation import DEPRECATED, renamed_argument
 from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, symmetrize, tri_solve
 from ..compile import cached_jit
 from .base import (MultiOutputGP, _deprecated_alias, apply_mask, best_of_starts, deprecated_function,
-                   minimize, run_info, store_params)
-from .algebra import mtgp_log_likelihood
+                   minimize, output_variances, run_info, store_params)
+from .algebra import MaskedPredictor, mtgp_log_likelihood
 
 __all__ = [
     "CoolMTGP",
@@ -418,7 +418,7 @@ class CoolMTGP(MultiOutputGP):
         return p, dict(n_iter=n_iter, objective=val, converged=converged, n_outer=n_outer,
                        stop_reason="outer_tol" if converged else "n_outer")
 
-    def _fit_order(self, kernel, X, Y, order):
+    def _fit_order(self, kernel, X, Y, order, var=None):
         if self.method not in ("hierarchical", "approximate"):
             raise ValueError(f"method must be 'hierarchical' or 'approximate', got {self.method!r}")
         N, T = Y.shape
@@ -428,7 +428,8 @@ class CoolMTGP(MultiOutputGP):
         b0, s20 = self._init_scales(kernel, X, Y[:, order])
         p0 = {"kernel": theta0, "log_b": jnp.log(jnp.asarray(b0)), "log_s2": jnp.log(jnp.asarray(s20))}
         mask = kernel.scale_mask()
-        floor = jnp.asarray(float(self.min_noise_variance) * np.var(Y, axis=0)[order])
+        var = np.var(Y, axis=0) if var is None else var  # missing outputs: that of the observed values
+        floor = jnp.asarray(float(self.min_noise_variance) * var[order])
         weights = _weights_program(kernel)
 
         def run(start):
@@ -459,9 +460,56 @@ class CoolMTGP(MultiOutputGP):
                     b=b, sigma2=s2, W_y=W_y, alpha=alpha, objective=objective,
                     n_outer=info.pop("n_outer", 0), info=dict(info, best_start=best))
 
+    #: missing outputs: at most this many imputation rounds per output order,
+    #: stopping when the exact log-likelihood of the observed entries changes
+    #: by less than ``IMPUTE_TOL`` (relative); see :meth:`_fit_order_missing`
+    MAX_IMPUTE = 20
+    IMPUTE_TOL = 1e-6
+
+    def _fit_order_missing(self, kernel, X, Y, order):
+        """Cool-MTGP with missing outputs (NaN in ``Y``): conditional-mean
+        imputation alternated with the complete-data fit.
+
+        The chain rule of eq. (8) needs every previous output at every
+        input; with missing entries the conditionals of eqs. (21) / (26)
+        are not available in closed form. So: (1) fill each missing entry
+        with its output's observed mean; (2) fit Cool on the completed Y and
+        recover C, Sigma (Alg. 3); (3) replace the missing entries by their
+        conditional mean E[y_M | y_O] under the recovered joint model
+        (eq. 4; :meth:`MaskedPredictor.impute`); repeat (2)-(3) until the
+        exact log-likelihood of the **observed entries alone** (eq. 4
+        marginalised over the missing ones) changes by less than
+        ``IMPUTE_TOL`` or after ``MAX_IMPUTE`` rounds, keeping the round
+        with the highest such likelihood. It is the E step of EM with the
+        conditional mean in place of the conditional second moments (Cool's
+        objective is not quadratic in Y), so it is a heuristic for the
+        hyper-parameters; the predictive and ``log_marginal_likelihood_``
+        given them are exact on the observed entries (imputed values enter
+        neither). ``fit_info_['n_impute']`` is the number of rounds run."""
+        miss = np.isnan(Y)
+        var = output_variances(Y)
+        Xj = jnp.asarray(X)
+        Yc = np.where(miss, np.nanmean(Y, axis=0)[None, :], Y)
+        best, prev = None, -np.inf
+        for it in range(1, int(self.MAX_IMPUTE) + 1):
+            r = self._fit_order(kernel, X, Yc, order, var=var)
+            K = kernel.evaluate(r["theta"], Xj, Xj)
+            pred = MaskedPredictor(K, r["C"], r["Sigma"], Y, where="CoolMTGP")
+            ll = pred.log_likelihood
+            r["log_likelihood"] = ll
+            if best is None or ll > best["log_likelihood"]:
+                best = r
+            if abs(ll - prev) <= self.IMPUTE_TOL * max(1.0, abs(ll)):
+                break
+            prev = ll
+            Yc = pred.impute(Y)
+        best["info"] = dict(best["info"], n_impute=it)
+        return best
+
     def _fit_core(self, X, Y):
         kernel = self._kernel_struct
-        results = [self._fit_order(kernel, X, Y, o) for o in self._orders(Y.shape[1])]
+        fit_order = self._fit_order_missing if np.isnan(Y).any() else self._fit_order
+        results = [fit_order(kernel, X, Y, o) for o in self._orders(Y.shape[1])]
         if isinstance(self._output_order, str) and self._output_order == "average":
             self._C = np.mean([r["C"] for r in results], axis=0)
             self._Sigma = np.mean([r["Sigma"] for r in results], axis=0)
@@ -482,7 +530,7 @@ class CoolMTGP(MultiOutputGP):
         s = np.outer(self._y_std, self._y_std)
         self.order_results_ = [
             dict(order=r["order"], C=r["C"] * s, Sigma=r["Sigma"] * s,
-                 log_likelihood=r["log_likelihood"] - X.shape[0] * np.sum(np.log(self._y_std)))
+                 log_likelihood=r["log_likelihood"] - self._log_jacobian())
             for r in results
         ]
         return chosen["info"]

@@ -24,10 +24,12 @@ def _names(Y) -> Optional[List[str]]:
     return None
 
 
-def check_outputs(Y, name: str = "Y") -> Tuple[np.ndarray, List[str]]:
+def check_outputs(Y, name: str = "Y", allow_missing: bool = False) -> Tuple[np.ndarray, List[str]]:
     """Validate the (N, T) output matrix; return it as float64 and output names.
 
-    Missing outputs (NaN) are not supported yet: the error names the rows.
+    Missing outputs (NaN) are kept when ``allow_missing`` (fit: heterotopic
+    data; ``predict(Y_observed=...)``), else the error names the rows.
+    Infinite values are always an error.
     """
     if isinstance(Y, pd.DataFrame):
         bad = [c for c in Y.columns
@@ -37,14 +39,13 @@ def check_outputs(Y, name: str = "Y") -> Tuple[np.ndarray, List[str]]:
     names = _names(Y)
     arr = as_float_matrix(Y, name, allow_nan=True)
     nan = np.isnan(arr)
-    if nan.any():
+    if nan.any() and not allow_missing:
         rows = np.where(nan.any(axis=1))[0]
         cols = np.where(nan.any(axis=0))[0]
         cnames = [names[j] if names else f"column {j}" for j in cols]
         raise DataError(
             f"{name}: missing outputs (NaN) at row(s) {_describe_rows(rows)} in {cnames}; "
-            "the multi-output models need every output observed at every input "
-            "(heterotopic data are not supported yet): drop or impute those rows"
+            "every output must be observed here: drop those rows"
         )
     if names is None:
         names = [f"output {j}" for j in range(arr.shape[1])]
@@ -52,9 +53,11 @@ def check_outputs(Y, name: str = "Y") -> Tuple[np.ndarray, List[str]]:
 
 
 def check_fit_data(X, Y):
-    """Validate training data: returns ``(X (N, D), Y (N, T), output_names)``."""
+    """Validate training data: returns ``(X (N, D), Y (N, T), output_names)``.
+    ``Y`` may hold NaN where an output was not measured (heterotopic data);
+    every output needs at least two observed values."""
     Xa = as_float_matrix(X, "X")
-    Ya, names = check_outputs(Y, "Y")
+    Ya, names = check_outputs(Y, "Y", allow_missing=True)
     check_same_rows(Xa, Ya)
     N, T = Ya.shape
     if T < 2:
@@ -67,14 +70,29 @@ def check_fit_data(X, Y):
             f"Y has {T} outputs but only {N} samples: the T x T output and noise covariances "
             "cannot be estimated from fewer samples than outputs"
         )
-    sd = Ya.std(axis=0)
-    const = np.where(sd <= 1e-12 * np.maximum(1.0, np.abs(Ya).max(axis=0)))[0]
+    missing = np.isnan(Ya)
+    if missing.any():
+        n_obs = (~missing).sum(axis=0)
+        few = np.where(n_obs < 2)[0]
+        if few.size:
+            raise DataError(
+                f"Y: output(s) {[names[j] for j in few]} have fewer than 2 observed values "
+                f"({[int(n_obs[j]) for j in few]}); an output needs observations to be learnt: remove it"
+            )
+        sd = np.nanstd(Ya, axis=0)
+        scale = np.nanmax(np.abs(Ya), axis=0)
+    else:
+        sd = Ya.std(axis=0)
+        scale = np.abs(Ya).max(axis=0)
+    const = np.where(sd <= 1e-12 * np.maximum(1.0, scale))[0]
     if const.size:
         raise DataError(
             f"Y: output(s) {[names[j] for j in const]} are constant; a constant output has no "
             "covariance to learn: remove it (its prediction is the constant)"
         )
-    _warn_if_rank_deficient(Ya, names)
+    complete = ~missing.any(axis=1)
+    if complete.sum() >= T:  # the rank check needs complete rows
+        _warn_if_rank_deficient(Ya[complete], names)
     return Xa, Ya, names
 
 
@@ -104,3 +122,19 @@ def check_predict_inputs(X, n_features: int) -> np.ndarray:
     Xa = as_float_matrix(X, "X")
     check_input_dim(Xa, n_features, "X")
     return Xa
+
+
+def check_observed_outputs(Y, n: int, names: List[str]) -> np.ndarray:
+    """``Y_observed`` of ``predict``: (n, T) with NaN where not measured; a
+    DataFrame's columns are matched to the fitted output names (reordered
+    by name, an unknown or missing name is an error)."""
+    if isinstance(Y, pd.DataFrame):
+        cols = [str(c) for c in Y.columns]
+        if sorted(cols) != sorted(names):
+            raise DataError(f"Y_observed: columns {cols} are not the fitted outputs {names}")
+        Y = Y[[Y.columns[cols.index(nm)] for nm in names]]
+    arr, _ = check_outputs(Y, "Y_observed", allow_missing=True)
+    if arr.shape != (n, len(names)):
+        raise DataError(f"Y_observed: shape {arr.shape}, expected ({n}, {len(names)}) "
+                        "(one row per row of X, one column per output; NaN where not measured)")
+    return arr

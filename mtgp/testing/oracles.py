@@ -9,7 +9,9 @@ the same comparisons.
   mean process and a new individual (Magma, Props. 1, 4, 5 and Sec. 4).
 * :func:`dense_log_likelihood`, :func:`dense_predict`: the multi-output model
   vec(Y) ~ N(0, C (x) K + Sigma (x) I) (Cool-MTGP eqs. 4-5), forming the
-  (NT x NT) matrix.
+  (NT x NT) matrix; :func:`dense_masked_log_likelihood` and
+  :func:`dense_masked_predict` the same with missing outputs (NaN) and
+  conditional prediction given a row's observed outputs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 from ..linalg import LOG_2PI, cholesky, logdet_from_chol, tri_solve
 from ..multioutput.algebra import unvec, vec
 
-__all__ = ["DenseMagma", "dense_kernel", "dense_log_likelihood", "dense_predict"]
+__all__ = ["DenseMagma", "dense_kernel", "dense_log_likelihood", "dense_masked_log_likelihood",
+           "dense_masked_predict", "dense_predict"]
 
 
 def dense_kernel(kernel, X1, X2):
@@ -100,3 +103,76 @@ def dense_predict(K, Ks, Kss, C, Sigma, Y):
     mean = B @ jnp.linalg.solve(A, vec(Y))
     cov = jnp.kron(C, Kss) - B @ jnp.linalg.solve(A, B.T)
     return np.asarray(unvec(mean, T)), np.asarray(cov)
+
+
+def _dense_joint(K_all, C, Sigma, N, n):
+    """Dense joint covariance of [vec(Y) (NT); vec(F*) (nT); vec(Y*) (nT)] for
+    training points 0..N-1 and test points N..N+n-1 of ``K_all``; each block
+    output-major. Plain numpy, no code shared with mtgp.multioutput."""
+    K_all = np.asarray(K_all, float)
+    C, Sigma = np.asarray(C, float), np.asarray(Sigma, float)
+    K, Ks, Kss = K_all[:N, :N], K_all[N:, :N], K_all[N:, N:]
+    A = np.kron(C, K) + np.kron(Sigma, np.eye(N))
+    B = np.kron(C, Ks)  # cov(f*, y) = cov(y*, y)
+    F = np.kron(C, Kss)
+    Yn = F + np.kron(Sigma, np.eye(n))
+    return np.block([[A, B.T, B.T], [B, F, F], [B, F, Yn]])
+
+
+def _condition(J, mu_idx, obs_idx, values):
+    """Mean and covariance of the entries ``mu_idx`` of N(0, J) given those
+    ``obs_idx`` equal ``values``."""
+    A = J[np.ix_(mu_idx, obs_idx)]
+    S = J[np.ix_(obs_idx, obs_idx)]
+    mean = A @ np.linalg.solve(S, values)
+    cov = J[np.ix_(mu_idx, mu_idx)] - A @ np.linalg.solve(S, A.T)
+    return mean, cov
+
+
+def dense_masked_log_likelihood(K, C, Sigma, Y):
+    """Dense reference for eq. (4) restricted to the observed entries of ``Y``
+    (NaN = missing): forms C (x) K + Sigma (x) I (NT x NT) and keeps the
+    observed rows and columns."""
+    Y = np.asarray(Y, float)
+    N, T = Y.shape
+    A = np.kron(np.asarray(C, float), np.asarray(K, float)) + np.kron(np.asarray(Sigma, float), np.eye(N))
+    v = Y.T.reshape(-1)
+    o = ~np.isnan(v)
+    A, v = A[np.ix_(o, o)], v[o]
+    _, logdet = np.linalg.slogdet(A)
+    return float(-0.5 * (v @ np.linalg.solve(A, v) + logdet + len(v) * np.log(2 * np.pi)))
+
+
+def dense_masked_predict(K_all, C, Sigma, Y, Y_observed=None, include_noise=False):
+    """Dense Gaussian conditional of the test outputs given the observed
+    entries of the training ``Y`` (N, T) (NaN = missing) and, for each test
+    row j separately, the observed entries of row j of ``Y_observed`` (n, T).
+
+    ``K_all`` is the kernel matrix over [training points; test points].
+    Returns ``(mean (n, T), cov (n, T, T), joint (nT, nT) or None)`` of the
+    latent f* (``include_noise=False``) or of new observations y*; ``joint``
+    (output-major) only when ``Y_observed`` is None (each row then has its
+    own conditioning set, so there is no joint covariance)."""
+    Y = np.asarray(Y, float)
+    N, T = Y.shape
+    n = np.asarray(K_all).shape[0] - N
+    J = _dense_joint(K_all, C, Sigma, N, n)
+    v = Y.T.reshape(-1)
+    obs_train = np.nonzero(~np.isnan(v))[0]
+    base = N * T + (n * T if include_noise else 0)  # start of the predicted block
+    if Y_observed is None:
+        idx = base + np.arange(n * T)
+        m, S = _condition(J, idx, obs_train, v[obs_train])
+        mean = m.reshape(T, n).T
+        cov = np.stack([S[np.ix_(np.arange(T) * n + j, np.arange(T) * n + j)] for j in range(n)])
+        return mean, cov, S
+    Yo = np.asarray(Y_observed, float)
+    mean, cov = np.zeros((n, T)), np.zeros((n, T, T))
+    for j in range(n):
+        idx = base + np.arange(T) * n + j
+        o = np.nonzero(~np.isnan(Yo[j]))[0]
+        ystar = N * T + n * T + o * n + j  # noisy test observations of row j
+        cond = np.concatenate([obs_train, ystar])
+        vals = np.concatenate([v[obs_train], Yo[j, o]])
+        mean[j], cov[j] = _condition(J, idx, cond, vals)
+    return mean, cov, None
