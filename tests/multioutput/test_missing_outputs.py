@@ -1,0 +1,232 @@
+"""Missing outputs (NaN in Y) and conditional prediction ``predict(X, Y_observed=...)``.
+
+Every check compares with the dense Gaussian of the observed entries
+(:mod:`mtgp.testing.oracles`, numpy, forms the NT x NT matrix): the fitted
+model's likelihood and predictive must be those of the joint model
+marginalised over the missing entries, and a row's conditional prediction
+that of the dense conditional given the training data and that row's
+observed outputs.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtgp import config
+from mtgp.exceptions import DataError
+from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP
+from mtgp.multioutput.algebra import (EigenPredictor, MaskedPredictor, condition_on_row_outputs,
+                                      masked_log_likelihood, observed_index, observed_values)
+from mtgp.testing import dense_masked_log_likelihood, dense_masked_predict
+
+
+def _data(N=24, T=3, frac=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, 2))
+    F = np.sin(X[:, :1]) + 0.3 * X[:, 1:]
+    Y = np.hstack([F, -F + 0.2 * rng.normal(size=(N, 1)), 0.5 * F + 0.3 * rng.normal(size=(N, 1))])[:, :T]
+    Y = Y + 0.1 * rng.normal(size=Y.shape)
+    Ym = Y.copy()
+    Ym[rng.random(Y.shape) < frac] = np.nan
+    return X, Y, Ym
+
+
+def _random_model(N=9, T=3, n=4, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N + n, 2))
+    K_all = np.exp(-0.5 * np.sum((X[:, None] - X[None]) ** 2, -1))
+    A = rng.normal(size=(T, T))
+    C = A @ A.T + 0.1 * np.eye(T)
+    B = rng.normal(size=(T, T))
+    S = 0.3 * B @ B.T + 0.05 * np.eye(T)
+    Y = rng.normal(size=(N, T))
+    Ym = Y.copy()
+    Ym[rng.random(Y.shape) < 0.35] = np.nan
+    Ym[0] = np.nan  # a row with nothing observed
+    return K_all, C, S, Y, Ym, N
+
+
+@config.float64
+def test_masked_log_likelihood_and_gradient_match_dense():
+    K_all, C, S, _, Ym, N = _random_model()
+    K = K_all[:N, :N]
+    i_o, t_o = observed_index(Ym)
+    y_o = jnp.asarray(observed_values(Ym))
+    ll = masked_log_likelihood(jnp.asarray(K), jnp.asarray(C), jnp.asarray(S), y_o, i_o, t_o)
+    assert abs(float(ll) - dense_masked_log_likelihood(K, C, S, Ym)) < 1e-10
+
+    # gradient against the dense (NT x NT) form differentiated by jax
+    obs = ~np.isnan(Ym.T.reshape(-1))
+
+    def dense(K, C, S):
+        A = jnp.kron(C, K) + jnp.kron(S, jnp.eye(N))
+        A = A[np.ix_(obs, obs)]
+        return jax.scipy.stats.multivariate_normal.logpdf(y_o, jnp.zeros(len(y_o)), A)
+
+    g1 = jax.grad(masked_log_likelihood, argnums=(0, 1, 2))(jnp.asarray(K), jnp.asarray(C), jnp.asarray(S),
+                                                             y_o, i_o, t_o)
+    g2 = jax.grad(dense, argnums=(0, 1, 2))(jnp.asarray(K), jnp.asarray(C), jnp.asarray(S))
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-9)
+
+
+@config.float64
+def test_masked_predictor_matches_dense_and_eigen():
+    K_all, C, S, Y, Ym, N = _random_model()
+    K, Ks, Kss = (jnp.asarray(a) for a in (K_all[:N, :N], K_all[N:, :N], K_all[N:, N:]))
+    n = Ks.shape[0]
+    P = MaskedPredictor(K, C, S, Ym)
+    mean, cov, joint = dense_masked_predict(K_all, C, S, Ym)
+    assert abs(P.log_likelihood - dense_masked_log_likelihood(K_all[:N, :N], C, S, Ym)) < 1e-10
+    np.testing.assert_allclose(P.mean(Ks), mean, atol=1e-10)
+    np.testing.assert_allclose(P.point_cov(Ks, jnp.diagonal(Kss)), cov, atol=1e-10)
+    np.testing.assert_allclose(P.joint_cov(Ks, Kss), joint, atol=1e-10)
+    _, covn, jointn = dense_masked_predict(K_all, C, S, Ym, include_noise=True)
+    np.testing.assert_allclose(P.point_cov(Ks, jnp.diagonal(Kss), include_noise=True), covn, atol=1e-10)
+    np.testing.assert_allclose(P.joint_cov(Ks, Kss, include_noise=True), jointn, atol=1e-10)
+    # conditional mean of the missing training entries
+    full = P.impute(Ym)
+    miss = np.isnan(Ym)
+    Kt = np.kron(C, K_all[:N, :N]) + np.kron(S, np.eye(N))
+    o = ~miss.T.reshape(-1)
+    cm = Kt[np.ix_(~o, o)] @ np.linalg.solve(Kt[np.ix_(o, o)], Ym.T.reshape(-1)[o])
+    np.testing.assert_allclose(full.T.reshape(-1)[~o], cm, atol=1e-10)
+    # nothing missing: the dense route equals the eigen route (eq. 5)
+    E, M = EigenPredictor(K, C, S, Y), MaskedPredictor(K, C, S, Y)
+    assert abs(E.log_likelihood - M.log_likelihood) < 1e-10
+    np.testing.assert_allclose(E.mean(Ks), M.mean(Ks), atol=1e-10)
+    np.testing.assert_allclose(E.point_cov(Ks, jnp.diagonal(Kss), True), M.point_cov(Ks, jnp.diagonal(Kss), True),
+                               atol=1e-10)
+    np.testing.assert_allclose(E.joint_cov(Ks, Kss), M.joint_cov(Ks, Kss), atol=1e-10)
+    assert n == 4
+
+
+@config.float64
+def test_row_conditioning_matches_dense():
+    K_all, C, S, _, Ym, N = _random_model()
+    K, Ks, Kss = (jnp.asarray(a) for a in (K_all[:N, :N], K_all[N:, :N], K_all[N:, N:]))
+    rng = np.random.default_rng(5)
+    Yo = rng.normal(size=(4, 3))
+    Yo[0] = np.nan  # nothing observed: the plain predictive
+    Yo[1, 1:] = np.nan
+    Yo[2, 0] = np.nan  # row 3: everything observed
+    P = MaskedPredictor(K, C, S, Ym)
+    mean0, cov0 = P.mean(Ks), P.point_cov(Ks, jnp.diagonal(Kss))
+    for noise in (False, True):
+        m, c = condition_on_row_outputs(mean0, cov0, S, Yo, include_noise=noise)
+        dm, dc, _ = dense_masked_predict(K_all, C, S, Ym, Yo, include_noise=noise)
+        np.testing.assert_allclose(m, dm, atol=1e-10)
+        np.testing.assert_allclose(c, dc, atol=1e-10)
+    np.testing.assert_allclose(m[0], mean0[0], atol=1e-12)  # nothing observed: the plain predictive
+    np.testing.assert_allclose(c[0], cov0[0] + S, atol=1e-12)
+    assert np.allclose(m[3], Yo[3]) and np.allclose(c[3], 0.0)  # y* of a measured entry: as measured
+
+
+MODELS = {
+    "ICM": lambda: ICM(rank=2, max_iter=15),
+    "SigmaMT": lambda: StructuredNoiseMTGP(max_iter=15, normalize_y=True),
+    "HCool": lambda: CoolMTGP(max_iter=10, n_outer=2),
+    "~Cool": lambda: CoolMTGP(method="approximate", max_iter=10, normalize_y=True),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fitted_models_are_exact_on_observed_entries(name):
+    """The fitted model's likelihood, predictive (latent and noisy, per point
+    and joint) and row-conditional predictive equal the dense Gaussian given
+    only the observed entries, at the fitted C, Sigma and kernel."""
+    X, _, Ym = _data()
+    Ym[3] = np.nan  # a row with nothing observed is allowed
+    model = MODELS[name]()
+    if isinstance(model, CoolMTGP):
+        model.MAX_IMPUTE = 3
+    model.fit(X, Ym)
+    assert isinstance(model._predictor, MaskedPredictor)
+    if isinstance(model, CoolMTGP):
+        assert 1 <= model.fit_info_["n_impute"] <= 3
+    rng = np.random.default_rng(1)
+    Xs = rng.normal(size=(4, 2))
+    Xa = np.vstack([X, Xs])
+    K_all = np.asarray(model.kernel_(Xa, Xa))
+    mu, s = model._y_mean, model._y_std
+    N = X.shape[0]
+    ll = dense_masked_log_likelihood(K_all[:N, :N], model._C, model._Sigma, (Ym - mu) / s)
+    ll -= np.sum((~np.isnan(Ym)).sum(axis=0) * np.log(s))
+    assert abs(model.log_marginal_likelihood_ - ll) < 1e-8
+    C, S = model.output_covariance_, model.noise_covariance_
+    for noise in (False, True):
+        pred = model.predict(Xs, full_cov=True, include_noise=noise)
+        m, c, J = dense_masked_predict(K_all, C, S, Ym - mu, include_noise=noise)
+        np.testing.assert_allclose(pred.mean, m + mu, atol=1e-8)
+        np.testing.assert_allclose(pred.cov, c, atol=1e-8)
+        np.testing.assert_allclose(pred.joint_cov, J, atol=1e-8)
+        Yo = Xs[:, :1] + np.zeros((4, 3))
+        Yo[0, 1:] = np.nan
+        Yo[1, 0] = np.nan
+        Yo[2] = np.nan
+        pc = model.predict(Xs, Y_observed=Yo, include_noise=noise)
+        m, c, _ = dense_masked_predict(K_all, C, S, Ym - mu, Yo - mu, include_noise=noise)
+        np.testing.assert_allclose(pc.mean, m + mu, atol=1e-8)
+        np.testing.assert_allclose(pc.cov, c, atol=1e-8)
+
+
+def test_independent_gps_missing_outputs():
+    """Each output's GP on its observed rows alone (exact, masked padding)."""
+    X, _, Ym = _data()
+    model = IndependentGPs(max_iter=15).fit(X, Ym)
+    Xs = np.random.default_rng(2).normal(size=(3, 2))
+    pred = model.predict(Xs, include_noise=True)
+    N = X.shape[0]
+    ll = 0.0
+    for t, k in enumerate(model.kernel_):
+        Xa = np.vstack([X, Xs])
+        K_all = np.asarray(k(Xa, Xa))
+        b, s2 = model._b[t], model._s2[t]
+        m, c, _ = dense_masked_predict(K_all, [[b]], [[s2]], Ym[:, t:t + 1], include_noise=True)
+        np.testing.assert_allclose(pred.mean[:, t], m[:, 0], atol=1e-8)
+        np.testing.assert_allclose(pred.cov[:, t, t], c[:, 0, 0], atol=1e-8)
+        ll += dense_masked_log_likelihood(K_all[:N, :N], [[b]], [[s2]], Ym[:, t:t + 1])
+    assert abs(model.log_marginal_likelihood_ - ll) < 1e-8
+
+
+def test_nothing_missing_keeps_the_eigen_route():
+    X, Y, _ = _data()
+    model = ICM(max_iter=5).fit(X, Y)
+    assert isinstance(model._predictor, EigenPredictor)
+
+
+def test_missing_outputs_bad_input_and_api():
+    X, _, Ym = _data()
+    Yb = Ym.copy()
+    Yb[:, 1] = np.nan
+    Yb[0, 1] = 1.0
+    with pytest.raises(DataError, match="fewer than 2 observed"):
+        ICM(max_iter=2).fit(X, Yb)
+    names = ["a", "b", "c"]
+    model = ICM(max_iter=5).fit(X, pd.DataFrame(Ym, columns=names))
+    Xs = X[:3]
+    Yo = np.array([[1.0, np.nan, 0.5], [np.nan] * 3, [0.2, 0.1, np.nan]])
+    ref = model.predict(Xs, Y_observed=Yo)
+    shuffled = pd.DataFrame(Yo, columns=names)[["c", "a", "b"]]
+    np.testing.assert_allclose(model.predict(Xs, Y_observed=shuffled).mean, ref.mean)
+    with pytest.raises(DataError, match="shape"):
+        model.predict(Xs, Y_observed=Yo[:2])
+    with pytest.raises(DataError, match="not the fitted outputs"):
+        model.predict(Xs, Y_observed=pd.DataFrame(Yo, columns=["a", "b", "z"]))
+    with pytest.raises(ValueError, match="no joint covariance"):
+        model.predict(Xs, Y_observed=Yo, full_cov=True)
+    # a row with nothing observed is the plain predictive
+    np.testing.assert_allclose(ref.mean[1], model.predict(Xs).mean[1], atol=1e-12)
+    # score on partly missing Y: each output's R^2 on its observed rows
+    assert np.isfinite(model.score(X, Ym))
+
+
+def test_save_load_with_missing_outputs(tmp_path):
+    X, _, Ym = _data()
+    model = StructuredNoiseMTGP(max_iter=5).fit(X, Ym)
+    back = StructuredNoiseMTGP.load(model.save(tmp_path / "m"))
+    Xs = X[:4]
+    np.testing.assert_allclose(back.predict(Xs).cov, model.predict(Xs).cov, atol=1e-12)
+    assert back.log_marginal_likelihood_ == pytest.approx(model.log_marginal_likelihood_, abs=1e-10)
