@@ -153,7 +153,7 @@ def main(argv=None):
     N = args.N or (300 if args.quick else 2000)
     T = args.T or (20 if args.quick else 100)
     n_test = args.n_test or (50 if args.quick else 500)
-    max_iter = args.max_iter or (3 if args.quick else 10)
+    max_iter = args.max_iter or (3 if args.quick else 5)
     if args.worker:
         args.N, args.T, args.n_test, args.max_iter = N, T, n_test, max_iter
         return worker(args)

@@ -97,23 +97,31 @@ def _kxy(K, bt, s2t, Yp):
 # vanish for a linear kernel with D < N.
 
 
-def _conditional_parts(K, b, s2, Y_target, Y_prev, prev_mask):
+def _one_conditional(lam, Zp, bt, s2t, m, zt):
+    """Output t's conditional in K's eigenbasis: (quad + logdet, alpha, Q, d, Zm)."""
+    n_prev = Zp.shape[1]
+    d = bt * lam + s2t
+    Zm = Zp * m[None, :]
+    Pd = Zm / d[:, None]
+    L = cholesky(jnp.eye(n_prev, dtype=Zp.dtype) + Zm.T @ Pd)  # capacitance I + Z^T D^-1 Z
+    r = zt / d
+    alpha = r - Pd @ cho_solve(L, Zm.T @ r)  # rotated A_t^-1 y_t
+    Q = tri_solve(L, Pd.T).T  # D^-1 Z L^-T: rotated A_t^-1 = D^-1 - Q Q^T
+    logdet = jnp.sum(jnp.log(d)) + logdet_from_chol(L)
+    return zt @ alpha + logdet, alpha, Q, d, Zm
+
+
+def _rotate(K, Y_target, Y_prev):
     lam, U = jnp.linalg.eigh(symmetrize(K))
     lam = jnp.clip(lam, 0.0)  # K is PSD; clip round-off negatives
-    Zt = U.T @ Y_target  # (N, T)
-    Zp = U.T @ Y_prev  # (N, P)
-    n_prev = Zp.shape[1]
+    return lam, U, U.T @ Y_target, U.T @ Y_prev  # Zt (N, T), Zp (N, P)
+
+
+def _conditional_parts(K, b, s2, Y_target, Y_prev, prev_mask):
+    lam, U, Zt, Zp = _rotate(K, Y_target, Y_prev)
 
     def one(bt, s2t, m, zt):
-        d = bt * lam + s2t
-        Zm = Zp * m[None, :]
-        Pd = Zm / d[:, None]
-        L = cholesky(jnp.eye(n_prev, dtype=K.dtype) + Zm.T @ Pd)  # capacitance I + Z^T D^-1 Z
-        r = zt / d
-        alpha = r - Pd @ cho_solve(L, Zm.T @ r)  # rotated A_t^-1 y_t
-        Q = tri_solve(L, Pd.T).T  # D^-1 Z L^-T: rotated A_t^-1 = D^-1 - Q Q^T
-        logdet = jnp.sum(jnp.log(d)) + logdet_from_chol(L)
-        return zt @ alpha + logdet, alpha, Q, d, Zm
+        return _one_conditional(lam, Zp, bt, s2t, m, zt)
 
     quad_logdet, alpha, Q, d, Zm = jax.vmap(one)(b, s2, prev_mask, Zt.T)
     N = K.shape[0]
@@ -121,14 +129,30 @@ def _conditional_parts(K, b, s2, Y_target, Y_prev, prev_mask):
     return ll, (b, lam, U, alpha, Q, d, Zm, prev_mask)
 
 
-@jax.custom_vjp
+#: above this many entries in the stacked (T, N, P) per-output arrays of
+#: :func:`conditional_log_likelihoods` (~Cool: P = T previous outputs), the
+#: T conditionals are evaluated one at a time (``lax.map``) and the gradient
+#: recomputes them in a ``lax.scan``: memory O(N^2 + N P) instead of
+#: O(N T P), same flops. Below it the numbers are those of the vmapped route.
+SEQUENTIAL_CONDITIONALS_MIN = 1 << 22
+
+
 def conditional_log_likelihoods(K, b, s2, Y_target, Y_prev, prev_mask):
     """sum_t log N(y_t | 0, b_t K + sigma_t^2 I + P_t P_t^T), P_t = Y_prev
     with the columns where ``prev_mask[t] == 0`` zeroed: eq. (26) with
     Y_prev = Y_target = Y and the strictly lower mask, eq. (21) with the
     residual targets and an all-zero mask. One eigendecomposition of K
     (see the comment above); analytic gradients in every argument but the
-    mask. NaN if some b_t lam_i + sigma_t^2 is not positive."""
+    mask. NaN if some b_t lam_i + sigma_t^2 is not positive. Many outputs
+    (T N P above :data:`SEQUENTIAL_CONDITIONALS_MIN`): one output at a time."""
+    T, (N, P) = Y_target.shape[1], Y_prev.shape
+    if T * N * P > SEQUENTIAL_CONDITIONALS_MIN:
+        return _conditional_ll_sequential(K, b, s2, Y_target, Y_prev, prev_mask)
+    return _conditional_ll_batched(K, b, s2, Y_target, Y_prev, prev_mask)
+
+
+@jax.custom_vjp
+def _conditional_ll_batched(K, b, s2, Y_target, Y_prev, prev_mask):
     return _conditional_parts(K, b, s2, Y_target, Y_prev, prev_mask)[0]
 
 
@@ -155,7 +179,49 @@ def _cond_bwd(res, g):
     return (g * symmetrize(gK), g * gb, g * gs2, g * gY_target, g * gY_prev, jnp.zeros_like(prev_mask))
 
 
-conditional_log_likelihoods.defvjp(_cond_fwd, _cond_bwd)
+_conditional_ll_batched.defvjp(_cond_fwd, _cond_bwd)
+
+
+def _seq_value(K, b, s2, Y_target, Y_prev, prev_mask):
+    lam, U, Zt, Zp = _rotate(K, Y_target, Y_prev)
+    ql = jax.lax.map(lambda a: _one_conditional(lam, Zp, *a)[0], (b, s2, prev_mask, Zt.T))
+    N = K.shape[0]
+    ll = -0.5 * (jnp.sum(ql) + Zt.shape[1] * N * LOG_2PI)
+    return ll, (b, s2, lam, U, Zt, Zp, prev_mask)
+
+
+@jax.custom_vjp
+def _conditional_ll_sequential(K, b, s2, Y_target, Y_prev, prev_mask):
+    return _seq_value(K, b, s2, Y_target, Y_prev, prev_mask)[0]
+
+
+def _seq_bwd(res, g):
+    """:func:`_cond_bwd` with the per-output terms recomputed one output at a
+    time and accumulated (the N x N gradient in K's eigenbasis, the N x P
+    gradient of the previous outputs)."""
+    b, s2, lam, U, Zt, Zp, prev_mask = res
+    N, P = Zp.shape
+
+    def step(carry, a):
+        G, gZp = carry
+        bt, s2t, m, zt = a
+        _, alpha, Q, d, Zm = _one_conditional(lam, Zp, bt, s2t, m, zt)
+        Qb = Q * jnp.sqrt(bt)
+        G = G + bt * jnp.outer(alpha, alpha) - jnp.diag(bt / d) + Qb @ Qb.T
+        inv_diag = 1.0 / d - jnp.sum(Q**2, axis=1)
+        gb = 0.5 * (jnp.sum(lam * alpha**2) - jnp.sum(lam * inv_diag))
+        gs2 = 0.5 * (jnp.sum(alpha**2) - jnp.sum(inv_diag))
+        AinvZ = Zm / d[:, None] - Q @ (Q.T @ Zm)
+        gZp = gZp + (jnp.outer(alpha, alpha @ Zm) - AinvZ) * m[None, :]
+        return (G, gZp), (alpha, gb, gs2)
+
+    init = (jnp.zeros((N, N), Zp.dtype), jnp.zeros((N, P), Zp.dtype))
+    (G, gZp), (alpha, gb, gs2) = jax.lax.scan(step, init, (b, s2, prev_mask, Zt.T))
+    gK = U @ (0.5 * G) @ U.T
+    return (g * symmetrize(gK), g * gb, g * gs2, g * -(U @ alpha.T), g * (U @ gZp), jnp.zeros_like(prev_mask))
+
+
+_conditional_ll_sequential.defvjp(_seq_value, _seq_bwd)
 
 
 def approximate_log_likelihood(K, b, s2, Y):

@@ -49,20 +49,46 @@ def test_joint_likelihood_and_predictive_never_form_an_NT_matrix():
 
 @config.float64
 @pytest.mark.parametrize("method", ["hierarchical", "approximate"])
-def test_cool_objectives_memory(method, monkeypatch):
-    """Cool's objective and gradient: memory O(N^2 + T^2 + N T) for HCool; ~Cool's
-    previous-output terms hold O(N T^2) (T capacitance systems of size T)."""
+@pytest.mark.parametrize("sequential", [False, True])
+def test_cool_objectives_memory(method, sequential, monkeypatch):
+    """Cool's objective and gradient: memory O(N^2 + T^2 + N T) for HCool and
+    for ~Cool on the sequential route (used for many outputs); ~Cool's
+    vmapped route holds O(N T^2) (T capacitance systems of size T)."""
     K, _, _, Y = _problem()
     N, T = Y.shape
+    if sequential:
+        monkeypatch.setattr(cool, "SEQUENTIAL_CONDITIONALS_MIN", 0)
     b, s2 = jnp.ones(T), 0.3 * jnp.ones(T)
     if method == "approximate":
         f = lambda K, b, s2: cool.approximate_log_likelihood(K, b, s2, Y)  # noqa: E731
-        bound = 4 * max(N * N, T * T, N * T * T)
+        bound = 2 * max(N * N, T * T, N * T) if sequential else 4 * max(N * N, T * T, N * T * T)
     else:
         f = lambda K, b, s2: cool.hierarchical_log_likelihood(K, b, s2, Y, jnp.zeros((T, T)))  # noqa: E731
         bound = 2 * max(N * N, T * T, N * T)
     jp = jax.make_jaxpr(jax.value_and_grad(f, argnums=(0, 1, 2)))(K, b, s2)
     assert max(_sizes(jp.jaxpr)) <= bound
+
+
+@config.float64
+def test_sequential_conditionals_match_batched(monkeypatch):
+    """The one-output-at-a-time route of the conditional likelihoods (value
+    and analytic gradient in K, b, sigma^2, targets and previous outputs)
+    equals the vmapped one, for ~Cool's and HCool's forms."""
+    K, _, _, Y = _problem(N=25, T=6)
+    N, T = Y.shape
+    rng = np.random.default_rng(2)
+    b, s2 = jnp.asarray(rng.uniform(0.5, 2, T)), jnp.asarray(rng.uniform(0.1, 0.5, T))
+    Yr = jnp.asarray(rng.normal(size=(N, T)))
+    cases = [(Y, Y, jnp.tril(jnp.ones((T, T)), -1)), (Yr, jnp.zeros((N, 1)), jnp.zeros((T, 1)))]
+    for Yt, Yp, mask in cases:
+        f = lambda *a: cool.conditional_log_likelihoods(*a, mask)  # noqa: E731
+        ref = jax.value_and_grad(f, argnums=(0, 1, 2, 3, 4))(K, b, s2, Yt, Yp)
+        monkeypatch.setattr(cool, "SEQUENTIAL_CONDITIONALS_MIN", 0)
+        seq = jax.value_and_grad(f, argnums=(0, 1, 2, 3, 4))(K, b, s2, Yt, Yp)
+        monkeypatch.setattr(cool, "SEQUENTIAL_CONDITIONALS_MIN", 1 << 22)
+        assert abs(float(ref[0]) - float(seq[0])) < 1e-9
+        for x, y in zip(ref[1], seq[1]):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-8, atol=1e-9)
 
 
 @config.float64
