@@ -573,9 +573,11 @@ class CoolMTGP(MultiOutputGP):
 
     #: missing outputs: at most this many imputation rounds per output order,
     #: stopping when the exact log-likelihood of the observed entries changes
-    #: by less than ``IMPUTE_TOL`` (relative); see :meth:`_fit_order_missing`
+    #: by less than ``IMPUTE_TOL`` (relative) or has not beaten its best for
+    #: ``IMPUTE_PATIENCE`` rounds; see :meth:`_fit_order_missing`
     MAX_IMPUTE = 20
     IMPUTE_TOL = 1e-6
+    IMPUTE_PATIENCE = 2
 
     def _fit_order_missing(self, kernel, X, Y, order):
         """Cool-MTGP with missing outputs (NaN in ``Y``): conditional-mean
@@ -590,8 +592,11 @@ class CoolMTGP(MultiOutputGP):
         (eq. 4; :meth:`MaskedPredictor.impute`); repeat (2)-(3) until the
         exact log-likelihood of the **observed entries alone** (eq. 4
         marginalised over the missing ones) changes by less than
-        ``IMPUTE_TOL`` or after ``MAX_IMPUTE`` rounds, keeping the round
-        with the highest such likelihood. It is the E step of EM with the
+        ``IMPUTE_TOL``, has not improved on its best for ``IMPUTE_PATIENCE``
+        rounds, or after ``MAX_IMPUTE`` rounds, keeping the round with the
+        highest such likelihood. (It typically rises steeply for 3-4 rounds
+        then settles slightly lower, at the fixed point of mean imputation,
+        which understates the spread of the missing entries.) It is the E step of EM with the
         conditional mean in place of the conditional second moments (Cool's
         objective is not quadratic in Y), so it is a heuristic for the
         hyper-parameters; the predictive and ``log_marginal_likelihood_``
@@ -601,7 +606,7 @@ class CoolMTGP(MultiOutputGP):
         var = output_variances(Y)
         Xj = jnp.asarray(X)
         Yc = np.where(miss, np.nanmean(Y, axis=0)[None, :], Y)
-        best, prev = None, -np.inf
+        best, prev, stale = None, -np.inf, 0
         for it in range(1, int(self.MAX_IMPUTE) + 1):
             r = self._fit_order(kernel, X, Yc, order, var=var)
             K = kernel.evaluate(r["theta"], Xj, Xj)
@@ -609,8 +614,10 @@ class CoolMTGP(MultiOutputGP):
             ll = pred.log_likelihood
             r["log_likelihood"] = ll
             if best is None or ll > best["log_likelihood"]:
-                best = r
-            if abs(ll - prev) <= self.IMPUTE_TOL * max(1.0, abs(ll)):
+                best, stale = r, 0
+            else:
+                stale += 1
+            if abs(ll - prev) <= self.IMPUTE_TOL * max(1.0, abs(ll)) or stale >= int(self.IMPUTE_PATIENCE):
                 break
             prev = ll
             Yc = pred.impute(Y)
