@@ -196,7 +196,9 @@ formed. Memory is the peak resident set size of the child process
 and after predicting (means and the per-point T x T covariances, which
 alone take {n_test * T * T * 8 / 2**20:.0f} MiB). "predict" is the first
 call (compilation included), "warm" the second. MSE of the predictive mean
-against the noise-free outputs at the test points.
+against the noise-free outputs at the test points: a sanity check only (the
+fits stop at the iteration budget; this page measures time and memory, not
+accuracy).
 
 {md_table(["model", "L-BFGS iterations", "fit (s)", "predict (s)", "predict warm (s)", "RSS before fit (MiB)",
            "peak after fit (MiB)", "peak after predict (MiB)", "MSE f*"], rows)}
