@@ -5,7 +5,8 @@ a column of Y, the Cool-MTGP paper's "task").
 * baselines :class:`IndependentGPs`, :class:`ICM` (Std-MT) and
   :class:`StructuredNoiseMTGP` (Sigma-MT);
 * the exact eigendecomposition predictive / likelihood of
-  ``vec(Y) ~ N(0, C (x) K + Sigma (x) I)`` (output-major ``vec``).
+  ``vec(Y) ~ N(0, C (x) K + Sigma (x) I)`` (output-major ``vec``), and the
+  exact ones of its observed entries when Y has missing outputs (NaN).
 """
 
 from .baselines import ICM, IndependentGPs, StructuredNoiseMTGP
@@ -22,11 +23,11 @@ from .cool import (
     recover_task_covariance,
     task_order_sensitivity,
 )
-from .algebra import EigenPredictor, mtgp_log_likelihood
+from .algebra import EigenPredictor, MaskedPredictor, masked_log_likelihood, mtgp_log_likelihood
 
 __all__ = [
     "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP",
-    "EigenPredictor", "mtgp_log_likelihood", "approximate_log_likelihood",
+    "EigenPredictor", "MaskedPredictor", "masked_log_likelihood", "mtgp_log_likelihood", "approximate_log_likelihood",
     "hierarchical_log_likelihood", "map_previous_weights", "recover_noise_covariance",
     "noise_covariance_recursion", "recover_output_covariance", "output_order_sensitivity",
     "recover_task_covariance", "task_order_sensitivity",
