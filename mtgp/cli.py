@@ -670,9 +670,16 @@ def cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------ main
-def main(argv=None) -> int:
+def main(argv=None, runtime: bool = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns
-    the exit status (see the module docstring)."""
+    the exit status (see the module docstring).
+
+    ``runtime``: turn on the process-wide options of :func:`_runtime` (the
+    compilation cache, the XLA CPU flags). Default: only when ``argv`` is
+    None, i.e. when ``main`` is the process's entry point; a call from Python
+    with an ``argv`` leaves the calling process's settings alone."""
+    if runtime is None:
+        runtime = argv is None
     argv = _normalise_argv(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     try:
@@ -692,7 +699,8 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     # the numerics are imported once the arguments parse (--help stays quick)
     try:
-        _runtime()
+        if runtime:
+            _runtime()
         from mtgp.exceptions import DataError, ModelFileError
 
         run = {"demo": cmd_demo, "fit": cmd_fit, "predict": cmd_predict, "info": cmd_info}[args.command]
