@@ -76,9 +76,9 @@ class _Bar(_Silent):
                          dynamic_ncols=True)
 
     def update(self, n: int = 1, **values) -> None:
-        if values:
-            self._bar.set_postfix_str(_fmt(values), refresh=False)
         self._bar.update(n)
+        if values:  # EM iterations are seconds apart: always show the latest value
+            self._bar.set_postfix_str(_fmt(values), refresh=True)
 
     def note(self, text: str) -> None:
         self._bar.set_description_str(text)
