@@ -14,8 +14,6 @@ import os
 import re
 import sys
 
-from mkdocs.exceptions import PluginError
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -58,6 +56,8 @@ def missing_from_reference(docs_dir):
 
 
 def on_pre_build(config, **kwargs):
+    from mkdocs.exceptions import PluginError
+
     sys.path.insert(0, ROOT)
     sys.path.insert(0, HERE)
     from check_docstrings import undocumented
