@@ -390,31 +390,11 @@ def _fit_summary(model, meta) -> str:
 
 # ------------------------------------------------------------------ load
 def _header(path):
-    """(mtgp header, command-line record or {}) of a model file, without JAX."""
-    import zipfile
+    """(mtgp header, command-line record or {}) of a model file of any format."""
+    from .io import read_model
 
-    import numpy as np
-
-    from mtgp.exceptions import ModelFileError
-
-    from .io import _HEADER, model_path
-
-    path = model_path(path)
-    if not os.path.exists(path):
-        raise ModelFileError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path}: not an .npz archive (not a model saved by mtgp, or truncated)")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if _HEADER not in f.files:
-                raise ModelFileError(f"{path}: not a model saved by mtgp (no mtgp header)")
-            head = json.loads(str(f[_HEADER]))
-            cli = json.loads(str(f[CLI_KEY])) if CLI_KEY in f.files else {}
-    except ModelFileError:
-        raise
-    except Exception as exc:
-        raise ModelFileError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-    return head, cli
+    head, arrays = read_model(path, None)
+    return head, (json.loads(str(arrays[CLI_KEY])) if CLI_KEY in arrays else {})
 
 
 def load_model(path):
