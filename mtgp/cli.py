@@ -667,12 +667,9 @@ def main(argv=None, runtime: bool = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     if args.version:
-        from importlib.metadata import PackageNotFoundError, version
+        from mtgp import __version__
 
-        try:
-            print(f"mtgp {version('mtgp')}")
-        except PackageNotFoundError:
-            print("mtgp (not installed)")
+        print(f"mtgp {__version__}")
         return EXIT_OK
     if args.command is None:
         parser.print_help()

@@ -218,3 +218,13 @@ def test_real_process_exit_codes(files, tmp_path):
     assert r.returncode == EXIT_OK and "predict" in r.stdout
     r = run("predict", "--no-such-option")
     assert r.returncode == EXIT_USAGE
+
+
+def test_no_subcommand_is_the_demo(capsys):
+    from mtgp.cli import _normalise_argv
+
+    assert _normalise_argv([]) == ["demo"]  # `mtgp` alone: the README's first command
+    assert _normalise_argv(["--quick", "--plot", "x.png"]) == ["demo", "--quick", "--plot", "x.png"]
+    assert _normalise_argv(["--help"]) == ["--help"] and _normalise_argv(["fit", "a.csv"])[0] == "fit"
+    assert main(["--version"]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == f"mtgp {mtgp.__version__}"
