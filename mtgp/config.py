@@ -115,6 +115,9 @@ _DISABLED = {"", "0", "off", "none", "false", "no"}
 
 
 def default_cache_dir() -> Optional[str]:
+    """Where :func:`enable_compilation_cache` puts the cache by default:
+    ``$MTGP_CACHE_DIR`` (None when it is ``off``, ``0``, ``none``...), else
+    ``$XDG_CACHE_HOME/mtgp/jax``, else ``~/.cache/mtgp/jax``."""
     env = os.environ.get("MTGP_CACHE_DIR")
     if env is not None:
         return None if env.strip().lower() in _DISABLED else env

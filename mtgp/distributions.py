@@ -227,10 +227,12 @@ class MixtureOfGaussians:
 
     @property
     def std(self) -> np.ndarray:
+        """Marginal standard deviations (n,) of the mixture."""
         return np.sqrt(self.var)
 
     @property
     def shape(self):
+        """Shape of ``mean``: (n,)."""
         return self.mean.shape
 
     def __len__(self):

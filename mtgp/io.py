@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -43,11 +43,12 @@ def write_model(path, fmt: str, header: dict, arrays: Dict[str, np.ndarray]) -> 
     return path
 
 
-def read_model(path, fmt: str) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """Read a file written by :func:`write_model` with format tag ``fmt``:
-    returns (header, arrays). Raises :class:`ModelFileError` naming the file
-    when it is missing, not an npz archive, truncated or corrupt, has no
-    mtgp header, or holds another format."""
+def read_model(path, fmt: Optional[str]) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """Read a file written by :func:`write_model` with format tag ``fmt``
+    (None: any format, e.g. to find which model a file holds): returns
+    (header, arrays). Raises :class:`ModelFileError` naming the file when it
+    is missing, not an npz archive, truncated or corrupt, has no mtgp
+    header, or holds another format."""
     path = model_path(path)
     if not os.path.exists(path):
         raise ModelFileError(f"{path}: no such file")
@@ -68,7 +69,7 @@ def read_model(path, fmt: str) -> Tuple[dict, Dict[str, np.ndarray]]:
         raise ModelFileError(f"{path}: holds data mtgp did not write ({exc})") from None
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path}: the mtgp header is corrupt ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != fmt:
+    if not isinstance(meta, dict) or (fmt is not None and meta.get("format") != fmt):
         found = meta.get("format") if isinstance(meta, dict) else None
-        raise ModelFileError(f"{path}: holds {found!r}, expected a saved {fmt}")
+        raise ModelFileError(f"{path}: holds {found!r}, expected a saved {fmt or 'mtgp model'}")
     return meta, arrays

@@ -31,6 +31,7 @@ def cic(y_true, mean, var, level: float = 0.95) -> float:
 
 
 def cic95(y_true, mean, var) -> float:
+    """CIC95: :func:`cic` at level 0.95, in percent (Magma paper, Sec. 6)."""
     return cic(y_true, mean, var, 0.95)
 
 

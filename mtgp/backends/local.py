@@ -14,12 +14,19 @@ class Backend:
     """Interface of a backend (see :mod:`mtgp.backends` for the contract)."""
 
     def prepare(self, data):
+        """Place the training data (a :class:`~mtgp.magma.numerics.MagmaData`)
+        where the work runs; returns the handle the other methods take."""
         raise NotImplementedError
 
     def e_step_sums(self, handle, static, theta, m0=None, weights=None):
+        """The E-step sums over individuals (Props. 1/4): (S, c, log-lik
+        terms); ``m0`` replaces the prior mean values, ``weights`` (M,)
+        weight each individual (MagmaClust's responsibilities)."""
         raise NotImplementedError
 
     def individual_m_step(self, handle, static, theta, post):
+        """The individual hyper-parameters' M step (Props. 2/3) given the
+        hyper-posterior ``post``; returns the new ``theta``."""
         raise NotImplementedError
 
     def __repr__(self):
@@ -32,9 +39,11 @@ class Local(Backend):
     :class:`~mtgp.magma.numerics.MagmaData` itself."""
 
     def prepare(self, data):
+        """The data stay in this process: the handle is ``data`` itself."""
         return data
 
     def e_step_sums(self, handle, static, theta, m0=None, weights=None):
+        """:meth:`Backend.e_step_sums`, one vmapped program per size bucket."""
         from ..magma import numerics as nx
 
         data = handle if m0 is None else handle._replace(m0=jnp.asarray(m0))

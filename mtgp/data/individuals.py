@@ -92,7 +92,11 @@ def _check_duplicates(ids, X, input_columns, what):
 
 def individuals_from_frame(df: pd.DataFrame, input_columns: Optional[Sequence[str]] = None,
                            what: str = "data", require_id: bool = True,
-                           warn_extra: bool = True) -> Individuals:
+                           warn_extra: bool = True, warned: Optional[set] = None) -> Individuals:
+    """Individuals from a long DataFrame. Columns that are neither ID, Output
+    nor an input raise a UserWarning (with ``warn_extra``); ``warned``, a set
+    kept by a model, holds the column names already warned about, which are
+    not warned about again (one warning per fit, not per predict call)."""
     if df.shape[0] == 0:
         raise DataError(f"{what}: the table is empty")
     cols = list(df.columns)
@@ -113,6 +117,10 @@ def individuals_from_frame(df: pd.DataFrame, input_columns: Optional[Sequence[st
         if missing:
             raise DataError(f"{what}: missing input column(s) {missing} (columns are {cols})")
     extra = [c for c in cols if c not in set(input_columns) | {ID_COLUMN, OUTPUT_COLUMN}]
+    if warned is not None:
+        extra_new = [c for c in extra if c not in warned]
+        warned.update(extra)
+        extra = extra_new
     if extra and warn_extra:
         warnings.warn(
             f"{what}: column(s) {extra} are not used (neither ID, Output nor an input column); "
@@ -157,14 +165,16 @@ def _pair(item, what):
 
 
 def to_individuals(data, input_columns: Optional[Sequence[str]] = None, what: str = "data",
-                   single: bool = False) -> Individuals:
+                   single: bool = False, warned: Optional[set] = None) -> Individuals:
     """Validate ``data`` (any accepted form, see module doc) into Individuals.
 
     ``single=True`` is for one individual (a GP, or a new individual in
     Magma.predict): the ID column becomes optional and must hold one value.
+    ``warned``: see :func:`individuals_from_frame` (unused columns warned
+    about once per model).
     """
     if isinstance(data, pd.DataFrame):
-        inds = individuals_from_frame(data, input_columns, what=what, require_id=not single)
+        inds = individuals_from_frame(data, input_columns, what=what, require_id=not single, warned=warned)
     elif isinstance(data, dict):
         if not data:
             raise DataError(f"{what}: no individuals")
@@ -174,16 +184,16 @@ def to_individuals(data, input_columns: Optional[Sequence[str]] = None, what: st
             ids.append(key)
             inputs.append(X)
             outputs.append(y)
-        inds = Individuals(ids, inputs, outputs, _array_input_columns(inputs[0].shape[1]))
+        inds = Individuals(ids, inputs, outputs, _array_input_columns(inputs[0].shape[1], input_columns))
     elif isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], tuple):
         X, y = _pair(data, what)
-        inds = Individuals([None], [X], [y], _array_input_columns(X.shape[1]))
+        inds = Individuals([None], [X], [y], _array_input_columns(X.shape[1], input_columns))
     elif isinstance(data, (list, tuple)):
         if len(data) == 0:
             raise DataError(f"{what}: no individuals")
         pairs = [_pair(item, f"{what} (individual {k})") for k, item in enumerate(data)]
         inds = Individuals(list(range(len(pairs))), [p[0] for p in pairs], [p[1] for p in pairs],
-                           _array_input_columns(pairs[0][0].shape[1]))
+                           _array_input_columns(pairs[0][0].shape[1], input_columns))
     else:
         raise DataError(
             f"{what}: expected a DataFrame (ID, Input, Output), a dict {{id: (X, y)}}, "
@@ -201,7 +211,11 @@ def to_individuals(data, input_columns: Optional[Sequence[str]] = None, what: st
     return inds
 
 
-def _array_input_columns(d: int) -> List[str]:
+def _array_input_columns(d: int, names: Optional[Sequence[str]] = None) -> List[str]:
+    """Names of array inputs: ``names`` when given with d entries (a saved
+    model's input columns), else Input or Input_1..Input_d."""
+    if names is not None and len(names) == d:
+        return [str(c) for c in names]
     return ["Input"] if d == 1 else [f"Input_{j + 1}" for j in range(d)]
 
 

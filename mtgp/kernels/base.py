@@ -53,6 +53,9 @@ class Kernel:
         raise NotImplementedError
 
     def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready description (class name and hyper-parameter values) from
+        which :func:`kernel_from_dict` rebuilds the kernel (used by the model
+        files of :mod:`mtgp.io`)."""
         raise NotImplementedError
 
     # ---- conveniences ----------------------------------------------------
@@ -121,10 +124,14 @@ class Kernel:
         return jax.tree_util.tree_map(lambda _: False, self.init_params())
 
     def static(self) -> "StaticKernel":
+        """This kernel's structure as a hashable :class:`StaticKernel`: the
+        key under which compiled programs are shared (values are not part
+        of it)."""
         return StaticKernel(self)
 
     @property
     def n_params(self) -> int:
+        """Number of scalar (log) hyper-parameters, ARD entries counted."""
         leaves = jax.tree_util.tree_leaves(self.init_params())
         return int(sum(np.size(x) for x in leaves))
 
@@ -289,9 +296,11 @@ class StaticKernel:
         return isinstance(other, StaticKernel) and self._key == other._key
 
     def evaluate(self, params, X1, X2):
+        """The wrapped kernel's :meth:`Kernel.evaluate`."""
         return self.kernel.evaluate(params, X1, X2)
 
     def evaluate_diag(self, params, X):
+        """The wrapped kernel's :meth:`Kernel.evaluate_diag`."""
         return self.kernel.evaluate_diag(params, X)
 
 

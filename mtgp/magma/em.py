@@ -11,6 +11,7 @@ from typing import List, NamedTuple, Optional
 
 import numpy as np
 
+from .._progress import progress
 from ..optim import minimize_host, perturbed_starts
 from . import numerics as nx
 from .numerics import MagmaData, MagmaParams, MagmaStatic, MeanPosterior
@@ -76,7 +77,7 @@ def check_loglik(ll: float, when: str) -> None:
             "`noise` or different initial kernel values.")
 
 
-def _best_of_starts(backend, handle, static, params, data, n_init, init_iter, random_state):
+def _best_of_starts(backend, handle, static, params, data, n_init, init_iter, random_state, bar=None):
     """Sec. 3.2's repeated short runs: ``init_iter`` EM iterations from the
     given start and from ``n_init - 1`` perturbations of it
     (:func:`mtgp.optim.perturbed_starts`, leaves of theta0 then of theta);
@@ -86,6 +87,8 @@ def _best_of_starts(backend, handle, static, params, data, n_init, init_iter, ra
     starts = perturbed_starts((params.theta0, params.theta), n_init, random_state)
     for k, (t0, th) in enumerate(starts):
         p = MagmaParams(t0, th)
+        if bar is not None:
+            bar.note(f"Magma EM, start {k + 1}/{n_init}")
         post = e_step(backend, handle, static, p, data)
         hist = [float(post.loglik)]
         if not np.isfinite(hist[0]):
@@ -95,6 +98,8 @@ def _best_of_starts(backend, handle, static, params, data, n_init, init_iter, ra
             if not np.isfinite(float(post.loglik)):
                 break
             hist.append(float(post.loglik))
+            if bar is not None:
+                bar.update(0, loglik=hist[-1])
         if best is None or hist[-1] > best[3][-1]:
             best = (k, p, post, hist)
     return best
@@ -102,11 +107,19 @@ def _best_of_starts(backend, handle, static, params, data, n_init, init_iter, ra
 
 def run_em(backend, handle, static: MagmaStatic, params: MagmaParams, data: MagmaData, *,
            optimize: bool = True, max_iter: int = 25, tol: float = 1e-3, n_init: int = 1,
-           init_iter: int = 5, random_state: Optional[int] = None) -> EMResult:
+           init_iter: int = 5, random_state: Optional[int] = None, verbose: Optional[bool] = None) -> EMResult:
     """Algorithm 1: E step at the initial HPs, then (``optimize``) up to
     ``max_iter`` M+E iterations until the relative change of the exact
     log-likelihood is below ``tol``. A non-finite likelihood stops EM with
-    a warning and keeps the previous hyper-parameters."""
+    a warning and keeps the previous hyper-parameters. ``verbose``: progress
+    (iterations, log-likelihood) as :func:`mtgp._progress.progress`."""
+    with progress(int(max_iter) if optimize else None, "Magma EM", verbose) as bar:
+        return _run_em(backend, handle, static, params, data, optimize, max_iter, tol, n_init,
+                       init_iter, random_state, bar)
+
+
+def _run_em(backend, handle, static, params, data, optimize, max_iter, tol, n_init, init_iter,
+            random_state, bar) -> EMResult:
     post = e_step(backend, handle, static, params, data)
     history = [float(post.loglik)]
     jitter = [_jitter(post)]
@@ -114,7 +127,9 @@ def run_em(backend, handle, static: MagmaStatic, params: MagmaParams, data: Magm
     n_iter, converged, best_start = 0, False, 0
     if optimize:
         if int(n_init) > 1:
-            best = _best_of_starts(backend, handle, static, params, data, n_init, init_iter, random_state)
+            best = _best_of_starts(backend, handle, static, params, data, n_init, init_iter, random_state,
+                                   bar)
+            bar.note("Magma EM")
             if best is not None:
                 # history restarts from the chosen start's own trajectory
                 best_start, params, post, history = best
@@ -130,6 +145,7 @@ def run_em(backend, handle, static: MagmaStatic, params: MagmaParams, data: Magm
             jitter.append(_jitter(post))
             prev = history[-1]
             history.append(ll)
+            bar.update(1, loglik=ll)
             if abs(ll - prev) / max(abs(prev), 1e-12) < float(tol):
                 converged = True
                 break

@@ -123,6 +123,10 @@ class Magma(Estimator):
     backend : None or an :class:`mtgp.backends.Backend`
         Where the per-individual work runs (None: :class:`~mtgp.backends.Local`,
         this process). Same results on every backend.
+    verbose : None, True or False
+        Progress of the fit (EM iterations with the log-likelihood, starts):
+        None (default) shows a bar when standard error is a terminal, True
+        always, False never (:mod:`mtgp._progress`, tqdm when installed).
     task_kernel : deprecated name of ``individual_kernel``.
 
     Attributes (after fit)
@@ -151,7 +155,8 @@ class Magma(Estimator):
                  mean_update: str = "marginal", new_individual_hp: str = "map",
                  m_step_max_iter: int = 50, random_state: Optional[int] = None,
                  input_columns: Optional[Sequence[str]] = None, buckets: Optional[int] = 4,
-                 grid_binning=None, backend=None, task_kernel=DEPRECATED):
+                 grid_binning=None, backend=None, verbose: Optional[bool] = None,
+                 task_kernel=DEPRECATED):
         self.mean_kernel = mean_kernel
         self.individual_kernel = individual_kernel
         self.noise = noise
@@ -169,6 +174,7 @@ class Magma(Estimator):
         self.buckets = buckets
         self.grid_binning = grid_binning
         self.backend = backend
+        self.verbose = verbose
         self.task_kernel = task_kernel
 
     # ------------------------------------------------------ validation
@@ -222,7 +228,8 @@ class Magma(Estimator):
         self._check_params()
         t_start = time.perf_counter()
         k0, ki = self._kernels()
-        inds = to_individuals(data, self.input_columns, what="training data")
+        self._unused_warned = set()  # "column not used": once per fit (see predict)
+        inds = to_individuals(data, self.input_columns, what="training data", warned=self._unused_warned)
         if self.grid_binning is not None:
             inds = bin_inputs(inds, self.grid_binning)
         layout = self._layout(inds, k0, ki)
@@ -231,7 +238,7 @@ class Magma(Estimator):
         res = em.run_em(backend, handle, layout.static, self._initial_params(k0, ki, inds.n_individuals),
                         layout.data, optimize=optimize, max_iter=int(self.max_iter), tol=float(self.tol),
                         n_init=int(self.n_init), init_iter=int(self.init_iter),
-                        random_state=self.random_state)
+                        random_state=self.random_state, verbose=self.verbose)
         report_jitter(res.jitters, "Magma E step (hyper-posterior of mu_0)")
         info = {"n_iter": res.n_iter, "converged": res.converged, "history": np.array(res.history),
                 "fit_time": time.perf_counter() - t_start, "jitter": float(np.max(res.jitters)),
@@ -330,7 +337,8 @@ class Magma(Estimator):
         self._check_is_fitted()
         inds_new = None
         if new_data is not None:
-            inds_new = to_individuals(new_data, self.input_columns_, what="new individual", single=True)
+            inds_new = to_individuals(new_data, self.input_columns_, what="new individual", single=True,
+                                      warned=self.__dict__.setdefault("_unused_warned", set()))
             if inds_new.input_dim != len(self.input_columns_):
                 raise DataError(
                     f"new individual: inputs have dimension {inds_new.input_dim} but the model was "

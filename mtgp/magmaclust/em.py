@@ -70,10 +70,11 @@ def iteration(backend, handle, static, params: ClustParams, data, post, tau, tau
 
 def run_em(backend, handle, static: ClustStatic, params: ClustParams, data, tau0, *,
            max_iter: int = 25, tol: float = 1e-3, freeze_first: bool = True,
-           optimize: bool = True) -> ClustEMResult:
+           optimize: bool = True, bar=None) -> ClustEMResult:
     """Variational EM from (tau0, params); stops after ``max_iter``
     iterations or when the relative ELBO change is below ``tol``. With
-    ``optimize=False`` only the VE steps run (HPs fixed, pi updated)."""
+    ``optimize=False`` only the VE steps run (HPs fixed, pi updated).
+    ``bar``: a :func:`mtgp._progress.progress` reporter (iterations, ELBO)."""
     tau = jnp.asarray(tau0)
     params = params._replace(pi=jnp.mean(tau, axis=0))
     post, value = e_step(backend, handle, static, params, data, tau)
@@ -95,6 +96,8 @@ def run_em(backend, handle, static: ClustStatic, params: ClustParams, data, tau0
         params, post, tau, value = new
         prev = history[-1]
         history.append(value)
+        if bar is not None:
+            bar.update(1, elbo=float(value))
         if abs(value - prev) / max(abs(prev), 1e-12) < float(tol):
             converged = True
             break

@@ -21,6 +21,7 @@ import pandas as pd
 from jax.flatten_util import ravel_pytree
 
 from .. import config
+from .._progress import progress
 from ..backends import Local
 from ..base import Estimator
 from ..data import as_inputs, bucket_individuals, pooled_grid, to_individuals
@@ -78,7 +79,8 @@ class MagmaClust(Estimator):
     freeze_first : keep tau at its start in the first iteration (the
         package's rule, robust to poor initial HPs).
     m_step_max_iter : L-BFGS iterations per M-step problem.
-    input_columns, buckets : as :class:`mtgp.Magma`.
+    input_columns, buckets, verbose : as :class:`mtgp.Magma` (``verbose``:
+        progress of the VEM iterations with the ELBO, and of the starts).
 
     Attributes (after fit)
     ----------------------
@@ -102,7 +104,8 @@ class MagmaClust(Estimator):
                  shared_individual_hp: bool = True, noise: float = 1.0, prior_mean=0.0,
                  max_iter: int = 25, tol: float = 1e-3, n_init: int = 1, random_state=None,
                  init_responsibilities=None, freeze_first: bool = True, m_step_max_iter: int = 50,
-                 input_columns: Optional[Sequence[str]] = None, buckets: Optional[int] = 4):
+                 input_columns: Optional[Sequence[str]] = None, buckets: Optional[int] = 4,
+                 verbose: Optional[bool] = None):
         self.n_clusters = n_clusters
         self.mean_kernel = mean_kernel
         self.individual_kernel = individual_kernel
@@ -119,6 +122,7 @@ class MagmaClust(Estimator):
         self.m_step_max_iter = m_step_max_iter
         self.input_columns = input_columns
         self.buckets = buckets
+        self.verbose = verbose
 
     # ------------------------------------------------------------ helpers
     def _check_params(self):
@@ -191,7 +195,8 @@ class MagmaClust(Estimator):
         the VE steps (and pi) run."""
         K, k0, ki = self._check_params()
         t_start = time.perf_counter()
-        inds = to_individuals(data, self.input_columns, what="training data")
+        self._unused_warned = set()  # "column not used": once per fit (see predict)
+        inds = to_individuals(data, self.input_columns, what="training data", warned=self._unused_warned)
         M = inds.n_individuals
         if M < K:
             raise DataError(f"n_clusters = {K} exceeds the number of individuals ({M})")
@@ -200,14 +205,18 @@ class MagmaClust(Estimator):
         handle = backend.prepare(data_)
         params0 = self._initial_params(k0, ki, K, M)
         best, per_start = None, []
-        for s, (tau0, p0) in enumerate(self._starts(params0, inds, K)):
-            res = em.run_em(backend, handle, static, p0, data_, tau0, max_iter=int(self.max_iter),
-                            tol=float(self.tol), freeze_first=bool(self.freeze_first),
-                            optimize=bool(optimize))
-            per_start.append(res.history[-1])
-            if best is None or (np.isfinite(res.history[-1])
-                                and not res.history[-1] <= best[1].history[-1]):
-                best = (s, res)
+        n_starts = int(self.n_init)
+        with progress(int(self.max_iter) * n_starts, "MagmaClust VEM", self.verbose) as bar:
+            for s, (tau0, p0) in enumerate(self._starts(params0, inds, K)):
+                if n_starts > 1:
+                    bar.note(f"MagmaClust VEM, start {s + 1}/{n_starts}")
+                res = em.run_em(backend, handle, static, p0, data_, tau0, max_iter=int(self.max_iter),
+                                tol=float(self.tol), freeze_first=bool(self.freeze_first),
+                                optimize=bool(optimize), bar=bar)
+                per_start.append(res.history[-1])
+                if best is None or (np.isfinite(res.history[-1])
+                                    and not res.history[-1] <= best[1].history[-1]):
+                    best = (s, res)
         s, res = best
         if not np.isfinite(res.history[-1]):
             raise FloatingPointError(
@@ -357,7 +366,8 @@ class MagmaClust(Estimator):
         self._check_is_fitted()
         inds_new = None
         if new_data is not None:
-            inds_new = to_individuals(new_data, self.input_columns_, what="new individual", single=True)
+            inds_new = to_individuals(new_data, self.input_columns_, what="new individual", single=True,
+                                      warned=self.__dict__.setdefault("_unused_warned", set()))
             if inds_new.input_dim != len(self.input_columns_):
                 raise DataError(f"new individual: inputs have dimension {inds_new.input_dim} but the "
                                 f"model was trained on {len(self.input_columns_)}-dimensional inputs")

@@ -156,9 +156,13 @@ class EigenPredictor:
         )
 
     def mean(self, Ks):
+        """Predictive mean (n, T) of eq. (5) from the cross-kernel Ks (n, N)."""
         return np.asarray(Ks @ self.P @ self.G.T)
 
     def point_cov(self, Ks, kss_diag, include_noise=False):
+        """Output covariances (n, T, T) at each test point (eq. 5), given
+        Ks (n, N) and the test points' prior variances ``kss_diag`` (n,);
+        ``include_noise`` adds Sigma."""
         V = Ks @ self.U
         W = (V**2) @ self.invD  # (n, T)
         cov = self.C[None] * kss_diag[:, None, None] - jnp.einsum("ts,xs,us->xtu", self.G, W, self.G)
@@ -167,6 +171,8 @@ class EigenPredictor:
         return np.asarray(symmetrize(cov))
 
     def joint_cov(self, Ks, Kss, include_noise=False):
+        """Joint covariance (nT, nT), output-major, over test points and
+        outputs (eq. 5), given Ks (n, N) and Kss (n, n)."""
         n = Ks.shape[0]
         T = self.C.shape[0]
         V = Ks @ self.U
