@@ -22,6 +22,7 @@ Programs are cached (:func:`mtgp.compile.cached_jit`) under the caller's
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import jax
@@ -34,6 +35,54 @@ from . import core
 from .core import OptimResult
 
 __all__ = ["minimize_host", "batched_minimize_host"]
+
+
+def _blas_controller():
+    """A cached :class:`threadpoolctl.ThreadpoolController` (None without
+    threadpoolctl): scipy's L-BFGS-B calls BLAS/LAPACK on vectors of a few
+    entries, and OpenBLAS' worker threads cost ~5 ms per call on a busy
+    machine (50x the work itself), so each L-BFGS-B run limits them to one,
+    for its own duration only (nothing global changes)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _CONTROLLER = ThreadpoolController()
+        except Exception:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _CONTROLLER = False
+    return _CONTROLLER or None
+
+
+_CONTROLLER = None
+
+
+def _single_blas_thread():
+    ctrl = _blas_controller()
+    return ctrl.limit(limits=1, user_api="blas") if ctrl is not None else contextlib.nullcontext()
+
+
+def flat_value_and_grad(key, objective: Callable, x0, args=()):
+    """``(fun, flat0, unravel)``: ``fun(x, *arg_leaves)`` is ONE compiled
+    program taking the flat float64 parameter vector ``x`` (numpy) and the
+    leaves of ``args``, and returning ``[value, grad...]`` as one array (one
+    device-to-host transfer per evaluation); the unflattening of ``x`` and
+    the dtype conversions are inside it. Cached under ``key`` and the form of
+    ``x0`` and ``args``."""
+    flat0, unravel = ravel_pytree(x0)
+    leaves, treedef = jax.tree_util.tree_flatten(x0)
+    arg_leaves, arg_def = jax.tree_util.tree_flatten(args)
+    form = (str(treedef), tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves), str(arg_def))
+
+    def build():
+        def vg(z, *a):
+            p = unravel(z.astype(flat0.dtype))
+            v, g = jax.value_and_grad(lambda q: objective(q, *jax.tree_util.tree_unflatten(arg_def, a)))(p)
+            g = ravel_pytree(g)[0]
+            return jnp.concatenate([jnp.reshape(v, (1,)), g]).astype(jnp.float64)
+        return vg
+
+    fun = cached_jit(("vg-flat", form) + tuple(key), build)
+    return fun, arg_leaves, np.asarray(flat0, dtype=np.float64), unravel
 
 
 def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
@@ -51,24 +100,19 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
     (it backs off; a huge value stopped it at once), and the result is the
     best point evaluated: never worse than ``x0`` (a non-finite start is
     returned as it is, with value +inf and 0 iterations).
+
+    Each evaluation is one compiled program on the flat vector
+    (:func:`flat_value_and_grad`) and one transfer back; L-BFGS-B runs with
+    one BLAS thread (see :func:`_blas_controller`).
     """
     import scipy.optimize as so
 
-    flat0, unravel = ravel_pytree(x0)
-    leaves, treedef = jax.tree_util.tree_flatten(x0)
-    form = (str(treedef), tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
-
-    def build():  # value and gradient on the flat vector: one dispatch per evaluation
-        return jax.value_and_grad(lambda z, *a: objective(unravel(z), *a))
-
-    vg = cached_jit(("vg-flat", form) + tuple(key), build)
-    flat0 = np.asarray(flat0, dtype=np.float64)
+    vg, arg_leaves, flat0, unravel = flat_value_and_grad(key, objective, x0, args)
     best = [np.inf, flat0, None]
 
     def f(x):
-        v, g = vg(x, *args)
-        v = float(v)
-        g = np.asarray(g, dtype=np.float64)
+        out = np.asarray(vg(x, *arg_leaves))
+        v, g = float(out[0]), out[1:]
         if not np.isfinite(v):
             # a value above the best one, of its order: the line search backs
             # off by interpolation (1e300 or inf made it stop at once)
@@ -78,12 +122,13 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
             best[0], best[1], best[2] = v, np.array(x), g
         return v, g
 
-    v0, _ = f(flat0)
+    f(flat0)
     if best[2] is None:  # non-finite start
         return OptimResult(x0, jnp.asarray(np.inf), jnp.asarray(0), jnp.asarray(np.inf))
-    res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
-                      options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10,
-                                   maxls=int(max_linesearch)))
+    with _single_blas_thread():
+        res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
+                          options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10,
+                                       maxls=int(max_linesearch)))
     return OptimResult(unravel(jnp.asarray(best[1])), jnp.asarray(best[0]), jnp.asarray(res.nit),
                        jnp.asarray(np.linalg.norm(best[2])))
 
@@ -131,21 +176,24 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
     accept = cached_jit(("batched-accept",) + tag + tuple(key), build_accept)
     unravel = cached_jit(("batched-unravel",), build_unravel)
     c = init(x0, *args)
-    t_start = jnp.ones_like(c[1])
+    # the host only reads the stop flags (one small transfer each) and keeps
+    # the step lengths as numpy arrays: no eager device operations per step
+    t_start = np.ones(np.shape(c[1]), dtype=np.asarray(c[1]).dtype)
     for _ in range(int(max_iter)):
-        done = c[-1]
-        if bool(jnp.all(done)):
+        done = np.asarray(c[-1])
+        if done.all():
             break
         d, slope = direction(c)
-        acc = (c[0], c[1], jnp.zeros_like(done))
+        acc = (c[0], c[1], jnp.zeros_like(c[-1]))
         t = t_start
         for _ls in range(int(max_linesearch)):
             acc = trial(c, d, slope, t, acc, x0, *args)
-            if bool(jnp.all(acc[2] | done)):
+            accepted = np.asarray(acc[2])
+            if (accepted | done).all():
                 break
-            t = jnp.where(acc[2], t, 0.5 * t)
+            t = np.where(accepted, t, 0.5 * t)
         # next first trial: twice the step just accepted, at most 1 (a problem
         # that needed short steps does not restart every search at 1)
-        t_start = jnp.minimum(1.0, 2.0 * t)
+        t_start = np.minimum(1.0, 2.0 * t)
         c = accept(c, acc, x0, *args)
     return OptimResult(unravel(x0, c[0]), c[1], c[-2], jnp.linalg.norm(c[2], axis=-1))
