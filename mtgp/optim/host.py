@@ -34,7 +34,7 @@ from ..compile import cached_jit
 from . import core
 from .core import OptimResult
 
-__all__ = ["minimize_host", "batched_minimize_host"]
+__all__ = ["minimize_host", "minimize_flat", "flat_value_and_grad", "batched_minimize_host"]
 
 
 def _blas_controller():
@@ -105,13 +105,29 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
     (:func:`flat_value_and_grad`) and one transfer back; L-BFGS-B runs with
     one BLAS thread (see :func:`_blas_controller`).
     """
+    vg, arg_leaves, flat0, unravel = flat_value_and_grad(key, objective, x0, args)
+    res = minimize_flat(lambda x: np.asarray(vg(x, *arg_leaves)), flat0, max_iter=max_iter, tol=tol,
+                        ftol=ftol, max_linesearch=max_linesearch)
+    if res is None:  # non-finite start
+        return OptimResult(x0, jnp.asarray(np.inf), jnp.asarray(0), jnp.asarray(np.inf))
+    x, v, nit, gnorm = res
+    return OptimResult(unravel(jnp.asarray(x)), jnp.asarray(v), jnp.asarray(nit), jnp.asarray(gnorm))
+
+
+def minimize_flat(fun: Callable, flat0: np.ndarray, max_iter: int = 100, tol: float = 1e-6,
+                  ftol: float = 1e-10, max_linesearch: int = 10):
+    """The driver of :func:`minimize_host` on a host function
+    ``fun(x) -> [value, grad...]`` (one float64 numpy array) of the flat
+    vector: ``(x_best, value_best, n_iter, grad_norm)``, or None when the
+    start is not finite. Distributed backends call it with a ``fun`` that
+    sums partial values and gradients over their workers."""
     import scipy.optimize as so
 
-    vg, arg_leaves, flat0, unravel = flat_value_and_grad(key, objective, x0, args)
+    flat0 = np.asarray(flat0, dtype=np.float64)
     best = [np.inf, flat0, None]
 
     def f(x):
-        out = np.asarray(vg(x, *arg_leaves))
+        out = fun(x)
         v, g = float(out[0]), out[1:]
         if not np.isfinite(v):
             # a value above the best one, of its order: the line search backs
@@ -123,14 +139,13 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
         return v, g
 
     f(flat0)
-    if best[2] is None:  # non-finite start
-        return OptimResult(x0, jnp.asarray(np.inf), jnp.asarray(0), jnp.asarray(np.inf))
+    if best[2] is None:
+        return None
     with _single_blas_thread():
         res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
                           options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10,
                                        maxls=int(max_linesearch)))
-    return OptimResult(unravel(jnp.asarray(best[1])), jnp.asarray(best[0]), jnp.asarray(res.nit),
-                       jnp.asarray(np.linalg.norm(best[2])))
+    return best[1], best[0], int(res.nit), float(np.linalg.norm(best[2]))
 
 
 def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
