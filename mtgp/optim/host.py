@@ -150,7 +150,7 @@ def minimize_flat(fun: Callable, flat0: np.ndarray, max_iter: int = 100, tol: fl
 
 def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
                           tol: float = 1e-6, memory_size: int = 10, max_linesearch: int = 10,
-                          ftol: float = 1e-10) -> OptimResult:
+                          ftol: float = 1e-10, compact: bool = True) -> OptimResult:
     """Minimise ``objective(x_b, *args_b)`` independently for every slice b
     along the leading axis of ``x0`` and ``args``: L-BFGS (memory 10) with a
     backtracking Armijo line search (steps 1, 1/2, 1/4, ...), all problems
@@ -162,7 +162,13 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
     step (at most 1). A problem stops on its own criterion (gradient norm below
     ``tol``, relative decrease below ``ftol``, or no acceptable step within
     ``max_linesearch`` halvings), all stop after ``max_iter`` iterations.
-    Each problem's result is never worse than its start."""
+    Each problem's result is never worse than its start.
+
+    With ``compact`` (default), once at most half of the working batch is
+    unfinished, the iterations continue on those problems only, gathered
+    into a batch padded to the next power of two (log2(batch) program shapes
+    at most): a batch no longer runs at full width until its slowest
+    problem stops. Each problem follows the same iterates (to rounding)."""
     m = memory_size
 
     def flat_fun(template, *a):
@@ -193,16 +199,40 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
     c = init(x0, *args)
     # the host only reads the stop flags (one small transfer each) and keeps
     # the step lengths as numpy arrays: no eager device operations per step
-    t_start = np.ones(np.shape(c[1]), dtype=np.asarray(c[1]).dtype)
+    B = int(np.shape(c[1])[0])
+    t_start = np.ones(B, dtype=np.asarray(c[1]).dtype)
+    # compaction: the working batch holds the unfinished problems, padded to
+    # a power of two with copies of a finished one (done: they never move);
+    # ``sel`` maps working slots to problems, its first ``n_real`` are real
+    full, sel, n_real = c, None, B
+    wc, wx0, wargs = c, x0, args
     for _ in range(int(max_iter)):
-        done = np.asarray(c[-1])
+        done = np.asarray(wc[-1])
         if done.all():
             break
-        d, slope = direction(c)
-        acc = (c[0], c[1], jnp.zeros_like(c[-1]))
+        if compact:
+            n_left = int((~done[:n_real]).sum())
+            size = _pow2(n_left)
+            if size * 2 <= done.shape[0]:
+                full = _put(full, sel, n_real, wc)
+                left = np.flatnonzero(~np.asarray(full[-1]))
+                pad = np.flatnonzero(np.asarray(full[-1]))[:1]
+                if sel is None:
+                    t_full = t_start.copy()
+                else:
+                    t_full[sel[:n_real]] = t_start[:n_real]
+                sel, n_real = np.concatenate([left, np.repeat(pad, size - left.size)]), left.size
+                take = lambda a: a[sel]
+                wc = jax.tree_util.tree_map(take, full)
+                wx0 = jax.tree_util.tree_map(take, x0)
+                wargs = jax.tree_util.tree_map(take, args)
+                t_start = t_full[sel]
+                done = np.asarray(wc[-1])
+        d, slope = direction(wc)
+        acc = (wc[0], wc[1], jnp.zeros_like(wc[-1]))
         t = t_start
         for _ls in range(int(max_linesearch)):
-            acc = trial(c, d, slope, t, acc, x0, *args)
+            acc = trial(wc, d, slope, t, acc, wx0, *wargs)
             accepted = np.asarray(acc[2])
             if (accepted | done).all():
                 break
@@ -210,5 +240,18 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
         # next first trial: twice the step just accepted, at most 1 (a problem
         # that needed short steps does not restart every search at 1)
         t_start = np.minimum(1.0, 2.0 * t)
-        c = accept(c, acc, x0, *args)
+        wc = accept(wc, acc, wx0, *wargs)
+    c = _put(full, sel, n_real, wc)
     return OptimResult(unravel(x0, c[0]), c[1], c[-2], jnp.linalg.norm(c[2], axis=-1))
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _put(full, sel, n_real, work):
+    """The full batch state with the working slots' real problems written back."""
+    if sel is None:
+        return work
+    rows = jnp.asarray(sel[:n_real])
+    return jax.tree_util.tree_map(lambda a, b: a.at[rows].set(b[:n_real]), full, work)
