@@ -164,11 +164,12 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
     ``max_linesearch`` halvings), all stop after ``max_iter`` iterations.
     Each problem's result is never worse than its start.
 
-    With ``compact`` (default), once at most half of the working batch is
-    unfinished, the iterations continue on those problems only, gathered
-    into a batch padded to the next power of two (log2(batch) program shapes
-    at most): a batch no longer runs at full width until its slowest
-    problem stops. Each problem follows the same iterates (to rounding)."""
+    With ``compact`` (default), once at most half of the working batch (of
+    at least ``COMPACT_MIN_WIDTH`` problems) is unfinished, the iterations
+    continue on those problems only, gathered into a batch padded to the
+    next power of two (log2(batch) program shapes at most): a batch no
+    longer runs at full width until its slowest problem stops. Each problem
+    follows the same iterates (to rounding)."""
     m = memory_size
 
     def flat_fun(template, *a):
@@ -213,7 +214,7 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
         if compact:
             n_left = int((~done[:n_real]).sum())
             size = _pow2(n_left)
-            if size * 2 <= done.shape[0]:
+            if size * 2 <= done.shape[0] and done.shape[0] >= COMPACT_MIN_WIDTH:
                 full = _put(full, sel, n_real, wc)
                 left = np.flatnonzero(~np.asarray(full[-1]))
                 pad = np.flatnonzero(np.asarray(full[-1]))[:1]
@@ -243,6 +244,12 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
         wc = accept(wc, acc, wx0, *wargs)
     c = _put(full, sel, n_real, wc)
     return OptimResult(unravel(x0, c[0]), c[1], c[-2], jnp.linalg.norm(c[2], axis=-1))
+
+
+#: batches narrower than this are never compacted: below it the gathers and
+#: the extra compiled shapes cost more than the lanes they save (M = 20 x 30:
+#: compacting 20 -> 8 -> 4 -> 2 -> 1 made the warm Different-HP fit slower)
+COMPACT_MIN_WIDTH = 64
 
 
 def _pow2(n: int) -> int:
