@@ -87,7 +87,7 @@ def bench_workers(quick: bool, workers, M: int):
     os.environ["PYTHONPATH"] = os.pathsep.join([str(C.ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     for k in workers:
         with distributed.LocalCluster(n_workers=k, threads_per_worker=1, processes=True,
-                                      dashboard_address=None, memory_limit=0) as cluster, \
+                                      dashboard_address=":0", memory_limit=0) as cluster, \
                 distributed.Client(cluster) as client:
             backend = Dask(client)
             _fit(df, backend)  # compiles on the workers

@@ -22,7 +22,7 @@ def _uneven(seed=0, M=9):
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     c = distributed.Client(cluster)
     yield c
     c.close()
@@ -121,7 +121,7 @@ def test_dask_worker_loss(keep_copy):
     df = _uneven()
     m = mtgp.Magma(common_hp=True, buckets=3).fit(df, optimize=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         backend = Dask(client, keep_copy=keep_copy)
         h = backend.prepare(m._data)
         ref = backend.e_step_sums(h, m._static, m.theta_)
