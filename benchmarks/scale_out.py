@@ -58,7 +58,17 @@ def simulate(M: int, n: int = N_POINTS, seed: int = 0):
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
+    """This process' peak resident memory (MB): VmHWM, which a new program
+    starts afresh (ru_maxrss is carried over exec from the parent on Linux,
+    so a spawned worker would report at least its parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _fit(df, backend=None):
@@ -95,7 +105,7 @@ def bench_workers(quick: bool, workers, M: int):
             t, m = _fit(df, backend)
             scatter = sum(p.nbytes for p in m._handle.copies)
             per_iter = (backend.bytes_moved - scatter) / max(1, m.n_iter_)
-            peak = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+            peak = client.run(_peak_mb)
             dll = abs(m.log_likelihood_ - m_loc.log_likelihood_) / abs(m_loc.log_likelihood_)
             rows.append([f"Dask, {k} worker process(es)", k, f"{t:.2f}", m.n_iter_, f"{scatter / 1e6:.2f}",
                          f"{per_iter / 1e6:.3f}", " / ".join(f"{v:.0f}" for v in peak.values()), f"{dll:.1e}"])
@@ -114,14 +124,14 @@ def C_load() -> str:
 
 
 _CHILD = """
-import sys, time, resource, json
+import sys, time, json
 sys.path.insert(0, {here!r})
 import scale_out as S
 df = S.simulate({M})
 t0, m = S._fit(df)
 t1, m = S._fit(df)
 print("RESULT", json.dumps(dict(cold=t0, warm=t1, n_iter=m.n_iter_, N=int(m.grid_.shape[0]),
-      peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)))
+      peak=S._peak_mb())))
 """
 
 
