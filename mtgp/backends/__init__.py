@@ -33,11 +33,18 @@ Contract (:class:`Backend`)
     (a distributed backend sums per-partition values and gradients at each
     L-BFGS iteration).
 
+Backends: :class:`Local` (default), :class:`Dask` (partitions of
+individuals on the workers of a ``dask.distributed`` cluster; needs the
+``dask`` extra), :class:`Sharded` (the individuals' arrays split over this
+process' JAX devices).
+
 The numbers must not depend on the backend beyond floating-point summation
 order. ``static`` is a hashable :class:`~mtgp.magma.numerics.MagmaStatic`,
 so it can be shipped to workers and used as a compile key there.
 """
 
+from .dask import Dask
 from .local import Backend, Local, resolve_backend
+from .sharded import Sharded
 
-__all__ = ["Backend", "Local", "resolve_backend"]
+__all__ = ["Backend", "Local", "Dask", "Sharded", "resolve_backend"]

@@ -22,6 +22,7 @@ Programs are cached (:func:`mtgp.compile.cached_jit`) under the caller's
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import jax
@@ -33,7 +34,55 @@ from ..compile import cached_jit
 from . import core
 from .core import OptimResult
 
-__all__ = ["minimize_host", "batched_minimize_host"]
+__all__ = ["minimize_host", "minimize_flat", "flat_value_and_grad", "batched_minimize_host"]
+
+
+def _blas_controller():
+    """A cached :class:`threadpoolctl.ThreadpoolController` (None without
+    threadpoolctl): scipy's L-BFGS-B calls BLAS/LAPACK on vectors of a few
+    entries, and OpenBLAS' worker threads cost ~5 ms per call on a busy
+    machine (50x the work itself), so each L-BFGS-B run limits them to one,
+    for its own duration only (nothing global changes)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _CONTROLLER = ThreadpoolController()
+        except Exception:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _CONTROLLER = False
+    return _CONTROLLER or None
+
+
+_CONTROLLER = None
+
+
+def _single_blas_thread():
+    ctrl = _blas_controller()
+    return ctrl.limit(limits=1, user_api="blas") if ctrl is not None else contextlib.nullcontext()
+
+
+def flat_value_and_grad(key, objective: Callable, x0, args=()):
+    """``(fun, flat0, unravel)``: ``fun(x, *arg_leaves)`` is ONE compiled
+    program taking the flat float64 parameter vector ``x`` (numpy) and the
+    leaves of ``args``, and returning ``[value, grad...]`` as one array (one
+    device-to-host transfer per evaluation); the unflattening of ``x`` and
+    the dtype conversions are inside it. Cached under ``key`` and the form of
+    ``x0`` and ``args``."""
+    flat0, unravel = ravel_pytree(x0)
+    leaves, treedef = jax.tree_util.tree_flatten(x0)
+    arg_leaves, arg_def = jax.tree_util.tree_flatten(args)
+    form = (str(treedef), tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves), str(arg_def))
+
+    def build():
+        def vg(z, *a):
+            p = unravel(z.astype(flat0.dtype))
+            v, g = jax.value_and_grad(lambda q: objective(q, *jax.tree_util.tree_unflatten(arg_def, a)))(p)
+            g = ravel_pytree(g)[0]
+            return jnp.concatenate([jnp.reshape(v, (1,)), g]).astype(jnp.float64)
+        return vg
+
+    fun = cached_jit(("vg-flat", form) + tuple(key), build)
+    return fun, arg_leaves, np.asarray(flat0, dtype=np.float64), unravel
 
 
 def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
@@ -51,24 +100,35 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
     (it backs off; a huge value stopped it at once), and the result is the
     best point evaluated: never worse than ``x0`` (a non-finite start is
     returned as it is, with value +inf and 0 iterations).
+
+    Each evaluation is one compiled program on the flat vector
+    (:func:`flat_value_and_grad`) and one transfer back; L-BFGS-B runs with
+    one BLAS thread (see :func:`_blas_controller`).
     """
+    vg, arg_leaves, flat0, unravel = flat_value_and_grad(key, objective, x0, args)
+    res = minimize_flat(lambda x: np.asarray(vg(x, *arg_leaves)), flat0, max_iter=max_iter, tol=tol,
+                        ftol=ftol, max_linesearch=max_linesearch)
+    if res is None:  # non-finite start
+        return OptimResult(x0, jnp.asarray(np.inf), jnp.asarray(0), jnp.asarray(np.inf))
+    x, v, nit, gnorm = res
+    return OptimResult(unravel(jnp.asarray(x)), jnp.asarray(v), jnp.asarray(nit), jnp.asarray(gnorm))
+
+
+def minimize_flat(fun: Callable, flat0: np.ndarray, max_iter: int = 100, tol: float = 1e-6,
+                  ftol: float = 1e-10, max_linesearch: int = 10):
+    """The driver of :func:`minimize_host` on a host function
+    ``fun(x) -> [value, grad...]`` (one float64 numpy array) of the flat
+    vector: ``(x_best, value_best, n_iter, grad_norm)``, or None when the
+    start is not finite. Distributed backends call it with a ``fun`` that
+    sums partial values and gradients over their workers."""
     import scipy.optimize as so
 
-    flat0, unravel = ravel_pytree(x0)
-    leaves, treedef = jax.tree_util.tree_flatten(x0)
-    form = (str(treedef), tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves))
-
-    def build():  # value and gradient on the flat vector: one dispatch per evaluation
-        return jax.value_and_grad(lambda z, *a: objective(unravel(z), *a))
-
-    vg = cached_jit(("vg-flat", form) + tuple(key), build)
     flat0 = np.asarray(flat0, dtype=np.float64)
     best = [np.inf, flat0, None]
 
     def f(x):
-        v, g = vg(x, *args)
-        v = float(v)
-        g = np.asarray(g, dtype=np.float64)
+        out = fun(x)
+        v, g = float(out[0]), out[1:]
         if not np.isfinite(v):
             # a value above the best one, of its order: the line search backs
             # off by interpolation (1e300 or inf made it stop at once)
@@ -78,19 +138,19 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
             best[0], best[1], best[2] = v, np.array(x), g
         return v, g
 
-    v0, _ = f(flat0)
-    if best[2] is None:  # non-finite start
-        return OptimResult(x0, jnp.asarray(np.inf), jnp.asarray(0), jnp.asarray(np.inf))
-    res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
-                      options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10,
-                                   maxls=int(max_linesearch)))
-    return OptimResult(unravel(jnp.asarray(best[1])), jnp.asarray(best[0]), jnp.asarray(res.nit),
-                       jnp.asarray(np.linalg.norm(best[2])))
+    f(flat0)
+    if best[2] is None:
+        return None
+    with _single_blas_thread():
+        res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
+                          options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10,
+                                       maxls=int(max_linesearch)))
+    return best[1], best[0], int(res.nit), float(np.linalg.norm(best[2]))
 
 
 def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
                           tol: float = 1e-6, memory_size: int = 10, max_linesearch: int = 10,
-                          ftol: float = 1e-10) -> OptimResult:
+                          ftol: float = 1e-10, compact: bool = True) -> OptimResult:
     """Minimise ``objective(x_b, *args_b)`` independently for every slice b
     along the leading axis of ``x0`` and ``args``: L-BFGS (memory 10) with a
     backtracking Armijo line search (steps 1, 1/2, 1/4, ...), all problems
@@ -102,7 +162,14 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
     step (at most 1). A problem stops on its own criterion (gradient norm below
     ``tol``, relative decrease below ``ftol``, or no acceptable step within
     ``max_linesearch`` halvings), all stop after ``max_iter`` iterations.
-    Each problem's result is never worse than its start."""
+    Each problem's result is never worse than its start.
+
+    With ``compact`` (default), once at most half of the working batch (of
+    at least ``COMPACT_MIN_WIDTH`` problems) is unfinished, the iterations
+    continue on those problems only, gathered into a batch padded to the
+    next power of two (log2(batch) program shapes at most): a batch no
+    longer runs at full width until its slowest problem stops. Each problem
+    follows the same iterates (to rounding)."""
     m = memory_size
 
     def flat_fun(template, *a):
@@ -131,21 +198,67 @@ def batched_minimize_host(key, objective: Callable, x0, args=(), max_iter: int =
     accept = cached_jit(("batched-accept",) + tag + tuple(key), build_accept)
     unravel = cached_jit(("batched-unravel",), build_unravel)
     c = init(x0, *args)
-    t_start = jnp.ones_like(c[1])
+    # the host only reads the stop flags (one small transfer each) and keeps
+    # the step lengths as numpy arrays: no eager device operations per step
+    B = int(np.shape(c[1])[0])
+    t_start = np.ones(B, dtype=np.asarray(c[1]).dtype)
+    # compaction: the working batch holds the unfinished problems, padded to
+    # a power of two with copies of a finished one (done: they never move);
+    # ``sel`` maps working slots to problems, its first ``n_real`` are real
+    full, sel, n_real = c, None, B
+    wc, wx0, wargs = c, x0, args
     for _ in range(int(max_iter)):
-        done = c[-1]
-        if bool(jnp.all(done)):
+        done = np.asarray(wc[-1])
+        if done.all():
             break
-        d, slope = direction(c)
-        acc = (c[0], c[1], jnp.zeros_like(done))
+        if compact:
+            n_left = int((~done[:n_real]).sum())
+            size = _pow2(n_left)
+            if size * 2 <= done.shape[0] and done.shape[0] >= COMPACT_MIN_WIDTH:
+                full = _put(full, sel, n_real, wc)
+                left = np.flatnonzero(~np.asarray(full[-1]))
+                pad = np.flatnonzero(np.asarray(full[-1]))[:1]
+                if sel is None:
+                    t_full = t_start.copy()
+                else:
+                    t_full[sel[:n_real]] = t_start[:n_real]
+                sel, n_real = np.concatenate([left, np.repeat(pad, size - left.size)]), left.size
+                take = lambda a: a[sel]
+                wc = jax.tree_util.tree_map(take, full)
+                wx0 = jax.tree_util.tree_map(take, x0)
+                wargs = jax.tree_util.tree_map(take, args)
+                t_start = t_full[sel]
+                done = np.asarray(wc[-1])
+        d, slope = direction(wc)
+        acc = (wc[0], wc[1], jnp.zeros_like(wc[-1]))
         t = t_start
         for _ls in range(int(max_linesearch)):
-            acc = trial(c, d, slope, t, acc, x0, *args)
-            if bool(jnp.all(acc[2] | done)):
+            acc = trial(wc, d, slope, t, acc, wx0, *wargs)
+            accepted = np.asarray(acc[2])
+            if (accepted | done).all():
                 break
-            t = jnp.where(acc[2], t, 0.5 * t)
+            t = np.where(accepted, t, 0.5 * t)
         # next first trial: twice the step just accepted, at most 1 (a problem
         # that needed short steps does not restart every search at 1)
-        t_start = jnp.minimum(1.0, 2.0 * t)
-        c = accept(c, acc, x0, *args)
+        t_start = np.minimum(1.0, 2.0 * t)
+        wc = accept(wc, acc, wx0, *wargs)
+    c = _put(full, sel, n_real, wc)
     return OptimResult(unravel(x0, c[0]), c[1], c[-2], jnp.linalg.norm(c[2], axis=-1))
+
+
+#: batches narrower than this are never compacted: below it the gathers and
+#: the extra compiled shapes cost more than the lanes they save (M = 20 x 30:
+#: compacting 20 -> 8 -> 4 -> 2 -> 1 made the warm Different-HP fit slower)
+COMPACT_MIN_WIDTH = 64
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _put(full, sel, n_real, work):
+    """The full batch state with the working slots' real problems written back."""
+    if sel is None:
+        return work
+    rows = jnp.asarray(sel[:n_real])
+    return jax.tree_util.tree_map(lambda a, b: a.at[rows].set(b[:n_real]), full, work)

@@ -1,0 +1,111 @@
+"""Magma's per-individual work split over this process' JAX devices
+(several GPUs, or forced host devices on CPU).
+
+:meth:`Sharded.prepare` pads each size bucket's individual axis to a
+multiple of the number of devices (padding individuals have no observed
+point: identity covariance, zero residual, weight 0, so they add nothing to
+any sum, and their M-step problems are constant and stop at once) and
+places every bucket's arrays with a :class:`jax.sharding.NamedSharding`
+over a one-axis :class:`jax.sharding.Mesh` ("individuals"); the pooled grid
+and prior mean are replicated. The compiled programs of
+:class:`~mtgp.backends.Local` then run unchanged: XLA partitions the
+vmapped per-individual work over the devices and adds the (N, N) E-step
+sums across them. Only :class:`~jax.sharding.Mesh`,
+:class:`~jax.sharding.NamedSharding`, :class:`~jax.sharding.PartitionSpec`
+and :func:`jax.device_put` are used (the same in jax 0.4.30 and 0.12).
+
+mtgp never sets ``XLA_FLAGS``: to try it on a CPU, start Python with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .local import Backend, Local
+
+__all__ = ["Sharded"]
+
+
+class _ShardedHandle(NamedTuple):
+    data: object  # MagmaData, buckets padded and placed on the mesh
+    n_real: tuple  # real individuals per bucket (the first ones)
+    rows: tuple  # their training-order rows (numpy)
+    mesh: object
+
+
+class Sharded(Backend):
+    """Shard the individuals over ``devices`` (default: ``jax.devices()``,
+    the default platform's local devices); see the module docstring."""
+
+    def __init__(self, devices: Optional[Sequence] = None):
+        self.devices = devices
+
+    def __repr__(self):
+        n = "all" if self.devices is None else len(self.devices)
+        return f"Sharded(devices={n})"
+
+    def _mesh(self):
+        from jax.sharding import Mesh
+
+        devices = list(self.devices) if self.devices is not None else jax.devices()
+        return Mesh(np.asarray(devices, dtype=object), ("individuals",))
+
+    def prepare(self, data):
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        mesh = self._mesh()
+        D = mesh.devices.size
+        split = NamedSharding(mesh, PartitionSpec("individuals"))
+        repl = NamedSharding(mesh, PartitionSpec())
+        N = int(np.shape(data.m0)[0])
+        out = {k: [] for k in ("X", "y", "mask", "idx", "rows", "weights")}
+        n_real, rows_real = [], []
+        for X, y, mask, idx, rows, w in data.buckets:
+            X, y, mask, idx, rows, w = (np.asarray(a) for a in (X, y, mask, idx, rows, w))
+            M_b = X.shape[0]
+            pad = (-M_b) % D
+
+            def padded(a, fill):
+                if pad == 0:
+                    return a
+                return np.concatenate([a, np.full((pad,) + a.shape[1:], fill, dtype=a.dtype)])
+
+            for name, a, fill in (("X", X, 0.0), ("y", y, 0.0), ("mask", mask, 0), ("idx", idx, N),
+                                  ("rows", rows, 0), ("weights", w, 0.0)):
+                out[name].append(jax.device_put(padded(a, fill), split))
+            n_real.append(M_b)
+            rows_real.append(rows)
+        placed = data._replace(**{k: tuple(v) for k, v in out.items()},
+                               grid=jax.device_put(np.asarray(data.grid), repl),
+                               m0=jax.device_put(np.asarray(data.m0), repl))
+        return _ShardedHandle(placed, tuple(n_real), tuple(rows_real), mesh)
+
+    def e_step_sums(self, handle, static, theta, m0=None, weights=None):
+        if weights is not None:
+            # padding individuals point at row 0: their weight does not
+            # matter (they add nothing), any finite one will do
+            weights = np.asarray(weights)
+        return Local().e_step_sums(handle.data, static, theta, m0=m0, weights=weights)
+
+    def individual_m_step(self, handle, static, theta, post):
+        from ..magma import numerics as nx
+        from ..optim import batched_minimize_host, minimize_host
+
+        data = handle.data
+        moments = nx.posterior_at_individuals(post, data.idx)
+        if static.common:
+            return minimize_host(("magma-common", static.ki), nx.common_objective(static.ki), theta,
+                                 (data.X, data.y, data.mask, moments), max_iter=static.max_iter).params
+        for (X, y, mask, _, rows, _), (mh, kh), m, real in zip(data.buckets, moments, handle.n_real,
+                                                                 handle.rows):
+            new = batched_minimize_host(("magma-individual", static.ki), nx.individual_objective(static.ki),
+                                        nx.take_rows(theta, rows), (X, y, mask, mh, kh),
+                                        max_iter=static.max_iter, tol=nx.INDIVIDUAL_GTOL).params
+            new = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[:m], new)
+            theta = nx.put_rows(theta, jnp.asarray(real), new)
+        return theta
