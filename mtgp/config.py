@@ -160,7 +160,7 @@ def _blas_enter() -> None:
                 _LAPACK_LOADED = True
             from threadpoolctl import threadpool_limits
 
-            _BLAS_LIMITER = threadpool_limits(limits=n, user_api="blas")
+            _BLAS_LIMITER = (threadpool_limits(limits=n, user_api="blas"), threading.current_thread())
         except BaseException:
             _BLAS_DEPTH -= 1
             raise
@@ -171,8 +171,18 @@ def _blas_exit() -> None:
     with _BLAS_LOCK:
         _BLAS_DEPTH -= 1
         if _BLAS_DEPTH == 0 and _BLAS_LIMITER is not None:
-            limiter, _BLAS_LIMITER = _BLAS_LIMITER, None
+            (limiter, owner), _BLAS_LIMITER = _BLAS_LIMITER, None
+            # threadpoolctl >= 3.6 lets one thread at a time set OpenBLAS's
+            # (process-wide) pool: hand it to this thread for the restore,
+            # and release it afterwards (as its own ``with`` block does)
+            from threadpoolctl import OpenBLASController
+
+            clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+            if clear is not None and owner is not threading.current_thread():
+                clear(force=True)
             limiter.restore_original_limits()
+            if clear is not None:
+                clear()
 
 
 @contextlib.contextmanager

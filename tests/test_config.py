@@ -189,3 +189,34 @@ def test_blas_threads_setting_is_checked():
         del os.environ["MTGP_BLAS_THREADS"]
     assert config.float64(lambda: 3)() == 3  # the failed calls left nothing behind
     assert config._BLAS_DEPTH == 0
+
+
+def test_blas_scope_from_threads():
+    """The limit is process-wide (OpenBLAS's pool is): set by the first mtgp
+    call in progress, restored by the last one, whatever thread runs them."""
+    import threading
+
+
+    import scipy.linalg  # noqa: F401
+
+    def blas():
+        return sorted(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas")
+
+    before, seen = blas(), {}
+
+    def call(tag):
+        seen[tag] = config.float64(blas)()
+
+    for tag in ("main", "thread", "main again"):
+        if tag == "thread":
+            t = threading.Thread(target=call, args=(tag,))
+            t.start()
+            t.join()
+        else:
+            call(tag)
+        assert seen[tag] == [1] * len(before) and blas() == before, tag
+    config._blas_enter()  # entered in this thread, left last in another one
+    t = threading.Thread(target=config._blas_exit)
+    t.start()
+    t.join()
+    assert blas() == before and config._BLAS_DEPTH == 0
