@@ -196,8 +196,8 @@ def test_blas_scope_from_threads():
     call in progress, restored by the last one, whatever thread runs them."""
     import threading
 
-
     import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_info
 
     def blas():
         return sorted(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas")
