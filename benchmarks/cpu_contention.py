@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -73,6 +74,7 @@ def run_once(workload, variant, busy, timeout, calls):
         pat = re.compile(r"^(?:first|warm) ([0-9.]+) s$")
     loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     l0, t0 = _load(), time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the busy loops are reaped later: not counted
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(variant), timeout=timeout)
         out, status = r.stdout, ("ok" if r.returncode == 0 else f"rc={r.returncode}: {r.stderr[-300:]!r}")
@@ -80,12 +82,14 @@ def run_once(workload, variant, busy, timeout, calls):
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         status = f"killed at {timeout} s"
     finally:
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         for p in loops:
             p.kill()
             p.wait()
     times = [float(m.group(1)) for m in map(pat.match, out.splitlines()) if m]
+    cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     return dict(workload=workload, variant=variant, times=times, status=status,
-                wall=time.perf_counter() - t0, load=(l0, _load()))
+                wall=time.perf_counter() - t0, cpu=cpu, load=(l0, _load()))
 
 
 def main(argv=None):
@@ -115,7 +119,7 @@ def main(argv=None):
         t = r["times"]
         first = f"{t[0]:.2f}" if t else "-"
         rest = ", ".join(f"{x:.2f}" for x in t[1:]) or "-"
-        rows.append([r["workload"], LABEL[r["variant"]], r["run"], first, rest, f"{r['wall']:.1f}",
+        rows.append([r["workload"], LABEL[r["variant"]], r["run"], first, rest, f"{r['wall']:.1f}", f"{r['cpu']:.1f}",
                      f"{r['load'][0]:.1f} -> {r['load'][1]:.1f}", r["status"]])
     summary = []
     for workload in args.only.split(","):
@@ -130,7 +134,9 @@ def main(argv=None):
     extra = (f"{args.busy} busy-loop process(es) beside every run; reproducer: "
              "`benchmarks/xla_cpu_hang_repro.py estep 4` (swimmers E step, 4 size buckets, N = 994), "
              f"{args.calls} calls per process; swimmers: `mtgp.Magma(common_hp=True).fit` on the whole "
-             "data set, twice per process (first fit with compilation, then warm). Times in seconds. "
+             "data set, twice per process (first fit with compilation, then warm). Times in seconds; "
+             "the CPU time of the measured process (all its threads) next to its wall time shows "
+             "how much of the wall time it spent waiting for a core. "
              "Quiet-machine references (jax 0.12.0.1, 2 cores, docs/results/magma_scale_notes.md): "
              "reproducer 4.5 s first call, 0.50 s after; swimmers warm fit 20-21 s.")
     page = page_header("mtgp beside busy processes (CPU contention)", cmd=command_line(), quick=args.quick,
@@ -138,6 +144,7 @@ def main(argv=None):
     page += "\n## Summary\n\n" + md_table(["workload", "variant", "runs ok", "median first call / fit",
                                            "median later calls / warm fit", "max later", "load range"], summary)
     page += "\n\n## Every run\n\n" + md_table(["workload", "variant", "run", "first", "later", "process wall s",
+                                               "process CPU s (user + sys)",
                                                "load start -> end", "status"], rows) + "\n"
     path = out_dir(args.out) / "cpu_contention.md"
     path.write_text(page)

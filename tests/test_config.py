@@ -220,3 +220,27 @@ def test_blas_scope_from_threads():
     t.start()
     t.join()
     assert blas() == before and config._BLAS_DEPTH == 0
+
+
+def test_import_is_lazy(tmp_path):
+    """``import mtgp`` loads no heavy library; ``from mtgp import Magma``
+    loads JAX, pandas and tinygp but not plotting, scikit-learn or scipy's
+    spline fitting; the lazy names resolve and are listed."""
+    code = """
+        import json, sys
+        heavy = ("jax", "pandas", "matplotlib", "sklearn", "scipy.interpolate", "scipy.optimize", "tinygp")
+        loaded = lambda: sorted(m for m in heavy if m in sys.modules)
+        import mtgp
+        after_import = loaded()
+        names = sorted(n for n in mtgp.__all__ if n not in dir(mtgp))
+        from mtgp import Magma
+        after_magma = loaded()
+        resolved = all(getattr(mtgp, n) is not None for n in mtgp.__all__)
+        print(json.dumps({"after_import": after_import, "after_magma": after_magma, "missing_from_dir": names,
+                          "resolved": resolved, "magma": Magma is mtgp.magma.Magma,
+                          "simulate_is_function": callable(mtgp.simulate) and not hasattr(mtgp.simulate, "__path__")}))
+    """
+    res, _ = _run(code, tmp_path)
+    assert res["after_import"] == []
+    assert res["after_magma"] == ["jax", "pandas", "tinygp"]
+    assert res["missing_from_dir"] == [] and res["resolved"] and res["magma"] and res["simulate_is_function"]
