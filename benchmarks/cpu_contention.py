@@ -102,12 +102,20 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=300.0, help="per process (s)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--from-log", default=None, nargs="+",
+                    help="write the page from the JSON lines that earlier runs printed (no new runs)")
     args = ap.parse_args(argv)
     if args.quick:
         args.runs, args.busy, args.only, args.calls = 1, 1, "repro", 2
     t_start = time.perf_counter()
     res = []
-    for workload in args.only.split(","):
+    if args.from_log:
+        for path in args.from_log:
+            with open(path) as f:
+                res += [json.loads(line) for line in f if line.startswith("{")]
+        args.only = ",".join(dict.fromkeys(r["workload"] for r in res))
+        args.variants = ",".join(dict.fromkeys(r["variant"] for r in res))
+    for workload in args.only.split(",") if not args.from_log else ():
         for run in range(args.runs):
             for variant in args.variants.split(","):
                 r = run_once(workload, variant, args.busy, args.timeout, args.calls)
@@ -119,7 +127,8 @@ def main(argv=None):
         t = r["times"]
         first = f"{t[0]:.2f}" if t else "-"
         rest = ", ".join(f"{x:.2f}" for x in t[1:]) or "-"
-        rows.append([r["workload"], LABEL[r["variant"]], r["run"], first, rest, f"{r['wall']:.1f}", f"{r['cpu']:.1f}",
+        cpu = f"{r['cpu']:.1f}" if "cpu" in r else "-"
+        rows.append([r["workload"], LABEL[r["variant"]], r["run"], first, rest, f"{r['wall']:.1f}", cpu,
                      f"{r['load'][0]:.1f} -> {r['load'][1]:.1f}", r["status"]])
     summary = []
     for workload in args.only.split(","):
@@ -140,7 +149,7 @@ def main(argv=None):
              "Quiet-machine references (jax 0.12.0.1, 2 cores, docs/results/magma_scale_notes.md): "
              "reproducer 4.5 s first call, 0.50 s after; swimmers warm fit 20-21 s.")
     page = page_header("mtgp beside busy processes (CPU contention)", cmd=command_line(), quick=args.quick,
-                       extra=extra, elapsed=time.perf_counter() - t_start)
+                       extra=extra, elapsed=None if args.from_log else time.perf_counter() - t_start)
     page += "\n## Summary\n\n" + md_table(["workload", "variant", "runs ok", "median first call / fit",
                                            "median later calls / warm fit", "max later", "load range"], summary)
     page += "\n\n## Every run\n\n" + md_table(["workload", "variant", "run", "first", "later", "process wall s",
