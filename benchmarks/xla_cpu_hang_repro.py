@@ -18,6 +18,18 @@ LAPACK kernels (``strings jaxlib/cpu/_lapack.so | c++filt | grep
 'Kernel(xla::ffi::ThreadPool'`` finds 16 Cholesky variants in 0.10.0, none
 in 0.9.2), so mtgp requires jax < 0.10: with jaxlib 0.9.2 the full swimmers
 E step and fits complete (docs/results/magma_scale_notes.md).
+
+Stall under CPU contention (jaxlib 0.9-0.12, docs/results/magma_scale_notes.md,
+"Stall under CPU contention"): with other processes busy on the cores, calls
+took 1.5-40 s instead of 0.5 s, because jaxlib's LAPACK kernels call scipy's
+multi-threaded OpenBLAS whose spin-waiting helper threads starve. mtgp's
+public methods limit the BLAS threads (``mtgp.config.blas_scope``); this
+script runs its calls in the same scope (``mtgp.config.compute_scope``), so
+
+    MTGP_BLAS_THREADS=off python benchmarks/xla_cpu_hang_repro.py estep 4   # without the limit
+    python benchmarks/xla_cpu_hang_repro.py estep 4 5                       # with it, 5 calls
+
+``benchmarks/cpu_contention.py`` runs both beside busy-loop processes.
 """
 
 import sys
@@ -37,6 +49,7 @@ from mtgp.data import bucket_individuals, pooled_grid, to_individuals
 from mtgp.kernels import SE
 
 what, nb = sys.argv[1], int(sys.argv[2])
+ncalls = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 df = mtgp.datasets.load_swimmers().drop(columns="Gender")
 inds = to_individuals(df)
 grid, splits = pooled_grid(inds)
@@ -61,11 +74,12 @@ def stats(theta):
     return ll
 
 
-for call in range(3):
+for call in range(ncalls):
     t = time.perf_counter()
-    if what == "stats":
-        v = float(stats(theta))
-    else:
-        v = float(core.e_step_jit(core.MagmaStatic(ski, ski, True), core.MagmaParams(k.init_params(), theta),
-                                  core.MagmaData.from_buckets(pad, grid, np.zeros(N))).loglik)
+    with mtgp.config.compute_scope():  # as every public method of mtgp (BLAS threads limited)
+        if what == "stats":
+            v = float(stats(theta))
+        else:
+            v = float(core.e_step_jit(core.MagmaStatic(ski, ski, True), core.MagmaParams(k.init_params(), theta),
+                                      core.MagmaData.from_buckets(pad, grid, np.zeros(N))).loglik)
     print(what, call, v, f"{time.perf_counter() - t:.2f} s", flush=True)

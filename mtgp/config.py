@@ -6,6 +6,10 @@ variable, no XLA flag, no global JAX option, no file. Instead:
 * every mtgp computation runs in float64 inside :func:`float64` (a scoped
   ``jax_enable_x64``), whatever the global setting; the public methods of the
   estimators enter it themselves;
+* inside the same scope the BLAS/LAPACK thread pools (OpenBLAS of numpy and
+  scipy; jaxlib's CPU LAPACK kernels call scipy's) run ``blas_threads``
+  threads, 1 unless set (:func:`blas_scope`), and get the user's setting back
+  on the way out;
 * numerical settings are read from :func:`get` and changed for a block of
   code with :func:`settings` (a context manager, thread- and task-local)::
 
@@ -23,8 +27,10 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import operator
 import os
 import tempfile
+import threading
 from typing import Optional
 
 import jax
@@ -40,11 +46,16 @@ class Settings:
     jitter_max_tries : how many times the jitter is grown before giving up.
     compile_cache_size : how many compiled programs
         :func:`mtgp.compile.cached_jit` keeps (least recently used dropped).
+    blas_threads : threads of the BLAS/LAPACK libraries (as threadpoolctl
+        sees them) while an mtgp method runs (:func:`blas_scope`): an int
+        >= 1, 0 to leave them alone, or None (default): ``$MTGP_BLAS_THREADS``
+        if set (an int, or ``off``), else 1.
     """
 
     jitter: float = 1e-10
     jitter_max_tries: int = 10
     compile_cache_size: int = 512
+    blas_threads: Optional[int] = None
 
 
 _SETTINGS: contextvars.ContextVar = contextvars.ContextVar("mtgp_settings", default=Settings())
@@ -90,16 +101,127 @@ def float64_scope():
         yield
 
 
+# ---------------------------------------------------------------- BLAS threads
+# Why (docs/results/magma_scale_notes.md, "Stall under CPU contention"):
+# jaxlib's CPU LAPACK kernels (Cholesky, triangular solves, ...) call
+# scipy's LAPACK, i.e. scipy's OpenBLAS, from inside XLA's intra-op worker
+# threads. On a pooled grid of ~1000 points dpotrf/dtrsm go multi-threaded,
+# and OpenBLAS's helper threads spin-wait for each other: when the CPU is
+# shared (other processes, XLA's own workers) a descheduled helper stalls
+# the whole call for seconds. One BLAS thread per call (XLA already runs
+# independent kernels in parallel) removes the stall and costs nothing on a
+# quiet machine.
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_DEPTH = 0  # mtgp calls in progress in this process (all threads)
+_BLAS_LIMITER = None  # the threadpoolctl limiter of the outermost call
+_LAPACK_LOADED = False
+
+
+def _blas_threads_wanted() -> int:
+    """Threads for this call: :class:`Settings`.blas_threads, else
+    ``$MTGP_BLAS_THREADS`` (read here, at each call), else 1; 0 = leave alone."""
+    n = get().blas_threads
+    if n is None:
+        env = os.environ.get("MTGP_BLAS_THREADS")
+        if env is None or not env.strip():
+            return 1
+        if env.strip().lower() in _DISABLED:
+            return 0
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"MTGP_BLAS_THREADS must be a number of threads (>= 1) or 'off', "
+                             f"got {env!r}") from None
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        n = operator.index(n)
+    except TypeError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"blas_threads must be an int >= 0 (0: leave BLAS alone), got {get().blas_threads!r}")
+    return n
+
+
+def _blas_enter() -> None:
+    global _BLAS_DEPTH, _BLAS_LIMITER, _LAPACK_LOADED
+    n = _blas_threads_wanted()  # outside the lock: may raise
+    with _BLAS_LOCK:
+        _BLAS_DEPTH += 1
+        if _BLAS_DEPTH > 1 or n == 0:
+            return
+        try:
+            if not _LAPACK_LOADED:
+                # jaxlib loads scipy's LAPACK (and its OpenBLAS) at its first
+                # linear-algebra call: load it now so that the limit reaches it
+                import scipy.linalg.cython_lapack  # noqa: F401
+
+                _LAPACK_LOADED = True
+            from threadpoolctl import threadpool_limits
+
+            _BLAS_LIMITER = (threadpool_limits(limits=n, user_api="blas"), threading.current_thread())
+        except BaseException:
+            _BLAS_DEPTH -= 1
+            raise
+
+
+def _blas_exit() -> None:
+    global _BLAS_DEPTH, _BLAS_LIMITER
+    with _BLAS_LOCK:
+        _BLAS_DEPTH -= 1
+        if _BLAS_DEPTH == 0 and _BLAS_LIMITER is not None:
+            (limiter, owner), _BLAS_LIMITER = _BLAS_LIMITER, None
+            # threadpoolctl >= 3.6 lets one thread at a time set OpenBLAS's
+            # (process-wide) pool: hand it to this thread for the restore,
+            # and release it afterwards (as its own ``with`` block does)
+            from threadpoolctl import OpenBLASController
+
+            clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+            if clear is not None and owner is not threading.current_thread():
+                clear(force=True)
+            limiter.restore_original_limits()
+            if clear is not None:
+                clear()
+
+
+@contextlib.contextmanager
+def blas_scope():
+    """Run the block with the BLAS/LAPACK thread pools limited to
+    ``blas_threads`` (see :class:`Settings`; threadpoolctl's
+    ``threadpool_limits(user_api="blas")``) and restore the previous numbers
+    of threads afterwards. Nested and concurrent mtgp calls share the
+    outermost call's limit; it is restored when the last one leaves."""
+    _blas_enter()
+    try:
+        yield
+    finally:
+        _blas_exit()
+
+
+@contextlib.contextmanager
+def compute_scope():
+    """:func:`float64_scope` and :func:`blas_scope` together: the scope of
+    every public numerical entry point of mtgp."""
+    with float64_scope(), blas_scope():
+        yield
+
+
 def float64(fn):
-    """Decorator: run ``fn`` inside :func:`float64_scope` (every public
-    numerical entry point of mtgp is wrapped in it)."""
+    """Decorator: run ``fn`` inside :func:`compute_scope` (float64 and the
+    BLAS thread limit; every public numerical entry point of mtgp is wrapped
+    in it)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if jax.config.jax_enable_x64:
-            return fn(*args, **kwargs)
-        with _x64_context():
-            return fn(*args, **kwargs)
+        _blas_enter()
+        try:
+            if jax.config.jax_enable_x64:
+                return fn(*args, **kwargs)
+            with _x64_context():
+                return fn(*args, **kwargs)
+        finally:
+            _blas_exit()
 
     return wrapper
 

@@ -125,3 +125,122 @@ def test_float64_scope_without_the_global_flag():
             assert jnp.asarray(1.0).dtype == jnp.float64
         assert config.float64(lambda: jnp.asarray(1.0).dtype)() == jnp.float64
         assert jnp.asarray(1.0).dtype == jnp.float32
+
+
+BLAS = """
+    import json, os
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return sorted((d["filepath"], d["num_threads"]) for d in threadpool_info() if d["user_api"] == "blas")
+
+    start = blas()
+    import mtgp
+    after_import = blas()
+    import scipy.linalg  # the OpenBLAS that jaxlib's LAPACK kernels call (and numpy's)
+    before = blas()
+    seen = []
+    from mtgp.kernels import SE
+
+    class Spy(SE):  # evaluated inside Magma.fit: records the BLAS threads there
+        def evaluate(self, params, X1, X2):
+            seen.append(blas())
+            return super().evaluate(params, X1, X2)
+
+    s = mtgp.simulate(n_individuals=4, n_points=8, seed=0)
+    m = mtgp.Magma(Spy(), Spy(), max_iter=2).fit(s.data)
+    after_fit = blas()
+    with mtgp.config.settings(blas_threads=0):
+        seen0 = len(seen)
+        other = mtgp.simulate(n_individuals=3, n_points=5, seed=1).data  # new shapes: traced again
+        mtgp.Magma(Spy(), Spy(), max_iter=1).fit(other)
+        inside_off = seen[seen0:]
+    os.environ["MTGP_BLAS_THREADS"] = "2"
+    seen1 = len(seen)
+    m.predict(s.data[s.data.ID == "ID1"])
+    inside_env = seen[seen1:]
+    print(json.dumps({"start": start, "after_import": after_import, "before": before, "inside": seen[:seen0],
+                      "after_fit": after_fit, "inside_off": inside_off, "inside_env": inside_env,
+                      "after": blas()}))
+"""
+
+
+def test_blas_threads_are_scoped_to_mtgp_calls(tmp_path):
+    """Inside fit/predict the BLAS pools run ``blas_threads`` threads (1 by
+    default); the user's numbers are back afterwards; import changes none."""
+    res, _ = _run(BLAS, tmp_path)
+    before = res["before"]
+    assert all(lib in before for lib in res["after_import"])  # libraries loaded, thread numbers untouched
+    assert before and res["after_fit"] == before and res["after"] == before
+    assert res["inside"] and all(n == 1 for seen in res["inside"] for _, n in seen)
+    assert res["inside_off"] and all(seen == before for seen in res["inside_off"])  # blas_threads=0: left alone
+    assert res["inside_env"] and all(n == 2 for seen in res["inside_env"] for _, n in seen)
+
+
+def test_blas_threads_setting_is_checked():
+    with config.settings(blas_threads=-1):
+        with pytest.raises(ValueError, match="blas_threads"):
+            config.float64(lambda: None)()
+    os.environ["MTGP_BLAS_THREADS"] = "many"
+    try:
+        with pytest.raises(ValueError, match="MTGP_BLAS_THREADS"):
+            config.float64(lambda: None)()
+    finally:
+        del os.environ["MTGP_BLAS_THREADS"]
+    assert config.float64(lambda: 3)() == 3  # the failed calls left nothing behind
+    assert config._BLAS_DEPTH == 0
+
+
+def test_blas_scope_from_threads():
+    """The limit is process-wide (OpenBLAS's pool is): set by the first mtgp
+    call in progress, restored by the last one, whatever thread runs them."""
+    import threading
+
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return sorted(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas")
+
+    before, seen = blas(), {}
+
+    def call(tag):
+        seen[tag] = config.float64(blas)()
+
+    for tag in ("main", "thread", "main again"):
+        if tag == "thread":
+            t = threading.Thread(target=call, args=(tag,))
+            t.start()
+            t.join()
+        else:
+            call(tag)
+        assert seen[tag] == [1] * len(before) and blas() == before, tag
+    config._blas_enter()  # entered in this thread, left last in another one
+    t = threading.Thread(target=config._blas_exit)
+    t.start()
+    t.join()
+    assert blas() == before and config._BLAS_DEPTH == 0
+
+
+def test_import_is_lazy(tmp_path):
+    """``import mtgp`` loads no heavy library; ``from mtgp import Magma``
+    loads JAX, pandas and tinygp but not plotting, scikit-learn or scipy's
+    spline fitting; the lazy names resolve and are listed."""
+    code = """
+        import json, sys
+        heavy = ("jax", "pandas", "matplotlib", "sklearn", "scipy.interpolate", "scipy.optimize", "tinygp")
+        loaded = lambda: sorted(m for m in heavy if m in sys.modules)
+        import mtgp
+        after_import = loaded()
+        names = sorted(n for n in mtgp.__all__ if n not in dir(mtgp))
+        from mtgp import Magma
+        after_magma = loaded()
+        resolved = all(getattr(mtgp, n) is not None for n in mtgp.__all__)
+        print(json.dumps({"after_import": after_import, "after_magma": after_magma, "missing_from_dir": names,
+                          "resolved": resolved, "magma": Magma is mtgp.magma.Magma,
+                          "simulate_is_function": callable(mtgp.simulate) and not hasattr(mtgp.simulate, "__path__")}))
+    """
+    res, _ = _run(code, tmp_path)
+    assert res["after_import"] == []
+    assert res["after_magma"] == ["jax", "pandas", "tinygp"]
+    assert res["missing_from_dir"] == [] and res["resolved"] and res["magma"] and res["simulate_is_function"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy.interpolate import make_lsq_spline
 
 from ..data import to_individuals
 from ..distributions import Prediction
@@ -82,6 +81,8 @@ class GPFDA(Estimator):
         lo, hi = distinct[0], distinct[-1]
         interior = np.quantile(distinct, np.linspace(0, 1, n_interior + 2)[1:-1]) if n_interior else []
         t = np.r_[[lo] * (k + 1), interior, [hi] * (k + 1)]
+        from scipy.interpolate import make_lsq_spline  # ~0.5 s at import: loaded when a GPFDA is fitted
+
         self.spline_ = make_lsq_spline(x, y, t, k=k)
         self.knots_ = t
         self.input_columns_ = list(inds.input_columns)

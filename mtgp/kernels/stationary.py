@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+# imported with the kernels, not at first use: importing tinygp imports
+# equinox, which adds configuration values to JAX's tracing context, so that
+# every program traced before it (eager ops included) would be compiled again
 from tinygp import kernels as tgk
 
 from .base import _Leaf, register

@@ -22,7 +22,6 @@ Programs are cached (:func:`mtgp.compile.cached_jit`) under the caller's
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import jax
@@ -30,35 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .. import config
 from ..compile import cached_jit
 from . import core
 from .core import OptimResult
 
 __all__ = ["minimize_host", "minimize_flat", "flat_value_and_grad", "batched_minimize_host"]
-
-
-def _blas_controller():
-    """A cached :class:`threadpoolctl.ThreadpoolController` (None without
-    threadpoolctl): scipy's L-BFGS-B calls BLAS/LAPACK on vectors of a few
-    entries, and OpenBLAS' worker threads cost ~5 ms per call on a busy
-    machine (50x the work itself), so each L-BFGS-B run limits them to one,
-    for its own duration only (nothing global changes)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _CONTROLLER = ThreadpoolController()
-        except Exception:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            _CONTROLLER = False
-    return _CONTROLLER or None
-
-
-_CONTROLLER = None
-
-
-def _single_blas_thread():
-    ctrl = _blas_controller()
-    return ctrl.limit(limits=1, user_api="blas") if ctrl is not None else contextlib.nullcontext()
 
 
 def flat_value_and_grad(key, objective: Callable, x0, args=()):
@@ -103,7 +79,9 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
 
     Each evaluation is one compiled program on the flat vector
     (:func:`flat_value_and_grad`) and one transfer back; L-BFGS-B runs with
-    one BLAS thread (see :func:`_blas_controller`).
+    ``mtgp.config.blas_scope`` (one BLAS thread by default: scipy's
+    L-BFGS-B calls BLAS on vectors of a few entries, where OpenBLAS' worker
+    threads cost ~5 ms per call on a busy machine, 50x the work itself).
     """
     vg, arg_leaves, flat0, unravel = flat_value_and_grad(key, objective, x0, args)
     res = minimize_flat(lambda x: np.asarray(vg(x, *arg_leaves)), flat0, max_iter=max_iter, tol=tol,
@@ -141,7 +119,7 @@ def minimize_flat(fun: Callable, flat0: np.ndarray, max_iter: int = 100, tol: fl
     f(flat0)
     if best[2] is None:
         return None
-    with _single_blas_thread():
+    with config.blas_scope():
         res = so.minimize(f, flat0, jac=True, method="L-BFGS-B",
                           options=dict(maxiter=int(max_iter), gtol=float(tol), ftol=float(ftol), maxcor=10,
                                        maxls=int(max_linesearch)))
