@@ -14,24 +14,26 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .exceptions import DataError, DegenerateOutputsWarning, JitterWarning
+from .exceptions import DataError, DegenerateOutputsWarning, JitterWarning, ModelFileError
 from .simulate import SimulatedData, simulate  # the function shadows its module's name: bound here
 
 __version__ = "0.2.0.dev0"
 
 __all__ = [
-    "Magma", "MagmaClust", "GP", "GPFDA", "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP",
-    "Prediction", "MultiOutputPrediction", "DataError", "NotFittedError", "JitterWarning",
-    "DegenerateOutputsWarning", "simulate", "SimulatedData", "backends", "config", "datasets",
-    "kernels", "metrics", "multioutput", "testing", "__version__",
+    "Magma", "MagmaClust", "select_n_clusters", "GP", "GPFDA", "CoolMTGP", "IndependentGPs", "ICM",
+    "StructuredNoiseMTGP", "Prediction", "MultiOutputPrediction", "MixtureOfGaussians", "DataError",
+    "ModelFileError", "NotFittedError", "JitterWarning", "DegenerateOutputsWarning", "simulate",
+    "SimulatedData", "backends", "config", "datasets", "kernels", "metrics", "multioutput", "plotting",
+    "testing", "__version__",
 ]
 
 # name -> submodule that defines it (imported on first access)
 _LAZY_NAMES = {
-    "Magma": "magma", "MagmaClust": "magmaclust", "GP": "gp", "GPFDA": "gp",
+    "Magma": "magma", "MagmaClust": "magmaclust", "select_n_clusters": "magmaclust", "GP": "gp", "GPFDA": "gp",
     "CoolMTGP": "multioutput", "IndependentGPs": "multioutput", "ICM": "multioutput",
     "StructuredNoiseMTGP": "multioutput",
     "Prediction": "distributions", "MultiOutputPrediction": "distributions",
+    "MixtureOfGaussians": "distributions",
     "NotFittedError": "exceptions",  # created on first use (see mtgp.exceptions)
 }
 # submodules reachable as attributes without an explicit import
@@ -42,12 +44,12 @@ _SUBMODULES = frozenset({
 })
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the eager imports
-    from . import backends, config, datasets, kernels, metrics, multioutput, testing  # noqa: F401
-    from .distributions import MultiOutputPrediction, Prediction  # noqa: F401
+    from . import backends, config, datasets, kernels, metrics, multioutput, plotting, testing  # noqa: F401
+    from .distributions import MixtureOfGaussians, MultiOutputPrediction, Prediction  # noqa: F401
     from .exceptions import NotFittedError  # noqa: F401
     from .gp import GP, GPFDA  # noqa: F401
     from .magma import Magma  # noqa: F401
-    from .magmaclust import MagmaClust  # noqa: F401
+    from .magmaclust import MagmaClust, select_n_clusters  # noqa: F401
     from .multioutput import ICM, CoolMTGP, IndependentGPs, StructuredNoiseMTGP  # noqa: F401
 
 
