@@ -19,7 +19,10 @@ class Backend:
     def e_step_sums(self, handle, static, theta, m0=None, weights=None):
         raise NotImplementedError
 
-    def individual_m_step(self, handle, static, theta, post):
+    def individual_m_step(self, handle, static, theta, post, weights=None):
+        raise NotImplementedError
+
+    def responsibility_terms(self, handle, static, theta, post):
         raise NotImplementedError
 
     def __repr__(self):
@@ -42,15 +45,23 @@ class Local(Backend):
             data = data.with_weights(weights)
         return nx.e_step_sums_jit(static, theta, data)
 
-    def individual_m_step(self, handle, static, theta, post):
+    def individual_m_step(self, handle, static, theta, post, weights=None):
         """Props. 2/3 with the host-driven L-BFGS drivers of
         :mod:`mtgp.optim`: one joint problem (Common HP) or, per bucket, M_b
         independent problems in lock-step (Different HP). Each compiled
-        program is one objective evaluation or one batched iteration."""
+        program is one objective evaluation or one batched iteration.
+        With ``weights`` (MagmaClust), the same objectives at the
+        tau-weighted expected scatters of
+        :func:`mtgp.magmaclust.numerics.mixture_moments`."""
         from ..magma import numerics as nx
 
         data = handle
-        moments = nx.posterior_at_individuals(post, data.idx)
+        if weights is None:
+            moments = nx.posterior_at_individuals(post, data.idx)
+        else:
+            from ..magmaclust.numerics import mixture_moments
+
+            moments = mixture_moments(data, post, jnp.asarray(weights))
         if static.common:
             return minimize_host(("magma-common", static.ki), nx.common_objective(static.ki), theta,
                                  (data.X, data.y, data.mask, moments), max_iter=static.max_iter).params
@@ -60,6 +71,11 @@ class Local(Backend):
                                         max_iter=static.max_iter, tol=nx.INDIVIDUAL_GTOL).params
             theta = nx.put_rows(theta, rows, new)
         return theta
+
+    def responsibility_terms(self, handle, static, theta, post):
+        from ..magmaclust.numerics import expected_terms
+
+        return expected_terms(static.ki, bool(static.common), theta, handle, post)
 
 
 def resolve_backend(backend) -> Backend:

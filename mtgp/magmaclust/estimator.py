@@ -21,7 +21,7 @@ import pandas as pd
 from jax.flatten_util import ravel_pytree
 
 from .. import config
-from ..backends import Local
+from ..backends import resolve_backend
 from ..base import Estimator
 from ..data import as_inputs, bucket_individuals, pooled_grid, to_individuals
 from ..distributions import MixtureOfGaussians, Prediction
@@ -79,6 +79,11 @@ class MagmaClust(Estimator):
         package's rule, robust to poor initial HPs).
     m_step_max_iter : L-BFGS iterations per M-step problem.
     input_columns, buckets : as :class:`mtgp.Magma`.
+    backend : None or an :class:`mtgp.backends.Backend`: where the
+        per-individual work runs (the weighted E-step sums of each cluster,
+        the responsibilities' terms, the individual M step); None:
+        :class:`~mtgp.backends.Local`, this process. Same results on every
+        backend.
 
     Attributes (after fit)
     ----------------------
@@ -102,7 +107,8 @@ class MagmaClust(Estimator):
                  shared_individual_hp: bool = True, noise: float = 1.0, prior_mean=0.0,
                  max_iter: int = 25, tol: float = 1e-3, n_init: int = 1, random_state=None,
                  init_responsibilities=None, freeze_first: bool = True, m_step_max_iter: int = 50,
-                 input_columns: Optional[Sequence[str]] = None, buckets: Optional[int] = 4):
+                 input_columns: Optional[Sequence[str]] = None, buckets: Optional[int] = 4,
+                 backend=None):
         self.n_clusters = n_clusters
         self.mean_kernel = mean_kernel
         self.individual_kernel = individual_kernel
@@ -119,6 +125,7 @@ class MagmaClust(Estimator):
         self.m_step_max_iter = m_step_max_iter
         self.input_columns = input_columns
         self.buckets = buckets
+        self.backend = backend
 
     # ------------------------------------------------------------ helpers
     def _check_params(self):
@@ -196,7 +203,7 @@ class MagmaClust(Estimator):
         if M < K:
             raise DataError(f"n_clusters = {K} exceeds the number of individuals ({M})")
         grid, buckets, prior, data_, static = self._layout(inds, k0, ki)
-        backend = Local()
+        backend = resolve_backend(self.backend)
         handle = backend.prepare(data_)
         params0 = self._initial_params(k0, ki, K, M)
         best, per_start = None, []
