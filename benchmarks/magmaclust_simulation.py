@@ -267,7 +267,7 @@ def report(df, args, wall, folder, quick, out):
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     extra = (f"**{n} data sets** (seeds {int(df.seed.min())}..{int(df.seed.max())}) of the paper's scheme "
              f"(M = {args.M} training individuals, N = 30 common inputs, K = {args.K}, H_oo; "
-             "`simulate_clusters` in the script), "
+             "`simulate_clusters` in the script). "
              + ("not the paper's 100: the run was limited by the time available on a 2-core machine shared "
                 "with other jobs; rerun the same command to add data sets (per-data-set cache). "
                 if n < 100 and not quick else "")
