@@ -86,13 +86,7 @@ def fit(train, K, tol):
 def group_data(df, spec, group, seed, n_train, n_test):
     d = df if spec["group"] is None else df[df[spec["group"]] == group].drop(columns=[spec["group"]])
     d = d[["ID", "Input", "Output"]]
-    tr, te = R.split_ids(d.ID.unique(), seed)
-    split = (len(tr), len(te))
-    rng = np.random.default_rng(seed + 1)
-    if n_train is not None and n_train < len(tr):
-        tr = sorted(rng.choice(tr, n_train, replace=False))
-    if n_test is not None and n_test < len(te):
-        te = sorted(rng.choice(te, n_test, replace=False))
+    tr, te, split = R.capped_split(d.ID.unique(), seed, n_train, n_test)
     tests = [obs_test(d[d.ID == i]) for i in te]
     return d[d.ID.isin(tr)], te, tests, split
 
