@@ -78,6 +78,15 @@ def _init(d):
             "lengthscale": max((d["X"].max() - d["X"].min()) / 5.0, 1e-2), "noise": 0.05 * var}
 
 
+def _fits(files):
+    """The fits of one worker: the first file twice (cold, then warm), then
+    the others; yields (file, data, M, N, initial HPs)."""
+    for f in [files[0]] + list(files):
+        d = dict(np.load(f))
+        M, N = d["X"].shape
+        yield f, d, M, N, _init(d)
+
+
 def _worker_mtgp(files):
     sys.path.insert(0, str(ROOT))
     import warnings
@@ -88,10 +97,7 @@ def _worker_mtgp(files):
     from mtgp.kernels import SE
 
     out = []
-    for k, f in enumerate([files[0]] + list(files)):
-        d = dict(np.load(f))
-        M, N = d["X"].shape
-        h = _init(d)
+    for f, d, M, N, h in _fits(files):
         t, c = time.perf_counter(), time.process_time()
         df = pd.DataFrame({"ID": np.repeat([f"ID{i + 1}" for i in range(M)], N), "Input": d["X"].ravel(),
                            "Output": d["Y"].ravel()})
@@ -125,10 +131,7 @@ def _worker_mimosa(files):
     cfg = ModelConfig(shared_task_hps=True, shared_cluster_hps=True, cluster_specific_task_hps=False,
                       isotopic_tasks=True)
     out = []
-    for k, f in enumerate([files[0]] + list(files)):
-        d = dict(np.load(f))
-        M, N = d["X"].shape
-        h = _init(d)
+    for f, d, M, N, h in _fits(files):
         t, c = time.perf_counter(), time.process_time()
         train = Dataset(inputs=jnp.asarray(d["X"][:1, :, None]), outputs=jnp.asarray(d["Y"][:, :, None]))
         grid = UnionGrid(train.inputs)
