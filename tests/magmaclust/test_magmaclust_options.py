@@ -10,7 +10,6 @@ import pytest
 
 import mtgp
 from mtgp.backends import Local
-from mtgp.kernels import SE
 
 from test_magmaclust_api import two_groups  # noqa: E402 (rootdir-less test folder)
 
