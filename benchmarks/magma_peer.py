@@ -261,43 +261,64 @@ def worker(argv):
 def find_python312():
     cands = [shutil.which("python3.12")]
     cands += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
-    for c in cands:
-        if c and os.access(c, os.X_OK):
+    for c in cands:  # a pyenv shim may exist and still fail: run it
+        if c and os.access(c, os.X_OK) and subprocess.run([c, "-c", "pass"], env=_ENV0,
+                                                           capture_output=True).returncode == 0:
             return c
     return None
+
+
+def ensure_venv(venv, package, check, create=True, env=None):
+    """A Python >= 3.12 virtualenv ``venv`` with ``package`` (a pip
+    requirement) installed, created on first use with ``python3.12 -m venv``
+    and pip (shared by the peer benchmarks). ``check`` is Python code run by
+    the venv's interpreter that prints the installed version. Returns
+    (python, version, note); python is None when the venv cannot be used."""
+    env = _ENV0 if env is None else env
+    venv = Path(venv)
+    py = venv / "bin" / "python"
+    if not py.exists():
+        if not create:
+            return None, None, f"no venv {venv}"
+        base = find_python312()
+        if base is None:
+            return None, None, f"no python3.12 found to create {venv}"
+        print(f"creating {venv} with {base} and installing {package} ...", flush=True)
+        try:
+            subprocess.run([base, "-m", "venv", str(venv)], check=True, env=env)
+            r = subprocess.run([str(py), "-m", "pip", "install", "-q", package], env=env,
+                               capture_output=True, text=True, timeout=900)
+        except (subprocess.SubprocessError, OSError) as e:
+            return None, None, f"could not create {venv}: {e}"
+        if r.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            return None, None, "pip install failed: " + (r.stderr or r.stdout).strip()[-500:]
+    return check_python(str(py), check, env)
+
+
+def check_python(path, check, env=None):
+    """(path, version, note) if ``path`` runs ``check`` (which prints the
+    peer's version), else (None, None, why)."""
+    try:
+        r = subprocess.run([path, "-c", check], env=_ENV0 if env is None else env, capture_output=True, text=True)
+    except OSError as e:
+        return None, None, f"cannot run {path}: {e}"
+    if r.returncode != 0:
+        return None, None, f"{path} cannot import the peer: " + r.stderr.strip()[-300:]
+    return path, r.stdout.strip(), ""
 
 
 def peer_python(path=None, create=True):
     """The interpreter that runs the peer: --peer-python, else the venv
     benchmarks/.peer-venv (created on first use). Returns (python, note);
     python is None when the peer cannot be run."""
+    check = "import MagmaClustPy, importlib.metadata as m; print(m.version('magma-py-minimal'))"
     if path is None:
-        py = DEFAULT_VENV / "bin" / "python"
-        if not py.exists():
-            if not create:
-                return None, "no peer venv"
-            base = find_python312()
-            if base is None:
-                return None, "no python3.12 found to create the peer's venv"
-            print(f"creating {DEFAULT_VENV} with {base} and installing {PEER_PACKAGE} ...", flush=True)
-            try:
-                subprocess.run([base, "-m", "venv", str(DEFAULT_VENV)], check=True, env=_ENV0)
-                r = subprocess.run([str(py), "-m", "pip", "install", "-q", PEER_PACKAGE], env=_ENV0,
-                                   capture_output=True, text=True, timeout=900)
-            except (subprocess.SubprocessError, OSError) as e:
-                return None, f"could not create the peer's venv: {e}"
-            if r.returncode != 0:
-                shutil.rmtree(DEFAULT_VENV, ignore_errors=True)
-                return None, "pip install failed: " + (r.stderr or r.stdout).strip()[-500:]
-        path = str(py)
-    try:
-        r = subprocess.run([path, "-c", "import MagmaClustPy, importlib.metadata as m; "
-                            "print(m.version('magma-py-minimal'))"], env=_ENV0, capture_output=True, text=True)
-    except OSError as e:
-        return None, f"cannot run {path}: {e}"
-    if r.returncode != 0:
-        return None, f"{path} cannot import MagmaClustPy: " + r.stderr.strip()[-300:]
-    version = r.stdout.strip()
+        path, version, note = ensure_venv(DEFAULT_VENV, PEER_PACKAGE, check, create=create)
+    else:
+        path, version, note = check_python(path, check)
+    if path is None:
+        return None, note
     if version != PEER_PACKAGE.split("==")[1]:
         print(f"warning: the workarounds were written for {PEER_PACKAGE}, found {version}", flush=True)
     return path, f"magma-py-minimal {version} ({path})"

@@ -63,6 +63,19 @@ def split_ids(ids, seed, frac_train=0.6):
     return list(ids[perm[:n_tr]]), list(ids[perm[n_tr:]])
 
 
+def capped_split(ids, seed, n_train=None, n_test=None):
+    """:func:`split_ids`, then random subsets of at most ``n_train`` /
+    ``n_test`` individuals; returns (train ids, test ids, sizes of the split)."""
+    tr_ids, te_ids = split_ids(ids, seed)
+    n_split = (len(tr_ids), len(te_ids))
+    rng = np.random.default_rng(seed + 1)
+    if n_train is not None and n_train < len(tr_ids):
+        tr_ids = list(rng.choice(tr_ids, n_train, replace=False))
+    if n_test is not None and n_test < len(te_ids):
+        te_ids = list(rng.choice(te_ids, n_test, replace=False))
+    return tr_ids, te_ids, n_split
+
+
 def obs_test(d):
     d = d.sort_values("Input")
     n_obs = int(np.floor(0.8 * len(d)))
@@ -89,13 +102,7 @@ def _beat():
 
 def run_group(df, spec, group, seed, n_train=None, n_test=None, progress=True):
     d = df[df[spec["group"]] == group].drop(columns=[spec["group"]])
-    tr_ids, te_ids = split_ids(d.ID.unique(), seed)
-    n_split = (len(tr_ids), len(te_ids))
-    rng = np.random.default_rng(seed + 1)
-    if n_train is not None and n_train < len(tr_ids):
-        tr_ids = list(rng.choice(tr_ids, n_train, replace=False))
-    if n_test is not None and n_test < len(te_ids):
-        te_ids = list(rng.choice(te_ids, n_test, replace=False))
+    tr_ids, te_ids, n_split = capped_split(d.ID.unique(), seed, n_train, n_test)
     train = d[d.ID.isin(tr_ids)]
     x_range = d.Input.to_numpy()
     t = time.perf_counter()

@@ -15,6 +15,7 @@ ESTIMATORS = [
     (mtgp.GP, lambda m: m.predict(np.zeros(3))),
     (mtgp.GPFDA, lambda m: m.mean(np.zeros(3))),
     (mtgp.Magma, lambda m: m.predict()),
+    (mtgp.MagmaClust, lambda m: m.predict()),
     (mtgp.CoolMTGP, lambda m: m.predict(np.zeros((3, 2)))),
     (mtgp.IndependentGPs, lambda m: m.predict(np.zeros((3, 2)))),
     (mtgp.ICM, lambda m: m.predict(np.zeros((3, 2)))),

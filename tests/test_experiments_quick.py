@@ -95,3 +95,32 @@ def test_swimmers_quick(tmp_path):
     for i in infos:
         tr, te = i["split"]
         assert abs(tr / (tr + te) - 0.6) < 0.01
+
+
+def test_magmaclust_simulation_scheme():
+    sim_mod = _load("magmaclust_simulation")
+    sim = sim_mod.simulate_clusters(0, M=10, K=3)
+    assert sim["data"].ID.nunique() == 11 and sim["data"].groupby("ID").size().eq(30).all()
+    assert sim["curves"].shape == (3, 201) and sim["labels"].shape == (11,)
+    assert sim["data"].groupby("ID").Input.apply(tuple).nunique() == 1  # one common grid
+
+
+@pytest.mark.slow
+def test_magmaclust_simulation_one_data_set():
+    sim_mod = _load("magmaclust_simulation")
+    row = sim_mod.run_dataset(0, M=10, K=3, select=range(3, 4), max_iter=3)
+    for m in ("GP", "Magma", "MagmaClust"):
+        assert np.isfinite(row[f"{m}_MSE"]) and 0 <= row[f"{m}_CIC95"] <= 100
+    assert -1 <= row["MagmaClust_ARI"] <= 1 and row["K_vbic"] == 3
+
+
+@pytest.mark.slow
+def test_magmaclust_benchmarks_quick(tmp_path):
+    sim_mod = _load("magmaclust_simulation")
+    df = sim_mod.main(["--quick", "--out", str(tmp_path)])
+    assert len(df) == 2 and (tmp_path / "magmaclust_simulation_quick.md").stat().st_size > 0
+    assert "3.67" in (tmp_path / "magmaclust_simulation_quick.md").read_text()  # authors' value beside ours
+    real = _load("magmaclust_real")
+    res, info = real.run("weight", [1, 2], quick=True, out=tmp_path)
+    assert set(res.K) == {1, 2} and np.all(np.isfinite(res.MSE))
+    assert "5.35" in (tmp_path / "magmaclust_weight_quick.md").read_text()

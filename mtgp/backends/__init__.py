@@ -24,14 +24,31 @@ Contract (:class:`Backend`)
     ``weights`` optionally replace the prior mean on the grid and the
     per-individual weights held by the handle (MagmaClust: one call per
     cluster k with m_k and tau_ik).
-``individual_m_step(handle, static, theta, post) -> theta``
+``individual_m_step(handle, static, theta, post, weights=None) -> theta``
     The individual part of the M step (Props. 2/3) given the hyper-posterior
     ``post`` (a :class:`~mtgp.magma.numerics.MeanPosterior`, O(N^2), sent to
     where the data are). Different HP: M independent problems, solved where
     each individual's data are; only the new rows of ``theta`` come back.
     Common HP: one joint problem whose objective is a sum over individuals
     (a distributed backend sums per-partition values and gradients at each
-    L-BFGS iteration).
+    L-BFGS iteration). MagmaClust passes ``weights`` = tau (M, K) and a
+    ``post`` whose leaves carry a leading cluster axis K: each individual's
+    objective is then sum_k tau_ik L^{t_i}_k, i.e. Props. 2/3 with
+    m_hat(t_i) = y_i and K_hat_i = R_i, the expected scatter
+    sum_k tau_ik [(y_i - m_hat_k(t_i))(y_i - m_hat_k(t_i))' + C_hat_k(t_i)]
+    (:func:`mtgp.magmaclust.numerics.mixture_moments`, computed where the
+    individual's data are: tau's rows and the K posteriors go out).
+``responsibility_terms(handle, static, theta, post) -> E``
+    MagmaClust only (a backend that serves only Magma may leave it out):
+    E (M, K), E_ik = log N(y_i; m_hat_k(t_i), Psi_i) - tr(Psi_i^-1 C_hat_k(t_i)) / 2
+    (:func:`mtgp.magmaclust.numerics.expected_terms`, rows in training
+    order), from which the caller forms the responsibilities. ``post`` has
+    the leading cluster axis; O(M K) numbers come back.
+
+MagmaClust calls ``e_step_sums`` once per cluster (weights tau[:, k], m0 the
+prior mean), ``individual_m_step`` with ``weights`` and
+``responsibility_terms``; ``static`` is then the Magma static of the model
+(:attr:`mtgp.magmaclust.numerics.ClustStatic.magma`).
 
 Backends: :class:`Local` (default), :class:`Dask` (partitions of
 individuals on the workers of a ``dask.distributed`` cluster; needs the

@@ -11,7 +11,11 @@ __all__ = ["Backend", "Local", "resolve_backend"]
 
 
 class Backend:
-    """Interface of a backend (see :mod:`mtgp.backends` for the contract)."""
+    """Interface of a backend (see :mod:`mtgp.backends` for the contract).
+    ``supports_clusters``: implements MagmaClust's part of the contract
+    (``weights`` of :meth:`individual_m_step`, :meth:`responsibility_terms`)."""
+
+    supports_clusters = False
 
     def prepare(self, data):
         """Place the training data (a :class:`~mtgp.magma.numerics.MagmaData`)
@@ -24,9 +28,15 @@ class Backend:
         weight each individual (MagmaClust's responsibilities)."""
         raise NotImplementedError
 
-    def individual_m_step(self, handle, static, theta, post):
+    def individual_m_step(self, handle, static, theta, post, weights=None):
         """The individual hyper-parameters' M step (Props. 2/3) given the
-        hyper-posterior ``post``; returns the new ``theta``."""
+        hyper-posterior ``post``; returns the new ``theta``. MagmaClust passes
+        ``weights`` (M, K) responsibilities and one posterior per cluster."""
+        raise NotImplementedError
+
+    def responsibility_terms(self, handle, static, theta, post):
+        """MagmaClust's VE-step terms E (M, K): each individual's expected
+        log-likelihood under each cluster's hyper-posterior."""
         raise NotImplementedError
 
     def __repr__(self):
@@ -37,6 +47,8 @@ class Local(Backend):
     """Run everything in this process (the default): each size bucket of
     individuals is one vmapped, compiled block; the handle is the
     :class:`~mtgp.magma.numerics.MagmaData` itself."""
+
+    supports_clusters = True
 
     def prepare(self, data):
         """The data stay in this process: the handle is ``data`` itself."""
@@ -51,15 +63,23 @@ class Local(Backend):
             data = data.with_weights(weights)
         return nx.e_step_sums_jit(static, theta, data)
 
-    def individual_m_step(self, handle, static, theta, post):
+    def individual_m_step(self, handle, static, theta, post, weights=None):
         """Props. 2/3 with the host-driven L-BFGS drivers of
         :mod:`mtgp.optim`: one joint problem (Common HP) or, per bucket, M_b
         independent problems in lock-step (Different HP). Each compiled
-        program is one objective evaluation or one batched iteration."""
+        program is one objective evaluation or one batched iteration.
+        With ``weights`` (MagmaClust), the same objectives at the
+        tau-weighted expected scatters of
+        :func:`mtgp.magmaclust.numerics.mixture_moments`."""
         from ..magma import numerics as nx
 
         data = handle
-        moments = nx.posterior_at_individuals(post, data.idx)
+        if weights is None:
+            moments = nx.posterior_at_individuals(post, data.idx)
+        else:
+            from ..magmaclust.numerics import mixture_moments
+
+            moments = mixture_moments(data, post, jnp.asarray(weights))
         if static.common:
             return minimize_host(("magma-common", static.ki), nx.common_objective(static.ki), theta,
                                  (data.X, data.y, data.mask, moments), max_iter=static.max_iter).params
@@ -70,11 +90,21 @@ class Local(Backend):
             theta = nx.put_rows(theta, rows, new)
         return theta
 
+    def responsibility_terms(self, handle, static, theta, post):
+        from ..magmaclust.numerics import expected_terms
 
-def resolve_backend(backend) -> Backend:
-    """``None`` means :class:`Local`; anything else must be a Backend."""
+        return expected_terms(static.ki, bool(static.common), theta, handle, post)
+
+
+def resolve_backend(backend, clusters: bool = False) -> Backend:
+    """``None`` means :class:`Local`; anything else must be a Backend (one
+    with ``supports_clusters`` for MagmaClust, ``clusters=True``)."""
     if backend is None:
         return Local()
     if not isinstance(backend, Backend):
         raise TypeError(f"backend must be None or an mtgp.backends.Backend, got {type(backend).__name__}")
+    if clusters and not backend.supports_clusters:
+        raise NotImplementedError(
+            f"MagmaClust does not run on the {type(backend).__name__} backend yet (its weighted M step "
+            "and responsibility terms are not implemented there): use backend=None (Local)")
     return backend

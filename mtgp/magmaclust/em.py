@@ -11,7 +11,9 @@ ELBO L*(tau, Theta) (:func:`~mtgp.magmaclust.numerics.elbo`) never decreases:
 4. q(mu_k) at the new Theta (the sums S_k, c_k do not depend on gamma) and
    L*, recorded in ``history``.
 
-Every sub-step is a coordinate ascent on the ELBO (the optimisers never
+Every touch of the individuals goes through the backend (:mod:`mtgp.backends`):
+the weighted sums per cluster, the responsibilities' terms, the individual M
+step. Every sub-step is a coordinate ascent on the ELBO (the optimisers never
 return a worse point), hence the monotonicity (tested)."""
 
 from __future__ import annotations
@@ -45,20 +47,21 @@ def e_step(backend, handle, static: ClustStatic, params: ClustParams, data, tau,
     return post, cx.elbo(post, tau, params.pi)
 
 
-def update_tau(static: ClustStatic, params: ClustParams, data, post):
-    E = cx.expected_terms(static.ki, static.shared_individual, params.theta, data, post)
+def update_tau(backend, handle, static: ClustStatic, params: ClustParams, post):
+    """tau from the backend's E_ik terms (note 2.3)."""
+    E = backend.responsibility_terms(handle, static.magma, params.theta, post)
     return cx.responsibilities(E, params.pi)
 
 
 def iteration(backend, handle, static, params: ClustParams, data, post, tau, tau_step: bool = True,
               optimize: bool = True):
     if tau_step:
-        tau = update_tau(static, params, data, post)
+        tau = update_tau(backend, handle, static, params, post)
         post, _ = e_step(backend, handle, static, params, data, tau)
     pi = jnp.mean(tau, axis=0)
     theta, theta0 = params.theta, params.theta0
     if optimize:
-        theta = cx.individual_m_step(static, theta, data, post, tau)
+        theta = cx.individual_m_step(static, theta, data, post, tau, backend=(backend, handle))
     sums = cx.cluster_sums(backend, handle, static, theta, data.m0, tau)
     if optimize:
         active = np.asarray(jnp.sum(tau, axis=0)) > EMPTY_COUNT

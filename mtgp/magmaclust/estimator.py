@@ -22,7 +22,7 @@ from jax.flatten_util import ravel_pytree
 
 from .. import config
 from .._progress import progress
-from ..backends import Local
+from ..backends import resolve_backend
 from ..base import Estimator
 from ..data import as_inputs, bucket_individuals, pooled_grid, to_individuals
 from ..distributions import MixtureOfGaussians, Prediction
@@ -81,6 +81,11 @@ class MagmaClust(Estimator):
     m_step_max_iter : L-BFGS iterations per M-step problem.
     input_columns, buckets, verbose : as :class:`mtgp.Magma` (``verbose``:
         progress of the VEM iterations with the ELBO, and of the starts).
+    backend : None or an :class:`mtgp.backends.Backend`: where the
+        per-individual work runs (the weighted E-step sums of each cluster,
+        the responsibilities' terms, the individual M step); None:
+        :class:`~mtgp.backends.Local`, this process. Same results on every
+        backend.
 
     Attributes (after fit)
     ----------------------
@@ -105,7 +110,7 @@ class MagmaClust(Estimator):
                  max_iter: int = 25, tol: float = 1e-3, n_init: int = 1, random_state=None,
                  init_responsibilities=None, freeze_first: bool = True, m_step_max_iter: int = 50,
                  input_columns: Optional[Sequence[str]] = None, buckets: Optional[int] = 4,
-                 verbose: Optional[bool] = None):
+                 verbose: Optional[bool] = None, backend=None):
         self.n_clusters = n_clusters
         self.mean_kernel = mean_kernel
         self.individual_kernel = individual_kernel
@@ -123,6 +128,7 @@ class MagmaClust(Estimator):
         self.input_columns = input_columns
         self.buckets = buckets
         self.verbose = verbose
+        self.backend = backend
 
     # ------------------------------------------------------------ helpers
     def _check_params(self):
@@ -201,7 +207,7 @@ class MagmaClust(Estimator):
         if M < K:
             raise DataError(f"n_clusters = {K} exceeds the number of individuals ({M})")
         grid, buckets, prior, data_, static = self._layout(inds, k0, ki)
-        backend = Local()
+        backend = resolve_backend(self.backend, clusters=True)
         handle = backend.prepare(data_)
         params0 = self._initial_params(k0, ki, K, M)
         best, per_start = None, []

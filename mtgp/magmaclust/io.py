@@ -17,7 +17,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .. import config
-from ..backends import Local
+from ..backends import resolve_backend
 from ..data import to_individuals
 from ..exceptions import ModelFileError
 from ..io import read_model, write_model
@@ -100,7 +100,7 @@ def load_magmaclust(cls, path):
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: not a consistent saved {FORMAT} ({type(exc).__name__}: {exc})") from None
     grid, _, prior_, data_, static = model._layout(inds, k0, ki)
-    backend = Local()
+    backend = resolve_backend(model.backend, clusters=True)
     post, value = em.e_step(backend, backend.prepare(data_), static, params, data_, tau)
     info["history"] = np.asarray(info["history"], dtype=float)
     info["load_time"] = time.perf_counter() - t_start

@@ -202,24 +202,25 @@ def individual_scatters(data: MagmaData, post: MeanPosterior, tau):
     return tuple(out)
 
 
-def individual_m_step(static: ClustStatic, theta, data: MagmaData, post: MeanPosterior, tau):
-    """(theta, sigma) maximising sum_i G(Psi_i; R_i) (shared) or each
-    G(Psi_i; R_i) alone, through Magma's objectives: with m_hat = y and
-    K_hat = R_i they are -(log|Psi_i| + tr(Psi_i^-1 R_i)) / 2."""
-    from ..optim import batched_minimize_host, minimize_host
+def mixture_moments(data: MagmaData, post: MeanPosterior, tau):
+    """Per bucket, (y, R) with R_i the expected scatter of
+    :func:`individual_scatters`: the moments under which Magma's individual
+    objectives (Props. 2/3, with m_hat = y and K_hat = R_i) are
+    -(log|Psi_i| + tr(Psi_i^-1 R_i)) / 2 = sum_k tau_ik L^{t_i}_k up to constants."""
+    return tuple(zip(data.y, individual_scatters(data, post, tau)))
 
-    R = individual_scatters(data, post, tau)
-    ki = static.ki
-    if static.shared_individual:
-        moments = tuple((y, Rb) for y, Rb in zip(data.y, R))
-        return minimize_host(("magma-common", ki), mnx.common_objective(ki), theta,
-                             (data.X, data.y, data.mask, moments), max_iter=static.max_iter).params
-    for (X, y, mask, _, rows, _), Rb in zip(data.buckets, R):
-        new = batched_minimize_host(("magma-individual", ki), mnx.individual_objective(ki),
-                                    mnx.take_rows(theta, rows), (X, y, mask, y, Rb),
-                                    max_iter=static.max_iter, tol=mnx.INDIVIDUAL_GTOL).params
-        theta = mnx.put_rows(theta, rows, new)
-    return theta
+
+def individual_m_step(static: ClustStatic, theta, data: MagmaData, post: MeanPosterior, tau, backend=None):
+    """(theta, sigma) maximising sum_i G(Psi_i; R_i) (shared) or each
+    G(Psi_i; R_i) alone: the backend's individual M step with weights tau
+    (:mod:`mtgp.backends`; default :class:`~mtgp.backends.Local` on ``data``)."""
+    from ..backends import Local
+
+    if backend is None:
+        backend, handle = Local(), data
+    else:
+        backend, handle = backend
+    return backend.individual_m_step(handle, static.magma, theta, post, weights=tau)
 
 
 @jax.jit
