@@ -36,7 +36,7 @@ from ..distributions import MultiOutputPrediction
 from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
 from ..optim import minimize_host, perturbed_starts
 from .algebra import EigenPredictor
-from .validation import check_fit_data, check_outputs, check_predict_inputs
+from .validation import check_fit_data, check_outputs, check_predict_inputs, feature_names
 
 
 #: the joint predictive (``full_cov=True``) is computed at padded inputs only
@@ -197,7 +197,10 @@ class MultiOutputGP(Estimator):
     ``kernel_`` (fitted kernel, callable), ``output_covariance_`` C (T, T),
     ``noise_covariance_`` Sigma (T, T), ``log_marginal_likelihood_`` (eq. 4 at
     the fitted C, Sigma, kernel), ``n_outputs_``, ``n_features_in_``,
-    ``output_names_``, ``fit_time_`` (seconds) and ``fit_info_``: a dict with
+    ``feature_names_in_`` (only when X was a DataFrame with string column
+    names: ``predict`` then takes a DataFrame's columns by name, any order,
+    and raises :class:`~mtgp.exceptions.DataError` naming missing or extra
+    ones), ``output_names_``, ``fit_time_`` (seconds) and ``fit_info_``: a dict with
     ``n_iter`` (L-BFGS iterations of the run kept), ``objective`` (its final
     minimised value: negative log-likelihood per observation, internal
     scale), ``converged`` and ``stop_reason``, ``n_init`` and ``best_start``
@@ -240,6 +243,7 @@ class MultiOutputGP(Estimator):
         if getattr(self, "max_iter", 1) < 1:
             raise ValueError("max_iter must be >= 1")
         self._set_data(kernel, Xa, Ya, names, bool(self.normalize_y))
+        self._set_feature_names(feature_names(X))
         info = self._fit_core(Xa, self._Y)
         self._finish(warn=True)
         self.fit_time_ = time.perf_counter() - t0
@@ -260,6 +264,14 @@ class MultiOutputGP(Estimator):
         self._X = Xa
         self._Y_data = Ya
         self._Y = (Ya - self._y_mean) / self._y_std
+
+    def _set_feature_names(self, names):
+        """``feature_names_in_`` (scikit-learn's convention): the training
+        DataFrame's column names (all strings), absent otherwise."""
+        if names is None:
+            self.__dict__.pop("feature_names_in_", None)
+        else:
+            self.feature_names_in_ = np.asarray(list(names), dtype=object)
 
     def _finish(self, warn):
         """Everything that follows from _theta, _C, _Sigma and the data."""
@@ -318,7 +330,7 @@ class MultiOutputGP(Estimator):
         undone).
         """
         self._check_is_fitted()
-        Xs = check_predict_inputs(X, self.n_features_in_)
+        Xs = check_predict_inputs(X, self.n_features_in_, getattr(self, "feature_names_in_", None))
         n, T = Xs.shape[0], self.n_outputs_
         # padded to the size ladder: a new n of similar size compiles nothing new
         mean, cov, joint = self._predict_internal(pad_inputs(Xs, full_cov, T), full_cov, include_noise)
@@ -392,6 +404,8 @@ class MultiOutputGP(Estimator):
                   "params": _to_json(self.get_params(deep=False)),
                   "kernel": self._kernel_struct.to_dict(),
                   "output_names": list(self.output_names_),
+                  "feature_names": (None if getattr(self, "feature_names_in_", None) is None
+                                    else [str(c) for c in self.feature_names_in_]),
                   "fit_info": _to_json(self.fit_info_),
                   "attributes": attrs}
         return write_model(path, self._format(), header, arrays)
@@ -409,6 +423,7 @@ class MultiOutputGP(Estimator):
         kernel = _k.kernel_from_dict(meta["kernel"])
         X, Y = arrays["X"], arrays["Y"]
         model._set_data(kernel, X, Y, meta["output_names"], bool(model.normalize_y))
+        model._set_feature_names(meta.get("feature_names"))
         model._y_mean, model._y_std = arrays["y_mean"], arrays["y_std"]  # as fitted, to the bit
         model._Y = (Y - model._y_mean) / model._y_std
         model._C, model._Sigma = arrays["C"], arrays["Sigma"]
