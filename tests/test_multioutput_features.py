@@ -95,3 +95,51 @@ def test_warns_when_x_and_y_indexes_disagree(data):
         warnings.simplefilter("error")
         CoolMTGP(method="approximate", max_iter=3).fit(Xd, Yd)
         CoolMTGP(method="approximate", max_iter=3).fit(Xd.to_numpy(), shuffled)
+
+
+# ---- collapsing noise covariance: detected, warned, recorded ---------------
+
+def test_collapsing_noise_warns_and_is_recorded():
+    """A fitted Sigma whose smallest eigenvalue, in units of the outputs'
+    variances, is below NOISE_COLLAPSE_RATIO warns and is recorded; a
+    healthy one is silent (the check is on the fitted state, deterministic)."""
+    from mtgp import DegenerateOutputsWarning
+    from mtgp.multioutput.base import NOISE_COLLAPSE_RATIO
+
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(30, 2)), rng.normal(size=(30, 3)) * [1.0, 10.0, 0.1]  # unequal scales
+    m = StructuredNoiseMTGP(max_iter=1).fit(X, Y)
+    sd = Y.std(axis=0)
+    V = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    for lam, collapsed in [(1e-2, False), (3 * NOISE_COLLAPSE_RATIO, False), (0.3 * NOISE_COLLAPSE_RATIO, True)]:
+        R = (V * [lam, 0.5, 1.0]) @ V.T  # in units of the outputs' variances
+        m.noise_covariance_ = R * np.outer(sd, sd)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            info = m._noise_diagnostics(warn=True)
+        np.testing.assert_allclose(info["noise_min_eigenvalue"], lam, rtol=1e-8)
+        msgs = [str(w.message) for w in caught if issubclass(w.category, DegenerateOutputsWarning)]
+        assert bool(msgs) == collapsed
+        if collapsed:
+            assert "collapsing" in msgs[0] and "min_noise_variance" in msgs[0]
+
+
+def test_cool_noise_floor_binding_is_reported():
+    """An output that the previous ones determine almost exactly has its
+    conditional noise at the floor: fit warns, fit_info_ names the output."""
+    from mtgp import DegenerateOutputsWarning
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 2))
+    F = np.column_stack([np.sin(X[:, 0]), np.cos(X[:, 1])])
+    Y = F + 0.3 * rng.normal(size=F.shape)
+    Y = pd.DataFrame(np.column_stack([Y, Y[:, 0] - Y[:, 1] + 1e-7 * rng.normal(size=40)]), columns=["a", "b", "c"])
+    with pytest.warns(DegenerateOutputsWarning, match=r"collapsing.*\['c'\] is held at the floor"):
+        m = CoolMTGP(method="approximate", max_iter=100).fit(X, Y)
+    assert m.fit_info_["noise_floor_outputs"] == ["c"]
+    assert m.fit_info_["noise_min_eigenvalue"] < 1e-2
+    # healthy data: nothing at the floor, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateOutputsWarning)
+        h = CoolMTGP(method="approximate", max_iter=100).fit(X, Y[["a", "b"]])
+    assert h.fit_info_["noise_floor_outputs"] == [] and h.fit_info_["noise_min_eigenvalue"] > 1e-2

@@ -39,6 +39,14 @@ from .algebra import EigenPredictor
 from .validation import check_fit_data, check_outputs, check_predict_inputs, feature_names
 
 
+#: the fitted noise covariance counts as collapsing when its smallest
+#: eigenvalue, in units of the training outputs' variances (Sigma_ij /
+#: sqrt(var_i var_j)), is below this: along some combination of the
+#: standardised outputs the noise sd is under 1% of the data's, and the
+#: intervals of y* along it rest on that (see docs/multioutput.md,
+#: "Noise floor and honest intervals")
+NOISE_COLLAPSE_RATIO = 1e-4
+
 #: the joint predictive (``full_cov=True``) is computed at padded inputs only
 #: while its padded size T * n_pad stays at or below this (a 128 MB matrix):
 #: above, compilation is cheap next to the O(n^2 T^2) work, and padding
@@ -246,8 +254,9 @@ class MultiOutputGP(Estimator):
         self._set_feature_names(feature_names(X))
         info = self._fit_core(Xa, self._Y)
         self._finish(warn=True)
+        noise = self._noise_diagnostics(warn=True)
         self.fit_time_ = time.perf_counter() - t0
-        self.fit_info_ = dict(info, n_init=int(getattr(self, "n_init", 1)), fit_time=self.fit_time_)
+        self.fit_info_ = dict(info, **noise, n_init=int(getattr(self, "n_init", 1)), fit_time=self.fit_time_)
         return self
 
     def _set_data(self, kernel, Xa, Ya, names, normalize):
@@ -309,6 +318,44 @@ class MultiOutputGP(Estimator):
                 "(min_noise_variance), or remove redundant outputs.",
                 DegenerateOutputsWarning, stacklevel=4,
             )
+
+    def _floor_bound_outputs(self) -> list:
+        """Hook: names of the outputs whose noise sits at the floor
+        ``min_noise_variance`` (the constraint binds: the unconstrained
+        optimum would have less noise there)."""
+        return []
+
+    def _noise_diagnostics(self, warn: bool) -> dict:
+        """``fit_info_`` entries on the fitted noise covariance:
+        ``noise_min_eigenvalue`` (smallest eigenvalue of Sigma in units of the
+        training outputs' variances, Sigma_ij / sqrt(var_i var_j): 1 is as
+        much noise as data variance) and ``noise_floor_outputs`` (outputs
+        whose noise is held up by ``min_noise_variance``). Warns (a
+        :class:`~mtgp.exceptions.DegenerateOutputsWarning`) when the noise
+        collapses: the smallest eigenvalue below :data:`NOISE_COLLAPSE_RATIO`
+        or the floor binding. Intervals of new observations y* are then as
+        narrow as that noise allows, and are not to be trusted without a
+        check on held-out data (e.g. their coverage)."""
+        sd = np.sqrt(np.var(self._Y_data, axis=0))
+        R = self.noise_covariance_ / np.outer(sd, sd)
+        w, V = np.linalg.eigh(0.5 * (R + R.T))
+        floor = list(self._floor_bound_outputs())
+        out = dict(noise_min_eigenvalue=float(w[0]), noise_floor_outputs=floor)
+        if warn and (w[0] < NOISE_COLLAPSE_RATIO or floor) and w[0] / max(w[-1], 1e-300) >= 1e-10:
+            big = np.argsort(-np.abs(V[:, 0]))[: min(3, len(sd))]
+            combo = " + ".join(f"{V[j, 0]:.2g}*{self.output_names_[j]!r}" for j in big)
+            at_floor = (f"; the noise of {floor} is held at the floor min_noise_variance="
+                        f"{getattr(self, 'min_noise_variance', 0.0):g} (relative to each output's variance), "
+                        "so the objective there is not the unconstrained likelihood" if floor else "")
+            warnings.warn(
+                f"{type(self).__name__}: the fitted noise covariance is collapsing: its smallest eigenvalue "
+                f"is {w[0]:.2g} of the outputs' variance, along {combo}{at_floor}. The model explains that "
+                "combination of outputs almost exactly on the training data; intervals of new observations "
+                "(include_noise=True) along it are correspondingly narrow and may be overconfident: check "
+                "their coverage on held-out data, or raise min_noise_variance.",
+                DegenerateOutputsWarning, stacklevel=4,
+            )
+        return out
 
     def _build_predictor(self):
         K = self._kernel_struct.evaluate(self._theta, jnp.asarray(self._X), jnp.asarray(self._X))
