@@ -16,6 +16,7 @@ entries ``noise_min_eigenvalue`` and ``noise_floor_outputs``).
     python3 benchmarks/cool_mulan_coverage.py                 # 9 sets, 5 splits, SE kernel
     python3 benchmarks/cool_mulan_coverage.py --quick         # CI: slump, 2 splits, budget 30
     python3 benchmarks/cool_mulan_coverage.py --datasets slump edm --splits 3 --ard
+    python3 benchmarks/cool_mulan_coverage.py --datasets slump --splits 10 --ard --floors 1e-6 3e-4 1e-3 1e-2
     python3 benchmarks/cool_mulan_coverage.py --merge a/cool_mulan_coverage_raw.csv b/...   # page from runs made apart
 """
 
@@ -43,16 +44,16 @@ OLD_FLOOR = 1e-6
 Z95 = stats.norm.ppf(0.975)
 
 
-def models(k, max_iter):
+def models(k, max_iter, floors=(OLD_FLOOR,)):
     out = {f"HCool (floor {DEFAULT_FLOOR:g}, default)": CoolMTGP(k, normalize_y=True, max_iter=max_iter)}
-    if DEFAULT_FLOOR != OLD_FLOOR:
-        out[f"HCool (floor {OLD_FLOOR:g})"] = CoolMTGP(k, normalize_y=True, max_iter=max_iter,
-                                                      min_noise_variance=OLD_FLOOR)
+    for f in floors:
+        if f != DEFAULT_FLOOR:
+            out[f"HCool (floor {f:g})"] = CoolMTGP(k, normalize_y=True, max_iter=max_iter, min_noise_variance=f)
     out["Indep. GPs"] = IndependentGPs(k, normalize_y=True, max_iter=max_iter)
     return out
 
 
-def run(names, n_splits, max_iter, ard):
+def run(names, n_splits, max_iter, ard, floors):
     rows = []
     t0 = time.perf_counter()
     for name in names:
@@ -63,7 +64,7 @@ def run(names, n_splits, max_iter, ard):
         for s in range(n_splits):
             Xtr, Ytr, Xte, Yte = split(X, Y, seed=s)
             k = SE(lengthscale=np.full(D, np.sqrt(D))) if ard else kernel("se", D)
-            for mname, m in models(k, max_iter).items():
+            for mname, m in models(k, max_iter, floors).items():
                 t1 = time.perf_counter()
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", mtgp.DegenerateOutputsWarning)
@@ -146,6 +147,8 @@ def main(argv=None):
     ap.add_argument("--splits", type=int, default=None)
     ap.add_argument("--max-iter", type=int, default=None)
     ap.add_argument("--ard", action="store_true", help="ARD SE kernel (one lengthscale per input)")
+    ap.add_argument("--floors", nargs="*", type=float, default=[OLD_FLOOR],
+                    help="other min_noise_variance values to fit HCool with (default: the old default 1e-6)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="*", default=None, metavar="CSV")
     ap.add_argument("--note", default=None)
@@ -157,7 +160,7 @@ def main(argv=None):
         df = pd.concat([pd.read_csv(f) for f in args.merge], ignore_index=True)
         return report(df, out, time.perf_counter() - t0, args, sources=list(args.merge))
     names = args.datasets or (["slump"] if args.quick else list(MTR_DATASETS))
-    df = run(names, args.splits or (2 if args.quick else 5), args.max_iter, args.ard)
+    df = run(names, args.splits or (2 if args.quick else 5), args.max_iter, args.ard, args.floors)
     report(df, out, time.perf_counter() - t0, args)
 
 
