@@ -46,7 +46,7 @@ def main(argv=None):
     for rep, floor in [(rep, f) for f in args.floors for rep in range(reps)]:
         X, Y, _, _ = make_data(args.R, seed=1000 * args.R + rep)
         Xtr, Ytr, Xte, Yte = X[:N_TRAIN], Y[:N_TRAIN], X[N_TRAIN:], Y[N_TRAIN:]
-        r = dict(floor=floor, rep=rep)
+        r = dict(floor=f"{floor:g}", rep=rep)
         for label, method in (("~Cool", "approximate"), ("HCool", "hierarchical")):
             t = time.perf_counter()
             m = CoolMTGP(Linear(), method=method, min_noise_variance=floor).fit(Xtr, Ytr)
@@ -59,7 +59,7 @@ def main(argv=None):
         if args.R == 10 and rep in BEFORE and floor == 1e-6:
             r["HCool ll before fix"], r["HCool MSE before fix"] = BEFORE[rep]
         rows.append(r)
-        hist.append(dict(floor=floor, rep=rep, exact_ll=", ".join(f"{v:.2f}" for v in info["outer_log_likelihoods"])))
+        hist.append(dict(floor=f"{floor:g}", rep=rep, exact_ll=", ".join(f"{v:.2f}" for v in info["outer_log_likelihoods"])))
         print(f"floor {floor:g} rep {rep} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     df = pd.DataFrame(rows)
     ok = bool((df["HCool ll"] >= df["~Cool ll"] - 1e-6 * df["~Cool ll"].abs()).all())

@@ -32,10 +32,10 @@ import pandas as pd
 from scipy import stats
 
 from _common import md_table, out_dir, page_header
-from cool_mulan import kernel, split
+from cool_mulan import kernel, load_splits
 
 import mtgp
-from mtgp.datasets import MTR_DATASETS, load_mtr
+from mtgp.datasets import MTR_DATASETS
 from mtgp.kernels import SE
 from mtgp.multioutput import CoolMTGP, IndependentGPs
 
@@ -57,12 +57,8 @@ def run(names, n_splits, max_iter, ard, floors):
     rows = []
     t0 = time.perf_counter()
     for name in names:
-        Xd, Yd = load_mtr(name)
-        X, Y = Xd.to_numpy(float), Yd.to_numpy(float)
-        X = X[:, X.std(0) > 0]
-        D = X.shape[1]
-        for s in range(n_splits):
-            Xtr, Ytr, Xte, Yte = split(X, Y, seed=s)
+        output_names, D, splits = load_splits(name, n_splits)
+        for s, Xtr, Ytr, Xte, Yte in splits:
             k = SE(lengthscale=np.full(D, np.sqrt(D))) if ard else kernel("se", D)
             for mname, m in models(k, max_iter, floors).items():
                 t1 = time.perf_counter()
@@ -78,7 +74,7 @@ def run(names, n_splits, max_iter, ard, floors):
                              if issubclass(w.category, mtgp.DegenerateOutputsWarning))
                 z = np.abs(Yte - pred.mean) / np.sqrt(pred.var)
                 info = m.fit_info_
-                for j, out_name in enumerate(Yd.columns):
+                for j, out_name in enumerate(output_names):
                     rows.append(dict(dataset=name, split=s, model=mname, output=str(out_name),
                                      n_test=len(Yte), hits=int(np.sum(z[:, j] < Z95)),
                                      rmse=float(np.sqrt(np.mean((pred.mean[:, j] - Yte[:, j]) ** 2))),

@@ -192,20 +192,16 @@ def fit_independent(k, Xtr, Ym, Xte, max_iter):
 
 
 def make_items(names, n_splits, fractions, folder):
-    from cool_mulan import split
-    from mtgp.datasets import load_mtr
+    from cool_mulan import load_splits
 
     items = []
     for name in names:
-        Xd, Yd = load_mtr(name)
-        X, Y = Xd.to_numpy(float), Yd.to_numpy(float)
-        X = X[:, X.std(0) > 0]
-        for s in range(n_splits):
-            Xtr, Ytr, Xte, Yte = split(X, Y, seed=s)
+        _, D, splits = load_splits(name, n_splits)
+        for s, Xtr, Ytr, Xte, Yte in splits:
             for frac in fractions:
                 Ym, mask = remove_entries(Ytr, frac, seed=1000 * s + int(round(100 * frac)))
                 f = Path(folder) / f"{name}_{s}_{int(round(100 * frac))}.npz"
-                np.savez(f, Xtr=Xtr, Ytr=Ym, Xte=Xte, ls0=np.sqrt(X.shape[1]))
+                np.savez(f, Xtr=Xtr, Ytr=Ym, Xte=Xte, ls0=np.sqrt(D))
                 items.append(dict(dataset=name, split=s, frac=frac, Xtr=Xtr, Ytr=Ytr, Ym=Ym, mask=mask,
                                   Xte=Xte, Yte=Yte, file=str(f)))
     return items
