@@ -75,7 +75,8 @@ def run(names, n_splits, max_iter, ard, floors):
                 z = np.abs(Yte - pred.mean) / np.sqrt(pred.var)
                 info = m.fit_info_
                 for j, out_name in enumerate(output_names):
-                    rows.append(dict(dataset=name, split=s, model=mname, output=str(out_name),
+                    rows.append(dict(dataset=name, kernel="ARD SE" if ard else "SE", split=s, model=mname,
+                                     output=str(out_name),
                                      n_test=len(Yte), hits=int(np.sum(z[:, j] < Z95)),
                                      rmse=float(np.sqrt(np.mean((pred.mean[:, j] - Yte[:, j]) ** 2))),
                                      mean_sd=float(np.mean(np.sqrt(pred.var[:, j]))),
@@ -90,16 +91,17 @@ def run(names, n_splits, max_iter, ard, floors):
 
 def summary(df):
     """Per data set and model: coverage of each output pooled over splits."""
-    per = (df.groupby(["dataset", "model", "output"], sort=False)
+    df = df.assign(kernel=df["kernel"] if "kernel" in df else "SE")
+    per = (df.groupby(["dataset", "kernel", "model", "output"], sort=False)
            .agg(hits=("hits", "sum"), n=("n_test", "sum"), rmse=("rmse", "mean"), mean_sd=("mean_sd", "mean"),
                 at_floor=("at_floor", "mean"))
            .reset_index())
     per["coverage"] = 100.0 * per["hits"] / per["n"]
     rows = []
-    for (d, m), g in per.groupby(["dataset", "model"], sort=False):
+    for (d, kn, m), g in per.groupby(["dataset", "kernel", "model"], sort=False):
         out = g[(g.coverage < 90) | (g.coverage > 99)]
-        fits = df[(df.dataset == d) & (df.model == m)].drop_duplicates("split")
-        rows.append({"dataset": d, "model": m, "outputs": len(g),
+        fits = df[(df.dataset == d) & (df.kernel == kn) & (df.model == m)].drop_duplicates("split")
+        rows.append({"dataset": d, "kernel": kn, "model": m, "splits": len(fits), "outputs": len(g),
                      "test points / output": int(g["n"].iloc[0]),
                      "coverage min-max (%)": f"{g.coverage.min():.1f}-{g.coverage.max():.1f}",
                      "in [90, 99]": f"{int(((g.coverage >= 90) & (g.coverage <= 99)).sum())}/{len(g)}",
@@ -111,22 +113,22 @@ def summary(df):
 
 def report(df, out, elapsed, args, sources=None):
     per, tab = summary(df)
-    kname = "ARD SE (initial lengthscales sqrt(D))" if args.ard else "isotropic SE (initial lengthscale sqrt(D))"
     md = [page_header("Multi-output models: coverage of 95% intervals of y* on the Mulan sets",
                       quick=args.quick, elapsed=elapsed)]
     if sources:
         md.append("Merged from the raw rows of: " + ", ".join(f"`{s}`" for s in sources) + ".\n")
     if args.note:
         md.append(args.note + "\n")
-    md += [f"Data sets: {', '.join(dict.fromkeys(df.dataset))}; {df.split.nunique()} random 80/20 split(s) "
-           f"(seeds 0-{df.split.max()}, at most 800/200 samples, as `cool_mulan.py`), standardised with training "
-           f"statistics; kernel {kname}; `normalize_y=True`; L-BFGS budget max_iter = {args.max_iter}. "
+    md += [f"Data sets: {', '.join(dict.fromkeys(df.dataset))}; random 80/20 splits (seeds 0, 1, ...; the "
+           "number per set in the table; at most 800/200 samples, as `cool_mulan.py`), standardised with training "
+           "statistics; kernel SE, isotropic (initial lengthscale sqrt(D)) or ARD (`--ard`, initial lengthscales "
+           f"sqrt(D)); `normalize_y=True`; L-BFGS budget max_iter = {args.max_iter}. "
            "Coverage: share of test observations y* inside the 95% interval of "
            "`predict(X, include_noise=True)`, per output, pooled over the splits. A model that is right about "
            "its uncertainty gives 95% up to binomial noise (sd 1.5 points at 200 test points).\n",
            "## Per data set and model\n", md_table(tab, ".3f"),
            "\n## Every output\n",
-           md_table(per[["dataset", "model", "output", "n", "coverage", "rmse", "mean_sd", "at_floor"]]
+           md_table(per[["dataset", "kernel", "model", "output", "n", "coverage", "rmse", "mean_sd", "at_floor"]]
                     .rename(columns={"n": "test points", "coverage": "coverage (%)",
                                      "mean_sd": "mean predictive sd", "at_floor": "share of fits at the floor"}),
                     ".2f")]

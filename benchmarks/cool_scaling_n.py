@@ -103,7 +103,7 @@ def main(argv=None):
             with tempfile.TemporaryDirectory() as tmp:
                 for i, it in enumerate(items):
                     it["file"] = os.path.join(tmp, f"n{i}.npz")
-                    np.savez(it["file"], **it)
+                    np.savez(it["file"], **{k: v for k, v in it.items() if k != "file"})
                 a = SimpleNamespace(max_cholesky_size=800, peer_configs=["kronecker"], dense_max_nt=0, timeout=7200)
                 res = run_peer(py, [it["file"] for it in items], tmp, args.max_iter, a, repeat_first=True)
             by_file = {it["file"]: it for it in items}
