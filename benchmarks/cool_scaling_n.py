@@ -68,6 +68,14 @@ def models(max_iter):
             "Sigma-MT": StructuredNoiseMTGP(k, max_iter=max_iter)}
 
 
+def wide(df, value):
+    """One row per N, one column per (library, model)."""
+    t = df.pivot_table(index="N", columns=["library", "model"], values=value)
+    t.columns = [f"{lib} {model}" for lib, model in t.columns]
+    t.index = t.index.astype(int).astype(str)
+    return t.reset_index()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -126,12 +134,10 @@ def main(argv=None):
           f"model; GPyTorch: {peer_note}. Load average at the end of the run: {load} (a shared machine: the "
           "times are loaded timings, their ratios more than their values). Test MSE on standardised outputs, "
           "averaged over outputs.\n",
-          "## Test MSE\n", md_table(df.pivot_table(index="N", columns=["library", "model"], values="mse")
-                                    .reset_index(), ".4f"),
-          "\n## Fit time, warm (s)\n", md_table(df.pivot_table(index="N", columns=["library", "model"],
-                                                               values="fit_warm_s").reset_index(), ".2f"),
+          "## Test MSE\n", md_table(wide(df, "mse"), ".4f"),
+          "\n## Fit time, warm (s)\n", md_table(wide(df, "fit_warm_s"), ".2f"),
           "\n## Fit time, cold (s; mtgp: JAX compilation for the shape included)\n",
-          md_table(df.pivot_table(index="N", columns=["library", "model"], values="fit_cold_s").reset_index(), ".2f")]
+          md_table(wide(df, "fit_cold_s"), ".2f")]
     text = "\n".join(md)
     (out / "cool_scaling_n.md").write_text(text + "\n")
     df.to_csv(out / "cool_scaling_n_raw.csv", index=False)
