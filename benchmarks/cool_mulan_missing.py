@@ -334,7 +334,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     if args.merge:
         df = pd.concat([pd.read_csv(f) for f in args.merge], ignore_index=True)
-        return report(df, out, time.perf_counter() - t0, args, args.note or "see the merged runs",
+        return report(df, out, time.perf_counter() - t0, args, "as in the merged runs (see above)",
                       sources=list(args.merge))
     from mtgp.datasets import MTR_DATASETS
 
