@@ -48,6 +48,15 @@ def split(X, Y, seed, max_train=800, max_test=200):
     return (X[tr] - mx) / sx, (Y[tr] - my) / sy, (X[te] - mx) / sx, (Y[te] - my) / sy
 
 
+def load_splits(name, n_splits):
+    """The data set ``name`` without its constant inputs, and its first
+    ``n_splits`` splits: (output names, D, [(seed, Xtr, Ytr, Xte, Yte), ...])."""
+    Xd, Yd = load_mtr(name)
+    X, Y = Xd.to_numpy(float), Yd.to_numpy(float)
+    X = X[:, X.std(0) > 0]
+    return [str(c) for c in Yd.columns], X.shape[1], [(s, *split(X, Y, seed=s)) for s in range(n_splits)]
+
+
 def kernel(name, D):
     # unit prior variance per sample on standardised inputs
     return Linear(variance=1.0 / D) if name == "linear" else SE(lengthscale=np.sqrt(D))

@@ -33,15 +33,17 @@ T, N_TRAIN, N_TEST, D = 15, 100, 100, 20
 P_GRID = {5: (3, 5, 10), 10: (5, 10, 15), 15: (5, 10, 15)}
 
 
-def make_data(R, seed):
+def make_data(R, seed, n_outputs=T, n=N_TRAIN + N_TEST, d=D):
     """Y = X W + E with rows of W ~ N(0, C), rows of E ~ N(0, Sigma): a draw of
-    N(vec Y | 0, C (x) X X^T + Sigma (x) I); C = sum_r c_r c_r^T (rank R)."""
+    N(vec Y | 0, C (x) X X^T + Sigma (x) I); C = sum_r c_r c_r^T (rank R).
+    The paper's sizes by default (T = 15, 200 rows, D = 20); smaller ones
+    for the tests."""
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(N_TRAIN + N_TEST, D)) / np.sqrt(D)
-    Cc = rng.normal(size=(T, R)) / np.sqrt(R)
-    Sc = rng.normal(size=(T, R)) * np.sqrt(0.5 / R)
-    W = rng.normal(size=(D, R)) @ Cc.T
-    E = rng.normal(size=(N_TRAIN + N_TEST, R)) @ Sc.T
+    X = rng.normal(size=(n, d)) / np.sqrt(d)
+    Cc = rng.normal(size=(n_outputs, R)) / np.sqrt(R)
+    Sc = rng.normal(size=(n_outputs, R)) * np.sqrt(0.5 / R)
+    W = rng.normal(size=(d, R)) @ Cc.T
+    E = rng.normal(size=(n, R)) @ Sc.T
     return X, X @ W + E, Cc @ Cc.T, Sc @ Sc.T
 
 

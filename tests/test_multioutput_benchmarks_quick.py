@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,10 +16,37 @@ REPO = Path(__file__).resolve().parents[1]
     ("cool_synthetic.py", "cool_synthetic.md"),
     ("cool_two_tasks.py", "cool_two_tasks.md"),
     ("cool_mulan.py", "cool_mulan.md"),
+    ("cool_mulan_coverage.py", "cool_mulan_coverage.md"),
+    ("cool_hcool_convergence.py", "cool_hcool_convergence.md"),
+    ("cool_scaling_n.py", "cool_scaling_n.md"),
 ])
 def test_benchmark_quick(tmp_path, script, page):
     subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--quick", "--out", str(tmp_path)],
                    check=True, timeout=600, cwd=REPO)
     text = (tmp_path / page).read_text()
     assert "Produced by" in text and "--quick" in text
-    assert list(tmp_path.glob("*.png"))
+    if script not in ("cool_mulan_coverage.py", "cool_hcool_convergence.py", "cool_scaling_n.py"):  # no figure
+        assert list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.slow
+def test_missing_benchmark_quick(tmp_path):
+    """cool_mulan_missing.py --quick runs (without the GPyTorch peer) and
+    reports every model: run, or "not supported in this build"."""
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "cool_mulan_missing.py"), "--quick", "--out",
+                    str(tmp_path)], check=True, timeout=600, cwd=REPO)
+    text = (tmp_path / "cool_mulan_missing.md").read_text()
+    assert "Produced by" in text and "--quick" in text
+    for model in ("HCool", "~Cool", "Sigma-MT", "Indep. GPs"):
+        assert f"| {model}" in text
+
+
+def test_remove_entries_is_seeded_and_keeps_two_per_output():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cool_mulan_missing import remove_entries
+
+    Y = np.arange(60.0).reshape(20, 3)
+    Ym, mask = remove_entries(Y, 0.5, seed=3)
+    assert mask.sum() == 30 and np.all(np.isnan(Ym[mask])) and np.all(Ym[~mask] == Y[~mask])
+    assert np.all((~mask).sum(axis=0) >= 2)
+    np.testing.assert_array_equal(remove_entries(Y, 0.5, seed=3)[1], mask)

@@ -36,8 +36,16 @@ from ..distributions import MultiOutputPrediction
 from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
 from ..optim import minimize_host, perturbed_starts
 from .algebra import condition_on_row_outputs, make_predictor
-from .validation import check_fit_data, check_observed_outputs, check_outputs, check_predict_inputs
+from .validation import check_fit_data, check_observed_outputs, check_outputs, check_predict_inputs, feature_names
 
+
+#: the fitted noise covariance counts as collapsing when its smallest
+#: eigenvalue, in units of the training outputs' variances (Sigma_ij /
+#: sqrt(var_i var_j)), is below this: along some combination of the
+#: standardised outputs the noise sd is under 1% of the data's, and the
+#: intervals of y* along it rest on that (see docs/multioutput.md,
+#: "Noise floor and honest intervals")
+NOISE_COLLAPSE_RATIO = 1e-4
 
 #: the joint predictive (``full_cov=True``) is computed at padded inputs only
 #: while its padded size T * n_pad stays at or below this (a 128 MB matrix):
@@ -203,7 +211,10 @@ class MultiOutputGP(Estimator):
     ``kernel_`` (fitted kernel, callable), ``output_covariance_`` C (T, T),
     ``noise_covariance_`` Sigma (T, T), ``log_marginal_likelihood_`` (eq. 4 at
     the fitted C, Sigma, kernel), ``n_outputs_``, ``n_features_in_``,
-    ``output_names_``, ``fit_time_`` (seconds) and ``fit_info_``: a dict with
+    ``feature_names_in_`` (only when X was a DataFrame with string column
+    names: ``predict`` then takes a DataFrame's columns by name, any order,
+    and raises :class:`~mtgp.exceptions.DataError` naming missing or extra
+    ones), ``output_names_``, ``fit_time_`` (seconds) and ``fit_info_``: a dict with
     ``n_iter`` (L-BFGS iterations of the run kept), ``objective`` (its final
     minimised value: negative log-likelihood per observation, internal
     scale), ``converged`` and ``stop_reason``, ``n_init`` and ``best_start``
@@ -246,10 +257,12 @@ class MultiOutputGP(Estimator):
         if getattr(self, "max_iter", 1) < 1:
             raise ValueError("max_iter must be >= 1")
         self._set_data(kernel, Xa, Ya, names, bool(self.normalize_y))
+        self._set_feature_names(feature_names(X))
         info = self._fit_core(Xa, self._Y)
         self._finish(warn=True)
+        noise = self._noise_diagnostics(warn=True)
         self.fit_time_ = time.perf_counter() - t0
-        self.fit_info_ = dict(info, n_init=int(getattr(self, "n_init", 1)), fit_time=self.fit_time_)
+        self.fit_info_ = dict(info, **noise, n_init=int(getattr(self, "n_init", 1)), fit_time=self.fit_time_)
         return self
 
     def _set_data(self, kernel, Xa, Ya, names, normalize):
@@ -270,6 +283,14 @@ class MultiOutputGP(Estimator):
         self._X = Xa
         self._Y_data = Ya
         self._Y = (Ya - self._y_mean) / self._y_std
+
+    def _set_feature_names(self, names):
+        """``feature_names_in_`` (scikit-learn's convention): the training
+        DataFrame's column names (all strings), absent otherwise."""
+        if names is None:
+            self.__dict__.pop("feature_names_in_", None)
+        else:
+            self.feature_names_in_ = np.asarray(list(names), dtype=object)
 
     def _finish(self, warn):
         """Everything that follows from _theta, _C, _Sigma and the data."""
@@ -315,6 +336,44 @@ class MultiOutputGP(Estimator):
                 DegenerateOutputsWarning, stacklevel=4,
             )
 
+    def _floor_bound_outputs(self) -> list:
+        """Hook: names of the outputs whose noise sits at the floor
+        ``min_noise_variance`` (the constraint binds: the unconstrained
+        optimum would have less noise there)."""
+        return []
+
+    def _noise_diagnostics(self, warn: bool) -> dict:
+        """``fit_info_`` entries on the fitted noise covariance:
+        ``noise_min_eigenvalue`` (smallest eigenvalue of Sigma in units of the
+        training outputs' variances, Sigma_ij / sqrt(var_i var_j): 1 is as
+        much noise as data variance) and ``noise_floor_outputs`` (outputs
+        whose noise is held up by ``min_noise_variance``). Warns (a
+        :class:`~mtgp.exceptions.DegenerateOutputsWarning`) when the noise
+        collapses: the smallest eigenvalue below :data:`NOISE_COLLAPSE_RATIO`
+        or the floor binding. Intervals of new observations y* are then as
+        narrow as that noise allows, and are not to be trusted without a
+        check on held-out data (e.g. their coverage)."""
+        sd = np.sqrt(np.nanvar(self._Y_data, axis=0))  # observed entries (NaN: missing)
+        R = self.noise_covariance_ / np.outer(sd, sd)
+        w, V = np.linalg.eigh(0.5 * (R + R.T))
+        floor = list(self._floor_bound_outputs())
+        out = dict(noise_min_eigenvalue=float(w[0]), noise_floor_outputs=floor)
+        if warn and (w[0] < NOISE_COLLAPSE_RATIO or floor) and w[0] / max(w[-1], 1e-300) >= 1e-10:
+            big = np.argsort(-np.abs(V[:, 0]))[: min(3, len(sd))]
+            combo = " + ".join(f"{V[j, 0]:.2g}*{self.output_names_[j]!r}" for j in big)
+            at_floor = (f"; the noise of {floor} is held at the floor min_noise_variance="
+                        f"{getattr(self, 'min_noise_variance', 0.0):g} (relative to each output's variance), "
+                        "so the objective there is not the unconstrained likelihood" if floor else "")
+            warnings.warn(
+                f"{type(self).__name__}: the fitted noise covariance is collapsing: its smallest eigenvalue "
+                f"is {w[0]:.2g} of the outputs' variance, along {combo}{at_floor}. The model explains that "
+                "combination of outputs almost exactly on the training data; intervals of new observations "
+                "(include_noise=True) along it are correspondingly narrow and may be overconfident: check "
+                "their coverage on held-out data, or raise min_noise_variance.",
+                DegenerateOutputsWarning, stacklevel=4,
+            )
+        return out
+
     def _build_predictor(self):
         K = self._kernel_struct.evaluate(self._theta, jnp.asarray(self._X), jnp.asarray(self._X))
         # eigen route (eq. 5) when every output is observed, else the exact
@@ -349,7 +408,7 @@ class MultiOutputGP(Estimator):
         is no joint conditioning set across rows).
         """
         self._check_is_fitted()
-        Xs = check_predict_inputs(X, self.n_features_in_)
+        Xs = check_predict_inputs(X, self.n_features_in_, getattr(self, "feature_names_in_", None))
         if Y_observed is not None:
             return self._predict_given_outputs(Xs, Y_observed, full_cov, include_noise)
         return self._predict_checked(Xs, full_cov, include_noise)
@@ -442,6 +501,8 @@ class MultiOutputGP(Estimator):
                   "params": _to_json(self.get_params(deep=False)),
                   "kernel": self._kernel_struct.to_dict(),
                   "output_names": list(self.output_names_),
+                  "feature_names": (None if getattr(self, "feature_names_in_", None) is None
+                                    else [str(c) for c in self.feature_names_in_]),
                   "fit_info": _to_json(self.fit_info_),
                   "attributes": attrs}
         return write_model(path, self._format(), header, arrays)
@@ -459,6 +520,7 @@ class MultiOutputGP(Estimator):
         kernel = _k.kernel_from_dict(meta["kernel"])
         X, Y = arrays["X"], arrays["Y"]
         model._set_data(kernel, X, Y, meta["output_names"], bool(model.normalize_y))
+        model._set_feature_names(meta.get("feature_names"))
         model._y_mean, model._y_std = arrays["y_mean"], arrays["y_std"]  # as fitted, to the bit
         model._Y = (Y - model._y_mean) / model._y_std
         model._C, model._Sigma = arrays["C"], arrays["Sigma"]

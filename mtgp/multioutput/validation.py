@@ -52,10 +52,38 @@ def check_outputs(Y, name: str = "Y", allow_missing: bool = False) -> Tuple[np.n
     return arr, names
 
 
+def feature_names(X) -> Optional[np.ndarray]:
+    """The input column names of ``X`` (scikit-learn's ``feature_names_in_``):
+    an object array of the DataFrame's column names when they are all
+    strings, else None (arrays, or non-string column labels, which
+    scikit-learn does not record either)."""
+    if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
+        return np.asarray(list(X.columns), dtype=object)
+    return None
+
+
+def _warn_if_indexes_differ(X, Y):
+    """X and Y are matched by position; warn when both are pandas objects
+    whose row indexes disagree (a join or shuffle gone wrong upstream)."""
+    if not (isinstance(X, (pd.DataFrame, pd.Series)) and isinstance(Y, (pd.DataFrame, pd.Series))):
+        return
+    if len(X) != len(Y) or X.index.equals(Y.index):
+        return
+    pos = np.where(np.asarray(X.index != Y.index))[0]
+    first = int(pos[0])
+    warnings.warn(
+        f"X and Y have different row indexes ({pos.size} of {len(X)} rows differ; first at position "
+        f"{first}: X index {X.index[first]!r}, Y index {Y.index[first]!r}); rows are matched by "
+        "position, not by index: align them (e.g. Y.loc[X.index]) if that is not what you mean",
+        UserWarning, stacklevel=4,
+    )
+
+
 def check_fit_data(X, Y):
     """Validate training data: returns ``(X (N, D), Y (N, T), output_names)``.
     ``Y`` may hold NaN where an output was not measured (heterotopic data);
     every output needs at least two observed values."""
+    _warn_if_indexes_differ(X, Y)
     Xa = as_float_matrix(X, "X")
     Ya, names = check_outputs(Y, "Y", allow_missing=True)
     check_same_rows(Xa, Ya)
@@ -118,7 +146,27 @@ def _warn_if_rank_deficient(Y, names):
         )
 
 
-def check_predict_inputs(X, n_features: int) -> np.ndarray:
+def check_predict_inputs(X, n_features: int, names: Optional[np.ndarray] = None) -> np.ndarray:
+    """Validate prediction inputs. With the training column ``names``
+    (``feature_names_in_``) and a DataFrame ``X``, the columns are taken by
+    name (reordered when given in another order); missing or unexpected
+    columns raise :class:`DataError` naming them. Arrays (and DataFrames
+    when the model was fitted on an array) are taken by position."""
+    if names is not None and isinstance(X, pd.DataFrame):
+        cols = list(X.columns)
+        known = set(names)
+        missing = [c for c in names if c not in cols]
+        extra = [c for c in cols if c not in known]
+        dup = list(dict.fromkeys(c for c in cols if c in known and cols.count(c) > 1))
+        if missing or extra or dup:
+            parts = ([f"missing column(s) {missing}"] if missing else []) + \
+                    ([f"unexpected column(s) {extra}"] if extra else []) + \
+                    ([f"duplicated column(s) {dup}"] if dup else [])
+            raise DataError(
+                f"X: {'; '.join(parts)}; the model was fitted on columns {list(names)} "
+                "(feature_names_in_); predict takes them by name, in any order"
+            )
+        X = X.loc[:, list(names)]
     Xa = as_float_matrix(X, "X")
     check_input_dim(Xa, n_features, "X")
     return Xa

@@ -1,0 +1,362 @@
+"""Missing outputs on the Mulan sets: 10%, 30% and 50% of the training
+output entries removed at random (seeded), every model fitted on what is
+left; RMSE on the removed entries (the model's prediction at their training
+inputs, which conditions on the row's other observed outputs through the
+training data) and on the held-out rows, and the coverage of the 95%
+intervals of y* on both.
+
+Models:
+
+* mtgp's multi-output models (HCool, ~Cool, Std-MT = ``ICM(rank=1,
+  diagonal=True)``, Sigma-MT) given ``Y`` with NaN where an entry was removed.
+  A model whose ``fit`` rejects NaN (a ``DataError`` about missing outputs)
+  is reported as "not supported in this build" and skipped: this script
+  measures whatever the installed mtgp supports.
+* Independent GPs: scikit-learn's ``GaussianProcessRegressor`` per output on
+  that output's observed rows (variance x RBF + white noise; always
+  possible, no sharing between outputs; ``mtgp.GP`` refuses the duplicated
+  input rows of edm).
+* GPyTorch's multitask GP (``MultitaskKernel(RBFKernel, rank=1)`` +
+  ``MultitaskGaussianLikelihood(rank=0)``: Std-MT with IndexKernel's
+  diagonal, per-output noise) with ``gpytorch.settings.observation_nan_policy("mask")``,
+  in its own virtualenv (``--peer-python``, or the venv that
+  ``cool_gpytorch_peer.py`` creates; see there), fitted with
+  ``torch.optim.LBFGS`` at the same budget.
+
+Data: ``cool_mulan.py``'s splits (80/20, at most 800/200 rows, standardised
+with training statistics; statistics of the complete training outputs, so
+every model sees the same scale), SE kernel (isotropic, initial lengthscale
+sqrt(D)), ``max_iter`` L-BFGS iterations for every model. Entries are removed
+uniformly at random, keeping at least 2 observed entries per output.
+
+    python3 benchmarks/cool_mulan_missing.py                      # 9 sets, 1 split, 10/30/50%
+    python3 benchmarks/cool_mulan_missing.py --quick              # CI: slump, 30%, budget 20, no peer
+    python3 benchmarks/cool_mulan_missing.py --datasets slump edm --fractions 0.1 0.5 --splits 2
+    python3 benchmarks/cool_mulan_missing.py --peer-python /path/to/venv/bin/python   # with GPyTorch
+    python3 benchmarks/cool_mulan_missing.py --merge a/cool_mulan_missing_raw.csv b/...   # page from runs made apart
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+Z95 = 1.959963984540054
+FRACTIONS = (0.1, 0.3, 0.5)
+MTGP_MODELS = ("HCool", "~Cool", "Std-MT (P=1 + diag)", "Sigma-MT")
+INDEP = "Indep. GPs (scikit-learn, per output)"
+PEER = "GPyTorch Std-MT (P=1, NaN mask)"
+NOT_SUPPORTED = "not supported in this build"
+
+
+def remove_entries(Y, frac, seed):
+    """A copy of ``Y`` with ``round(frac * Y.size)`` entries set to NaN,
+    uniformly at random (seeded), at least 2 observed entries kept per column."""
+    rng = np.random.default_rng(seed)
+    N, T = Y.shape
+    n_remove = int(round(frac * N * T))
+    for _ in range(1000):
+        mask = np.zeros(N * T, bool)
+        mask[rng.choice(N * T, n_remove, replace=False)] = True
+        mask = mask.reshape(N, T)
+        if np.all((~mask).sum(axis=0) >= 2):
+            break
+    Ym = Y.copy()
+    Ym[mask] = np.nan
+    return Ym, mask
+
+
+def metrics(mean, var, Y, mask=None):
+    """RMSE (averaged over outputs, as cool_mulan.py) and coverage (%) of
+    the 95% intervals, on the entries where ``mask`` is true (all if None)."""
+    mask = np.ones(Y.shape, bool) if mask is None else mask
+    err = np.where(mask, mean - Y, np.nan)
+    per_output = np.sqrt(np.nanmean(err ** 2, axis=0))
+    inside = np.abs(mean - Y) <= Z95 * np.sqrt(var)
+    return float(np.nanmean(per_output)), float(100.0 * inside[mask].mean())
+
+
+# ================================================================ peer worker
+# Runs under the peer's interpreter: numpy, torch and gpytorch only.
+
+def _peer_worker(argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("--json", required=True)
+    p.add_argument("--max-iter", type=int, required=True)
+    p.add_argument("files", nargs="+")
+    a = p.parse_args(argv)
+    import torch
+    import gpytorch
+
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+
+    class MTGP(gpytorch.models.ExactGP):
+        def __init__(self, X, Y, lik, T, ls0):
+            super().__init__(X, Y, lik)
+            self.mean_module = gpytorch.means.MultitaskMean(gpytorch.means.ZeroMean(), num_tasks=T)
+            base = gpytorch.kernels.RBFKernel()
+            base.lengthscale = ls0
+            self.covar_module = gpytorch.kernels.MultitaskKernel(base, num_tasks=T, rank=1)
+
+        def forward(self, x):
+            return gpytorch.distributions.MultitaskMultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    out = []
+    for f in a.files:
+        d = dict(np.load(f))
+        res = {"file": f}
+        try:
+            with gpytorch.settings.observation_nan_policy("mask"):
+                X, Y = torch.as_tensor(d["Xtr"]), torch.as_tensor(d["Ytr"])
+                T = Y.shape[1]
+                lik = gpytorch.likelihoods.MultitaskGaussianLikelihood(num_tasks=T, rank=0, has_global_noise=False)
+                model = MTGP(X, Y, lik, T, float(d["ls0"]))
+                model.train()
+                lik.train()
+                mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, model)
+                opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=a.max_iter, history_size=10,
+                                        line_search_fn="strong_wolfe", tolerance_grad=1e-6)
+
+                def closure():
+                    opt.zero_grad()
+                    loss = -mll(model(X), Y)
+                    loss.backward()
+                    return loss
+
+                t = time.perf_counter()
+                opt.step(closure)
+                res["fit_s"] = time.perf_counter() - t
+                model.eval()
+                lik.eval()
+                with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
+                    for key, Xq in (("train", X), ("test", torch.as_tensor(d["Xte"]))):
+                        pred = lik(model(Xq))  # y*: with the per-output noise
+                        res[f"mean_{key}"] = pred.mean.numpy().tolist()
+                        res[f"var_{key}"] = pred.variance.numpy().tolist()
+        except Exception as exc:  # report, keep going
+            res["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        out.append(res)
+        print(f"    gpytorch {Path(f).stem}: " + (f"fit {res['fit_s']:.2f} s" if "fit_s" in res else res["error"]),
+              flush=True)
+    versions = {"torch": torch.__version__, "gpytorch": gpytorch.__version__}
+    Path(a.json).write_text(json.dumps({"runs": out, "versions": versions}))
+
+
+# ================================================================ mtgp side
+
+def mtgp_models(k, max_iter):
+    from mtgp.multioutput import CoolMTGP, ICM, StructuredNoiseMTGP
+
+    return {"HCool": CoolMTGP(k, max_iter=max_iter),
+            "~Cool": CoolMTGP(k, method="approximate", max_iter=max_iter),
+            "Std-MT (P=1 + diag)": ICM(k, rank=1, diagonal=True, max_iter=max_iter),
+            "Sigma-MT": StructuredNoiseMTGP(k, max_iter=max_iter)}
+
+
+def fit_mtgp(m, Xtr, Ym, Xte):
+    """(status, mean/var at Xtr, mean/var at Xte, fit seconds)."""
+    from mtgp.exceptions import DataError
+
+    t = time.perf_counter()
+    try:
+        m.fit(Xtr, Ym)
+    except DataError as exc:
+        if "missing" in str(exc) or "NaN" in str(exc):
+            return NOT_SUPPORTED, None, None, None
+        raise
+    fit_s = time.perf_counter() - t
+    ptr, pte = m.predict(Xtr, include_noise=True), m.predict(Xte, include_noise=True)
+    return "ok", (ptr.mean, ptr.var), (pte.mean, pte.var), fit_s
+
+
+def fit_independent(k, Xtr, Ym, Xte, max_iter):
+    """One scikit-learn GP per output on that output's observed rows
+    (variance x isotropic RBF + white noise, the SE kernel's initial
+    lengthscale; scikit-learn's GP takes the duplicated input rows that some
+    sets have, which mtgp.GP refuses). ``max_iter`` is unused: scikit-learn
+    runs L-BFGS-B to its own tolerance."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    T = Ym.shape[1]
+    ls0 = float(np.sqrt(Xtr.shape[1]))
+    out = [np.zeros((len(Xtr), T)) for _ in range(2)] + [np.zeros((len(Xte), T)) for _ in range(2)]
+    t = time.perf_counter()
+    for j in range(T):
+        obs = ~np.isnan(Ym[:, j])
+        kern = ConstantKernel(1.0) * RBF(ls0) + WhiteKernel(0.5)
+        gp = GaussianProcessRegressor(kern, normalize_y=True).fit(Xtr[obs], Ym[obs, j])
+        for (mu, var), Xq in ((out[:2], Xtr), (out[2:], Xte)):
+            m, sd = gp.predict(Xq, return_std=True)  # the white kernel is in sd: y*
+            mu[:, j], var[:, j] = m, sd ** 2
+    return "ok", tuple(out[:2]), tuple(out[2:]), time.perf_counter() - t
+
+
+def make_items(names, n_splits, fractions, folder):
+    from cool_mulan import load_splits
+
+    items = []
+    for name in names:
+        _, D, splits = load_splits(name, n_splits)
+        for s, Xtr, Ytr, Xte, Yte in splits:
+            for frac in fractions:
+                Ym, mask = remove_entries(Ytr, frac, seed=1000 * s + int(round(100 * frac)))
+                f = Path(folder) / f"{name}_{s}_{int(round(100 * frac))}.npz"
+                np.savez(f, Xtr=Xtr, Ytr=Ym, Xte=Xte, ls0=np.sqrt(D))
+                items.append(dict(dataset=name, split=s, frac=frac, Xtr=Xtr, Ytr=Ytr, Ym=Ym, mask=mask,
+                                  Xte=Xte, Yte=Yte, file=str(f)))
+    return items
+
+
+def row(it, model, status, tr=None, te=None, fit_s=None):
+    r = dict(dataset=it["dataset"], split=it["split"], removed=it["frac"], model=model, status=status, fit_s=fit_s)
+    if tr is not None:
+        r["rmse_removed"], r["coverage_removed"] = metrics(*tr, it["Ytr"], it["mask"])
+        r["rmse_test"], r["coverage_test"] = metrics(*te, it["Yte"])
+    return r
+
+
+def run(items, max_iter, models, peer_py):
+    from cool_mulan import kernel
+
+    rows, unsupported = [], set()
+    t0 = time.perf_counter()
+    for it in items:
+        k = kernel("se", it["Xtr"].shape[1])
+        for name, m in mtgp_models(k, max_iter).items():
+            if models and name not in models:
+                continue
+            if name in unsupported:
+                rows.append(row(it, name, NOT_SUPPORTED))
+                continue
+            try:
+                status, tr, te, fit_s = fit_mtgp(m, it["Xtr"], it["Ym"], it["Xte"])
+            except Exception as exc:  # report, keep going
+                status, tr, te, fit_s = f"failed: {type(exc).__name__}: {str(exc)[:120]}", None, None, None
+            if status == NOT_SUPPORTED:
+                unsupported.add(name)
+            rows.append(row(it, name, status, tr, te, fit_s))
+        if not models or INDEP in models:
+            rows.append(row(it, INDEP, *fit_independent(k, it["Xtr"], it["Ym"], it["Xte"], max_iter)))
+        print(f"{it['dataset']} split {it['split']} {100 * it['frac']:.0f}% removed: mtgp done "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    versions = {}
+    if peer_py:
+        with tempfile.TemporaryDirectory() as tmp:
+            js = Path(tmp) / "peer.json"
+            r = subprocess.run([peer_py, str(Path(__file__).resolve()), "_peer", "--json", str(js),
+                                "--max-iter", str(max_iter)] + [it["file"] for it in items], timeout=7200)
+            res = json.loads(js.read_text()) if r.returncode == 0 and js.exists() else {"runs": []}
+        versions = res.get("versions", {})
+        by_file = {x["file"]: x for x in res["runs"]}
+        for it in items:
+            x = by_file.get(it["file"], {"error": "peer did not run"})
+            if "error" in x:
+                rows.append(row(it, PEER, "failed: " + x["error"]))
+            else:
+                tr = (np.asarray(x["mean_train"]), np.asarray(x["var_train"]))
+                te = (np.asarray(x["mean_test"]), np.asarray(x["var_test"]))
+                rows.append(row(it, PEER, "ok", tr, te, x["fit_s"]))
+    return rows, versions
+
+
+def report(df, out, elapsed, args, peer_note, sources=None):
+    import pandas as pd
+
+    from _common import md_table, page_header
+
+    order = [m for m in MTGP_MODELS + (INDEP, PEER) if m in set(df.model)]
+    ok = df[df.status == "ok"]
+    md = [page_header("Multi-output models with missing outputs (Mulan sets)", quick=args.quick, elapsed=elapsed)]
+    if sources:
+        md.append("Merged from the raw rows of: " + ", ".join(f"`{s}`" for s in sources) + ".\n")
+    if args.note:
+        md.append(args.note + "\n")
+    md += [f"Data sets: {', '.join(dict.fromkeys(df.dataset))}; {df.split.nunique()} split(s) as `cool_mulan.py`; "
+           f"removed: {', '.join(f'{100 * f:.0f}%' for f in sorted(set(df.removed)))} of the training output "
+           f"entries; SE kernel; L-BFGS budget max_iter = {args.max_iter}. GPyTorch: {peer_note}.\n",
+           "RMSE on standardised outputs (averaged over outputs); coverage of 95% intervals of y* (%). "
+           "'removed': the removed training entries, predicted at their inputs from everything observed; "
+           "'test': the held-out rows. Fit time includes compilation on the first fit of each shape.\n"]
+    status = (df.groupby("model")["status"].agg(lambda s: ", ".join(sorted(set(s)))).reindex(order).reset_index())
+    md += ["## Which models ran\n", md_table(status), ""]
+    if len(ok):
+        for metric, label in (("rmse_removed", "RMSE on the removed entries"), ("rmse_test", "RMSE on held-out rows"),
+                              ("coverage_removed", "Coverage (%) on the removed entries"),
+                              ("coverage_test", "Coverage (%) on held-out rows"), ("fit_s", "Fit time (s, median)")):
+            agg = "median" if metric == "fit_s" else "mean"
+            tab = (ok.groupby(["dataset", "removed", "model"])[metric].agg(agg).unstack("model")
+                   .reindex(columns=[m for m in order if m in set(ok.model)]).reset_index())
+            tab["removed"] = (100 * tab["removed"]).round().astype(int).astype(str) + "%"
+            md += [f"## {label}\n", md_table(tab, ".3f" if "rmse" in metric else ".1f" if "cov" in metric else ".2f"), ""]
+    text = "\n".join(md)
+    stem = "cool_mulan_missing"
+    (out / f"{stem}.md").write_text(text + "\n")
+    df.to_csv(out / f"{stem}_raw.csv", index=False)
+    print(text)
+
+
+def main(argv=None):
+    if argv is None and sys.argv[1:2] == ["_peer"]:
+        return _peer_worker(sys.argv[2:])
+    import warnings
+
+    import pandas as pd
+
+    from _common import out_dir
+
+    import mtgp
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--datasets", nargs="*", default=None)
+    ap.add_argument("--splits", type=int, default=None)
+    ap.add_argument("--fractions", nargs="*", type=float, default=None)
+    ap.add_argument("--max-iter", type=int, default=None)
+    ap.add_argument("--models", nargs="*", default=None, choices=MTGP_MODELS + (INDEP,))
+    ap.add_argument("--peer-python", default=None, help="interpreter with torch + gpytorch (default: "
+                    "cool_gpytorch_peer.py's venv, created if missing; --quick: no peer unless given)")
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--merge", nargs="*", default=None, metavar="CSV")
+    ap.add_argument("--note", default=None)
+    args = ap.parse_args(argv)
+    out = out_dir(args.out)
+    args.max_iter = args.max_iter or (20 if args.quick else 200)
+    t0 = time.perf_counter()
+    if args.merge:
+        df = pd.concat([pd.read_csv(f) for f in args.merge], ignore_index=True)
+        return report(df, out, time.perf_counter() - t0, args, "as in the merged runs (see above)",
+                      sources=list(args.merge))
+    from mtgp.datasets import MTR_DATASETS
+
+    names = args.datasets or (["slump"] if args.quick else list(MTR_DATASETS))
+    fractions = args.fractions or ((0.3,) if args.quick else FRACTIONS)
+    peer_py, peer_note = None, "not run (--no-peer)"
+    if not args.no_peer and (args.peer_python or not args.quick):
+        from cool_gpytorch_peer import peer_python
+
+        peer_py, peer_note, _ = peer_python(args.peer_python)
+        if peer_py is None and not args.quick:
+            raise SystemExit(f"GPyTorch peer unavailable: {peer_note} (use --no-peer to run without it)")
+    elif args.quick:
+        peer_note = "not run (--quick without --peer-python)"
+    warnings.simplefilter("ignore", mtgp.DegenerateOutputsWarning)  # coverage is what the page reports
+    with tempfile.TemporaryDirectory() as tmp:
+        items = make_items(names, args.splits or 1, fractions, tmp)
+        rows, versions = run(items, args.max_iter, args.models, peer_py)
+    if versions:
+        peer_note += " (" + ", ".join(f"{k} {v}" for k, v in versions.items()) + ")"
+    report(pd.DataFrame(rows), out, time.perf_counter() - t0, args, peer_note)
+
+
+if __name__ == "__main__":
+    main()
