@@ -278,6 +278,8 @@ class MaskedPredictor:
         return np.where(np.isnan(Y), full, Y)
 
     def mean(self, Ks):
+        """Predictive mean (n, T) of f* given the observed entries y_O (eq. 5
+        restricted to O): (C (x) K*)[:, O] alpha_O. ``Ks`` (n, N) = k(X*, X)."""
         return np.asarray((Ks[:, jnp.asarray(self.i_o)] * self.alpha[None, :]) @ self._Ct.T)
 
     def _chunks(self, n):
@@ -286,6 +288,9 @@ class MaskedPredictor:
         return [(a, min(n, a + step)) for a in range(0, n, step)]
 
     def point_cov(self, Ks, kss_diag, include_noise=False):
+        """T x T predictive covariance at each point (n, T, T): C k(x, x) -
+        B_x (Sigma_OO)^-1 B_x^T with B_x = cov(f*(x), y_O); plus Sigma with
+        ``include_noise`` (y*). Computed in chunks of points to bound memory."""
         Ko = Ks[:, jnp.asarray(self.i_o)]  # (n, |O|)
         n, T = Ks.shape[0], self.C.shape[0]
         out = []
@@ -299,6 +304,8 @@ class MaskedPredictor:
         return np.asarray(symmetrize(cov))
 
     def joint_cov(self, Ks, Kss, include_noise=False):
+        """Joint predictive covariance (T n, T n), output-major, over all
+        points and outputs given y_O; plus Sigma (x) I with ``include_noise``."""
         Ko = Ks[:, jnp.asarray(self.i_o)]
         n, T = Ks.shape[0], self.C.shape[0]
         B = (self._Ct[:, None, :] * Ko[None]).reshape(T * n, -1)  # output-major rows t * n + j
