@@ -94,13 +94,12 @@ class Sharded(Backend):
 
     def individual_m_step(self, handle, static, theta, post):
         from ..magma import numerics as nx
-        from ..optim import batched_minimize_host, minimize_host
+        from ..optim import batched_minimize_host
 
         data = handle.data
+        if static.common:  # one joint problem: padding individuals add nothing
+            return Local().individual_m_step(data, static, theta, post)
         moments = nx.posterior_at_individuals(post, data.idx)
-        if static.common:
-            return minimize_host(("magma-common", static.ki), nx.common_objective(static.ki), theta,
-                                 (data.X, data.y, data.mask, moments), max_iter=static.max_iter).params
         for (X, y, mask, _, rows, _), (mh, kh), m, real in zip(data.buckets, moments, handle.n_real,
                                                                  handle.rows):
             new = batched_minimize_host(("magma-individual", static.ki), nx.individual_objective(static.ki),
