@@ -34,6 +34,20 @@ def _normal_quantile(level: float) -> float:
     return float(stats.norm.ppf(0.5 + level / 2.0))
 
 
+def _tidy_frame(pred, level: float):
+    """One row per input: the input column(s), Mean, Var and the central
+    ``level`` interval (Lower, Upper) of a one-output prediction."""
+    import pandas as pd
+
+    lo, hi = pred.interval(level)
+    df = pd.DataFrame(pred.inputs, columns=pred.input_columns)
+    df["Mean"] = pred.mean
+    df["Var"] = pred.var
+    df["Lower"] = lo
+    df["Upper"] = hi
+    return df
+
+
 class Gaussian:
     """Base of the predictive distributions: subclasses store ``mean`` and
     ``cov`` and define :attr:`var` as the variances of the entries of
@@ -99,15 +113,7 @@ class Prediction(Gaussian):
 
     def to_frame(self, level: float = 0.95):
         """Tidy table: input column(s), Mean, Var, Lower, Upper."""
-        import pandas as pd
-
-        lo, hi = self.interval(level)
-        df = pd.DataFrame(self.inputs, columns=self.input_columns)
-        df["Mean"] = self.mean
-        df["Var"] = self.var
-        df["Lower"] = lo
-        df["Upper"] = hi
-        return df
+        return _tidy_frame(self, level)
 
     def __repr__(self):
         kind = "noisy outputs" if self.includes_noise else "latent process"
@@ -286,15 +292,7 @@ class MixtureOfGaussians:
     def to_frame(self, level: float = 0.95):
         """Tidy table: input column(s), Mean, Var (mixture moments), Lower,
         Upper (exact mixture quantiles)."""
-        import pandas as pd
-
-        lo, hi = self.interval(level)
-        df = pd.DataFrame(self.inputs, columns=self.input_columns)
-        df["Mean"] = self.mean
-        df["Var"] = self.var
-        df["Lower"] = lo
-        df["Upper"] = hi
-        return df
+        return _tidy_frame(self, level)
 
     def __repr__(self):
         kind = "noisy outputs" if self.includes_noise else "latent process"
