@@ -46,23 +46,32 @@ def _jsonable(x):
 @config.float64
 def save_magma(model, path) -> str:
     """Write ``model`` to ``path`` (``.npz`` added if missing); returns the path."""
+    header, arrays = saved_model_parts(model, _PARAMS)
+    return write_model(path, FORMAT, header, arrays)
+
+
+def saved_model_parts(model, param_names, to_json=None):
+    """The header and arrays shared by the Magma-family files: constructor
+    parameters ``param_names``, kernels' forms, ids, prior mean, fit
+    diagnostics (``to_json`` per value), the flat log hyper-parameters and the
+    training data after any binning."""
     model._check_is_fitted()
+    to_json = to_json or _jsonable
     prior = model._prior
     if prior.kind == "callable":
         raise ValueError("a model with a callable prior_mean cannot be saved: give the prior mean as "
                          "a constant or as values on the training inputs")
-    info = model.fit_info_
     header = {
-        "params": {k: _jsonable(getattr(model, k)) for k in _PARAMS},
+        "params": {k: _jsonable(getattr(model, k)) for k in param_names},
         "input_columns": model.input_columns_,
         "mean_kernel": model._static.k0.kernel.to_dict(),
         "individual_kernel": model._static.ki.kernel.to_dict(),
         "ids": [_jsonable(i) for i in model.ids_],
         "prior_kind": prior.kind,
-        "fit_info": {k: _jsonable(v) for k, v in info.items()},
+        "fit_info": {k: to_json(v) for k, v in model.fit_info_.items()},
     }
     frame = model.inds_.to_frame()
-    return write_model(path, FORMAT, header, {
+    arrays = {
         "theta0": np.asarray(ravel_pytree(model.theta0_)[0]),
         "theta": np.asarray(ravel_pytree(model.theta_)[0]),
         "inputs": frame[model.input_columns_].to_numpy(),
@@ -70,7 +79,32 @@ def save_magma(model, path) -> str:
         "counts": model.inds_.counts,
         "prior_values": prior.values,
         "prior_constant": np.array(float(prior.spec) if prior.kind == "constant" else np.nan),
-    })
+    }
+    return header, arrays
+
+
+def model_from_file(cls, meta, f, path):
+    """(model with the saved constructor parameters, mean kernel, individual
+    kernel, the saved individuals) from a Magma-family file's contents."""
+    k0 = kernel_from_dict(meta["mean_kernel"])
+    ki = kernel_from_dict(meta["individual_kernel"])
+    prior = float(f["prior_constant"]) if meta["prior_kind"] == "constant" else f["prior_values"]
+    model = cls(mean_kernel=k0, individual_kernel=ki, prior_mean=prior,
+                input_columns=meta["input_columns"], **meta["params"])
+    bounds = np.cumsum(f["counts"])[:-1]
+    data = {i: (X, y) for i, X, y in zip(meta["ids"], np.split(f["inputs"], bounds),
+                                           np.split(f["outputs"], bounds))}
+    inds = to_individuals(data, meta["input_columns"], what=f"the data saved in {path}")
+    return model, k0, ki, inds
+
+
+def unravel_individual_hp(ki, flat, shared: bool, n_individuals: int):
+    """The individual hyper-parameters' pytree from its saved flat vector
+    (one set, or one per individual when not shared)."""
+    proto = {"kernel": ki.init_params(), "log_noise": jnp.zeros(())}
+    if not shared:
+        proto = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_individuals,) + jnp.shape(a)), proto)
+    return ravel_pytree(proto)[1](jnp.asarray(flat))
 
 
 @config.float64
@@ -80,23 +114,11 @@ def load_magma(cls, path):
     t_start = time.perf_counter()
     meta, f = read_model(path, FORMAT)
     try:
-        k0 = kernel_from_dict(meta["mean_kernel"])
-        ki = kernel_from_dict(meta["individual_kernel"])
-        prior = float(f["prior_constant"]) if meta["prior_kind"] == "constant" else f["prior_values"]
-        model = cls(mean_kernel=k0, individual_kernel=ki, prior_mean=prior,
-                    input_columns=meta["input_columns"], **meta["params"])
-        bounds = np.cumsum(f["counts"])[:-1]
-        data = {i: (X, y) for i, X, y in zip(meta["ids"], np.split(f["inputs"], bounds),
-                                               np.split(f["outputs"], bounds))}
-        inds = to_individuals(data, meta["input_columns"], what=f"the data saved in {path}")
-        M = inds.n_individuals
+        model, k0, ki, inds = model_from_file(cls, meta, f, path)
         # prototypes give the saved flat vectors their pytree structure
         _, un0 = ravel_pytree(k0.init_params())
-        proto = {"kernel": ki.init_params(), "log_noise": jnp.zeros(())}
-        if not model.common_hp:
-            proto = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (M,) + jnp.shape(a)), proto)
-        _, un = ravel_pytree(proto)
-        params = MagmaParams(un0(jnp.asarray(f["theta0"])), un(jnp.asarray(f["theta"])))
+        theta = unravel_individual_hp(ki, f["theta"], model.common_hp, inds.n_individuals)
+        params = MagmaParams(un0(jnp.asarray(f["theta0"])), theta)
         info = dict(meta["fit_info"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: not a consistent saved {FORMAT} ({type(exc).__name__}: {exc})") from None
