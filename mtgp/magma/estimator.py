@@ -363,7 +363,7 @@ class Magma(Estimator):
                          what="Magma prediction" + (" (Type II)" if inds_new is None else ""))
         kern = self._static.ki.kernel.with_params(theta_star["kernel"])
         out.hyperparameters = {**_flat_hp(kern.hyperparameters()),
-                               "noise": float(jnp.exp(theta_star["log_noise"]))}
+                               "noise": float(np.exp(np.asarray(theta_star["log_noise"])))}
         return out
 
     # ------------------------------------------------------- save / load
