@@ -59,7 +59,7 @@ from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_
 from ..compile import cached_jit
 from .base import (MultiOutputGP, _deprecated_alias, apply_mask, best_of_starts, deprecated_function,
                    minimize, output_variances, run_info, store_params)
-from .algebra import MaskedPredictor, mtgp_log_likelihood
+from .algebra import MaskedPredictor, eigen_log_likelihood
 
 __all__ = [
     "CoolMTGP",
@@ -405,21 +405,47 @@ def _unpack(kernel, mask, p, theta0, floor=0.0):
     return theta, jnp.exp(p["log_b"]), floor + jnp.exp(p["log_s2"])
 
 
-def _objective(kernel, method):
-    """Per-observation negative eq. (26) (approximate; ``Y`` the outputs) or
-    eq. (21) (hierarchical; ``Y`` the residuals Y - Y_<t w_bar_y,t, the MAP
-    weights held constant)."""
+def _objective(kernel):
+    """Per-observation negative sum_t log N(y_t | 0, b_t K + sigma_t^2 I +
+    P_t P_t^T) (:func:`conditional_log_likelihoods`): eq. (26) with the
+    arguments of :func:`_approximate_args` (targets and previous outputs
+    Y, strictly lower mask), eq. (21) with those of
+    :func:`_hierarchical_args` (targets the residuals Y - Y_<t w_bar_y,t,
+    the MAP weights held constant; no previous outputs). One objective for
+    both methods, so that on small problems ~Cool and HCool share one
+    compiled program (issue 11)."""
     mask = kernel.scale_mask()
 
-    def obj(p, theta0, X, Y, floor):
-        N, T = Y.shape
+    def obj(p, theta0, X, Y_target, Y_prev, prev_mask, floor):
+        N, T = Y_target.shape
         theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
         K = kernel.evaluate(theta, X, X)
-        if method == "approximate":
-            return -approximate_log_likelihood(K, b, s2, Y) / (N * T)
-        return -hierarchical_log_likelihood(K, b, s2, Y, jnp.zeros((T, T))) / (N * T)
+        return -conditional_log_likelihoods(K, b, s2, Y_target, Y_prev, prev_mask) / (N * T)
 
     return obj
+
+
+#: HCool's objective (eq. 21) takes T all-zero previous outputs, the shapes of
+#: ~Cool's (eq. 26), when N T^2 is at most this: both L-BFGS runs then use one
+#: compiled program (a first fit compiles one large program fewer, ~1 s on 2
+#: cores). The zero columns contribute exact zeros (a T x T identity
+#: capacitance), so the values and gradients are those of one zero column;
+#: above it, one zero column (an O(N T^2) per-evaluation cost saved instead).
+SHARED_OBJECTIVE_MAX = 1 << 18
+
+
+def _approximate_args(Y):
+    """(Y_target, Y_prev, prev_mask) of eq. (26) for :func:`_objective`."""
+    T = Y.shape[1]
+    return Y, Y, jax.device_put(np.tril(np.ones((T, T)), -1))
+
+
+def _hierarchical_args(residuals):
+    """(Y_target, Y_prev, prev_mask) of eq. (21) for :func:`_objective`
+    (see :data:`SHARED_OBJECTIVE_MAX`)."""
+    N, T = residuals.shape
+    P = T if N * T * T <= SHARED_OBJECTIVE_MAX else 1
+    return residuals, jax.device_put(np.zeros((N, P))), jax.device_put(np.zeros((T, P)))
 
 
 def _weights_program(kernel):
@@ -461,11 +487,6 @@ def _recover_program(kernel, method):
         return run
 
     return cached_jit(("cool-recover", kernel.structure(), method), build)
-
-
-def _log_likelihood_program():
-    """Compiled :func:`~mtgp.multioutput.algebra.mtgp_log_likelihood` (eq. 4)."""
-    return cached_jit(("mtgp-log-likelihood",), lambda: mtgp_log_likelihood)
 
 
 class CoolMTGP(MultiOutputGP):
@@ -585,7 +606,7 @@ class CoolMTGP(MultiOutputGP):
         finite = bool(np.all(np.isfinite(W_y)) and np.all(np.isfinite(alpha)))
         C = recover_output_covariance(W_y, b, alpha, K) if finite else None
         S = recover_noise_covariance(W_y, s2) if finite else None
-        ll = float(_log_likelihood_program()(K, jax.device_put(C), jax.device_put(S), Yo)) if finite else -np.inf
+        ll = eigen_log_likelihood(K, C, S, Yo) if finite else -np.inf
         return dict(theta=theta, K=K, W_y=W_y, alpha=alpha, b=b, s2=s2, C=C, Sigma=S,
                     log_likelihood=ll if np.isfinite(ll) else -np.inf, finite=finite,
                     objective=float(out["objective"]), residuals=out["residuals"])
@@ -599,21 +620,21 @@ class CoolMTGP(MultiOutputGP):
         most ``n_outer`` alternations; the iterate with the highest exact
         likelihood is kept, so HCool never ends below its ~Cool start.
         Returns (recovered dict of :meth:`_recover`, fit_info entries)."""
-        obj = _objective(kernel, "approximate")
-        res = minimize(("cool-approx", kernel.structure()), obj, p,
-                       (theta0, Xj, Yo, floor), int(self.max_iter), float(self.tol))
+        obj = _objective(kernel)
+        res = minimize(("cool-conditional", kernel.structure()), obj, p,
+                       (theta0, Xj, *_approximate_args(Yo), floor), int(self.max_iter), float(self.tol))
         p = res.params
         rec = self._recover(kernel, p, theta0, Xj, Yo, floor)
         info = run_info(res, self.max_iter)
         if self.method == "approximate":
             return rec, info
-        obj = _objective(kernel, "hierarchical")
         n_iter, history, best = int(res.n_iter), [rec["log_likelihood"]], rec
         converged, n_outer = False, 0
         for n_outer in range(1, int(self.n_outer) + 1):
             # step 1: MAP of w_y,t (eqs. 17-18) at p, already in rec: its residual targets
-            res = minimize(("cool-hier", kernel.structure()), obj, p,  # step 2: eq. (21)
-                           (theta0, Xj, rec["residuals"], floor), int(self.max_iter), float(self.tol))
+            res = minimize(("cool-conditional", kernel.structure()), obj, p,  # step 2: eq. (21)
+                           (theta0, Xj, *_hierarchical_args(rec["residuals"]), floor), int(self.max_iter),
+                           float(self.tol))
             p = res.params
             n_iter += int(res.n_iter)
             rec = self._recover(kernel, p, theta0, Xj, Yo, floor)
