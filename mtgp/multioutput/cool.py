@@ -448,20 +448,6 @@ def _hierarchical_args(residuals):
     return residuals, jax.device_put(np.zeros((N, P))), jax.device_put(np.zeros((T, P)))
 
 
-def _weights_program(kernel):
-    mask = kernel.scale_mask()
-
-    def build():
-        def run(p, theta0, X, Y, floor):
-            theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
-            K = kernel.evaluate(theta, X, X)
-            return map_previous_weights(K, b, s2, Y)
-
-        return run
-
-    return cached_jit(("cool-weights", kernel.structure()), build)
-
-
 def _recover_program(kernel, method):
     """One compiled program for everything :meth:`CoolMTGP._recover` needs
     from the parameters ``p`` (issue 11: run eagerly, these operations
