@@ -212,7 +212,7 @@ class Magma(Estimator):
 
     def _initial_params(self, k0: Kernel, ki: Kernel, M: int) -> MagmaParams:
         theta = {"kernel": ki.init_params(),
-                 "log_noise": jnp.log(jnp.asarray(_positive_scalar(self.noise, "noise"), dtype=jnp.float64))}
+                 "log_noise": jax.device_put(np.log(np.float64(_positive_scalar(self.noise, "noise"))))}
         if not self.common_hp:
             theta = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (M,) + jnp.shape(a)), theta)
         return MagmaParams(k0.init_params(), theta)
@@ -268,7 +268,7 @@ class Magma(Estimator):
         rows = []
         if self.common_hp:
             self.individual_kernel_ = ki.with_params(theta["kernel"])
-            self.noise_ = float(jnp.exp(theta["log_noise"]))
+            self.noise_ = float(np.exp(np.asarray(theta["log_noise"])))
             hp = _flat_hp(self.individual_kernel_.hyperparameters())
             rows = [{"ID": i, **hp, "noise": self.noise_} for i in self.ids_]
         else:
@@ -363,7 +363,7 @@ class Magma(Estimator):
                          what="Magma prediction" + (" (Type II)" if inds_new is None else ""))
         kern = self._static.ki.kernel.with_params(theta_star["kernel"])
         out.hyperparameters = {**_flat_hp(kern.hyperparameters()),
-                               "noise": float(jnp.exp(theta_star["log_noise"]))}
+                               "noise": float(np.exp(np.asarray(theta_star["log_noise"])))}
         return out
 
     # ------------------------------------------------------- save / load

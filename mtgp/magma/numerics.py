@@ -80,6 +80,14 @@ INDIVIDUAL_GTOL = 1e-5
 
 # ------------------------------------------------------------ named pytrees
 
+def _to_device(a):
+    """``jnp.asarray(a)`` without a compiled program: on jax >= 0.10,
+    ``jnp.asarray`` of a numpy array compiles a small copy program per shape
+    and dtype (issue 11: first fits); ``jax.device_put`` of the numpy array
+    gives the same array (dtype canonicalised the same way)."""
+    return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
+
+
 class MagmaStatic(NamedTuple):
     """The static model description (hashable: a ``jax.jit`` static
     argument). ``k0``/``ki``: mean and individual kernels; ``common``: all
@@ -134,19 +142,19 @@ class MagmaData(NamedTuple):
         training order (default: ones, i.e. Magma)."""
         M = int(sum(len(r) for r in buckets.rows))
         w = np.ones(M) if weights is None else np.asarray(weights, dtype=float)
-        f = lambda name: tuple(jnp.asarray(getattr(b, name)) for b in buckets.blocks)
-        return cls(f("X"), f("y"), f("mask"), f("idx"), tuple(jnp.asarray(r) for r in buckets.rows),
-                   tuple(jnp.asarray(w[np.asarray(r)]) for r in buckets.rows),
-                   jnp.asarray(grid), jnp.asarray(m0))
+        f = lambda name: tuple(_to_device(getattr(b, name)) for b in buckets.blocks)
+        return cls(f("X"), f("y"), f("mask"), f("idx"), tuple(_to_device(r) for r in buckets.rows),
+                   tuple(_to_device(w[np.asarray(r)]) for r in buckets.rows),
+                   _to_device(grid), _to_device(m0))
 
     @classmethod
     def from_padded(cls, padded, grid, m0, weights: Optional[np.ndarray] = None) -> "MagmaData":
         """From one :class:`mtgp.data.Padded` block (all individuals in order)."""
         M = padded.X.shape[0]
         w = np.ones(M) if weights is None else np.asarray(weights, dtype=float)
-        return cls((jnp.asarray(padded.X),), (jnp.asarray(padded.y),), (jnp.asarray(padded.mask),),
-                   (jnp.asarray(padded.idx),), (jnp.arange(M),), (jnp.asarray(w),),
-                   jnp.asarray(grid), jnp.asarray(m0))
+        return cls((_to_device(padded.X),), (_to_device(padded.y),), (_to_device(padded.mask),),
+                   (_to_device(padded.idx),), (_to_device(np.arange(M)),), (_to_device(w),),
+                   _to_device(grid), _to_device(m0))
 
     def with_weights(self, weights: np.ndarray) -> "MagmaData":
         """The same layout with other per-individual weights (training order)."""
@@ -249,11 +257,30 @@ def e_step_sums(static: MagmaStatic, theta, data: MagmaData):
 def posterior_from_sums(static: MagmaStatic, theta0, grid, m0, S, c, ll) -> MeanPosterior:
     """Hyper-posterior of mu0 on the grid (Props. 1 and 4, without K0^-1)
     and the exact marginal log-likelihood, from the E-step sums."""
+    return _posterior(static, theta0, grid, m0, S, c, ll, safe_cholesky)
+
+
+def _plain_cholesky(A):
+    """:func:`~mtgp.linalg.safe_cholesky`'s first try alone, ``(L, 0.0)``:
+    the same factor whenever that try succeeds (NaN when it fails). Its
+    jitter loop (a ``lax.cond`` around a ``lax.while_loop``) made each
+    program ~1 s longer to compile on a loaded 2-core machine, for a case
+    that almost never happens; the compiled wrappers below run this first
+    and fall back to the full program only when a factor is not finite
+    (issue 11: first fits)."""
+    return cholesky(A), jnp.zeros((), A.dtype)
+
+
+def _finite(*arrays):
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(a)) for a in arrays]))
+
+
+def _posterior(static, theta0, grid, m0, S, c, ll, factor) -> MeanPosterior:
     N = grid.shape[0]
     K0 = symmetrize(static.k0.evaluate(theta0, grid, grid))
-    L_S, jit_S = safe_cholesky(S)
+    L_S, jit_S = factor(S)
     B = jnp.eye(N, dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
-    L_B, jit_B = safe_cholesky(B)
+    L_B, jit_B = factor(B)
     K0c = K0 @ c
     alpha = c - L_S @ cho_solve(L_B, L_S.T @ K0c)
     mean = m0 + K0 @ alpha
@@ -281,6 +308,12 @@ def _posterior_from_sums_jit(static, theta0, grid, m0, S, c, ll):
 
 
 @partial(jax.jit, static_argnames=("static",))
+def _posterior_first_try_jit(static, theta0, grid, m0, S, c, ll):
+    post = _posterior(static, theta0, grid, m0, S, c, ll, _plain_cholesky)
+    return post, _finite(post.L_S, post.L_B)
+
+
+@partial(jax.jit, static_argnames=("static",))
 def _e_step_jit(static, params, data):
     return mean_posterior(static, params, data)
 
@@ -291,7 +324,12 @@ def e_step_sums_jit(static: MagmaStatic, theta, data: MagmaData):
 
 
 def posterior_from_sums_jit(static: MagmaStatic, theta0, grid, m0, S, c, ll) -> MeanPosterior:
-    """Compiled :func:`posterior_from_sums`."""
+    """Compiled :func:`posterior_from_sums`: the plain factorisations first
+    (:func:`_plain_cholesky`), the program with the jitter loop only when
+    one of them fails (same result either way)."""
+    post, ok = _posterior_first_try_jit(static.structure, theta0, grid, m0, S, c, ll)
+    if bool(ok):
+        return post
     return _posterior_from_sums_jit(static.structure, theta0, grid, m0, S, c, ll)
 
 
@@ -386,10 +424,24 @@ def theta0_marginal_objective(k0, theta0, grid, L_S, w):
     return _marginal_terms(K0, L_S, w) / grid.shape[0]
 
 
-@jax.jit
 def theta0_inputs(S, c):
     """L_S (Cholesky of S) and w = L_S^-1 c: the data of the theta_0 ECME
-    objective, from the E-step sums at the new individual HPs."""
+    objective, from the E-step sums at the new individual HPs. (Compiled:
+    the plain factorisation first, the jitter loop only when it fails.)"""
+    L_S, w, ok = _theta0_inputs_first_try(S, c)
+    if bool(ok):
+        return L_S, w
+    return _theta0_inputs_safe(S, c)
+
+
+@jax.jit
+def _theta0_inputs_first_try(S, c):
+    L_S, _ = _plain_cholesky(S)
+    return L_S, tri_solve(L_S, c), _finite(L_S)
+
+
+@jax.jit
+def _theta0_inputs_safe(S, c):
     L_S, _ = safe_cholesky(S)
     return L_S, tri_solve(L_S, c)
 

@@ -31,6 +31,7 @@ from .. import config
 from .. import kernels as _k
 from .._deprecation import renamed_attribute
 from ..base import Estimator
+from ..compile import cached_jit
 from ..data import padded_size
 from ..distributions import MultiOutputPrediction
 from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
@@ -375,7 +376,9 @@ class MultiOutputGP(Estimator):
         return out
 
     def _build_predictor(self):
-        K = self._kernel_struct.evaluate(self._theta, jnp.asarray(self._X), jnp.asarray(self._X))
+        k = self._kernel_struct
+        X = jax.device_put(np.asarray(self._X, dtype=float))
+        K = cached_jit(("kernel-gram", k.structure()), lambda: lambda th, x: k.evaluate(th, x, x))(self._theta, X)
         # eigen route (eq. 5) when every output is observed, else the exact
         # conditional on the observed entries (dense in them, algebra.py)
         self._predictor = make_predictor(K, self._C, self._Sigma, self._Y, where=type(self).__name__)
@@ -544,6 +547,7 @@ class MultiOutputGP(Estimator):
         """Heuristic starting values: half of each output's variance to
         signal (scaled by the kernel's mean prior variance), half to noise."""
         var = output_variances(Y)
-        kd = float(np.mean(np.asarray(kernel.evaluate_diag(kernel.init_params(), jnp.asarray(X)))))
+        diag = cached_jit(("kernel-diag", kernel.structure()), lambda: kernel.evaluate_diag)
+        kd = float(np.mean(np.asarray(diag(kernel.init_params(), jax.device_put(np.asarray(X, dtype=float))))))
         kd = kd if np.isfinite(kd) and kd > 0 else 1.0
         return 0.5 * var / kd, 0.5 * var

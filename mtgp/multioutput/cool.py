@@ -59,7 +59,7 @@ from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_
 from ..compile import cached_jit
 from .base import (MultiOutputGP, _deprecated_alias, apply_mask, best_of_starts, deprecated_function,
                    minimize, output_variances, run_info, store_params)
-from .algebra import MaskedPredictor, mtgp_log_likelihood
+from .algebra import MaskedPredictor, eigen_log_likelihood
 
 __all__ = [
     "CoolMTGP",
@@ -391,6 +391,12 @@ def recover_output_covariance(W_y, b, alpha, K):
 # compiled fitting programs (one per kernel structure and budget)
 # --------------------------------------------------------------------------
 
+def _log_on_device(a):
+    """``jnp.log(a)`` of a numpy array, as a compiled program shared by
+    every shape (an eager ``jnp.log`` and ``jnp.asarray`` compile one each)."""
+    return cached_jit(("log",), lambda: jnp.log)(jax.device_put(np.asarray(a, dtype=float)))
+
+
 def _unpack(kernel, mask, p, theta0, floor=0.0):
     # sigma_t^2 = floor + exp(log s2): with a low-rank Sigma the conditional
     # noise of later outputs tends to 0 and b_t K + sigma_t^2 I (K of rank D < N)
@@ -399,35 +405,74 @@ def _unpack(kernel, mask, p, theta0, floor=0.0):
     return theta, jnp.exp(p["log_b"]), floor + jnp.exp(p["log_s2"])
 
 
-def _objective(kernel, method):
-    """Per-observation negative eq. (26) (approximate; ``Y`` the outputs) or
-    eq. (21) (hierarchical; ``Y`` the residuals Y - Y_<t w_bar_y,t, the MAP
-    weights held constant)."""
+def _objective(kernel):
+    """Per-observation negative sum_t log N(y_t | 0, b_t K + sigma_t^2 I +
+    P_t P_t^T) (:func:`conditional_log_likelihoods`): eq. (26) with the
+    arguments of :func:`_approximate_args` (targets and previous outputs
+    Y, strictly lower mask), eq. (21) with those of
+    :func:`_hierarchical_args` (targets the residuals Y - Y_<t w_bar_y,t,
+    the MAP weights held constant; no previous outputs). One objective for
+    both methods, so that on small problems ~Cool and HCool share one
+    compiled program (issue 11)."""
     mask = kernel.scale_mask()
 
-    def obj(p, theta0, X, Y, floor):
-        N, T = Y.shape
+    def obj(p, theta0, X, Y_target, Y_prev, prev_mask, floor):
+        N, T = Y_target.shape
         theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
         K = kernel.evaluate(theta, X, X)
-        if method == "approximate":
-            return -approximate_log_likelihood(K, b, s2, Y) / (N * T)
-        return -hierarchical_log_likelihood(K, b, s2, Y, jnp.zeros((T, T))) / (N * T)
+        return -conditional_log_likelihoods(K, b, s2, Y_target, Y_prev, prev_mask) / (N * T)
 
     return obj
 
 
-def _weights_program(kernel):
+#: HCool's objective (eq. 21) takes T all-zero previous outputs, the shapes of
+#: ~Cool's (eq. 26), when N T^2 is at most this: both L-BFGS runs then use one
+#: compiled program (a first fit compiles one large program fewer, ~1 s on 2
+#: cores). The zero columns contribute exact zeros (a T x T identity
+#: capacitance), so the values and gradients are those of one zero column;
+#: above it, one zero column (an O(N T^2) per-evaluation cost saved instead).
+SHARED_OBJECTIVE_MAX = 1 << 18
+
+
+def _approximate_args(Y):
+    """(Y_target, Y_prev, prev_mask) of eq. (26) for :func:`_objective`."""
+    T = Y.shape[1]
+    return Y, Y, jax.device_put(np.tril(np.ones((T, T)), -1))
+
+
+def _hierarchical_args(residuals):
+    """(Y_target, Y_prev, prev_mask) of eq. (21) for :func:`_objective`
+    (see :data:`SHARED_OBJECTIVE_MAX`)."""
+    N, T = residuals.shape
+    P = T if N * T * T <= SHARED_OBJECTIVE_MAX else 1
+    return residuals, jax.device_put(np.zeros((N, P))), jax.device_put(np.zeros((T, P)))
+
+
+def _recover_program(kernel, method):
+    """One compiled program for everything :meth:`CoolMTGP._recover` needs
+    from the parameters ``p`` (issue 11: run eagerly, these operations
+    compiled ~60 small programs in a first fit): the kernel parameters, K,
+    b and sigma^2, the MAP weights W_y and duals (eqs. 17-18; HCool: Alg.
+    1's last loop), the objective at them (eq. 21 or 26) and the residual
+    targets Y - Y_<t w_bar_y,t of HCool's next L-BFGS run."""
     mask = kernel.scale_mask()
 
     def build():
         def run(p, theta0, X, Y, floor):
             theta, b, s2 = _unpack(kernel, mask, p, theta0, floor)
             K = kernel.evaluate(theta, X, X)
-            return map_previous_weights(K, b, s2, Y)
+            W_y, alpha = map_previous_weights(K, b, s2, Y)
+            if method == "hierarchical":
+                alpha = hierarchical_duals(K, b, s2, Y, W_y)
+                objective = hierarchical_log_likelihood(K, b, s2, Y, W_y)
+            else:
+                objective = approximate_log_likelihood(K, b, s2, Y)
+            return dict(theta=theta, K=K, W_y=W_y, alpha=alpha, b=b, s2=s2, objective=objective,
+                        residuals=Y - Y @ W_y.T)
 
         return run
 
-    return cached_jit(("cool-weights", kernel.structure()), build)
+    return cached_jit(("cool-recover", kernel.structure(), method), build)
 
 
 class CoolMTGP(MultiOutputGP):
@@ -539,19 +584,18 @@ class CoolMTGP(MultiOutputGP):
         """Everything that follows from the parameters ``p`` (outputs in the
         order used): MAP weights (eqs. 17-18), duals (HCool: Alg. 1's last
         loop; ~Cool: eq. 31), C and Sigma (Alg. 3) and the exact eq. (4)
-        log-likelihood they give (invariant to the output order)."""
-        theta, b, s2 = _unpack(kernel, kernel.scale_mask(), p, theta0, floor)
-        W_y, alpha = _weights_program(kernel)(p, theta0, Xj, Yo, floor)
-        K = kernel.evaluate(theta, Xj, Xj)
-        if self.method == "hierarchical":
-            alpha = hierarchical_duals(K, b, s2, Yo, W_y)
-        W_y, alpha, b, s2 = (np.asarray(a) for a in (W_y, alpha, b, s2))
+        log-likelihood they give (invariant to the output order); also the
+        objective (eq. 21 or 26) at them and HCool's residual targets."""
+        out = _recover_program(kernel, self.method)(p, theta0, Xj, Yo, floor)
+        K, theta = out["K"], out["theta"]
+        W_y, alpha, b, s2 = (np.asarray(out[k]) for k in ("W_y", "alpha", "b", "s2"))
         finite = bool(np.all(np.isfinite(W_y)) and np.all(np.isfinite(alpha)))
         C = recover_output_covariance(W_y, b, alpha, K) if finite else None
         S = recover_noise_covariance(W_y, s2) if finite else None
-        ll = float(mtgp_log_likelihood(K, jnp.asarray(C), jnp.asarray(S), Yo)) if finite else -np.inf
+        ll = eigen_log_likelihood(K, C, S, Yo) if finite else -np.inf
         return dict(theta=theta, K=K, W_y=W_y, alpha=alpha, b=b, s2=s2, C=C, Sigma=S,
-                    log_likelihood=ll if np.isfinite(ll) else -np.inf, finite=finite)
+                    log_likelihood=ll if np.isfinite(ll) else -np.inf, finite=finite,
+                    objective=float(out["objective"]), residuals=out["residuals"])
 
     def _optimise(self, kernel, p, theta0, Xj, Yo, floor):
         """~Cool: L-BFGS on eq. (26). HCool: Alg. 1's alternation (MAP
@@ -562,22 +606,21 @@ class CoolMTGP(MultiOutputGP):
         most ``n_outer`` alternations; the iterate with the highest exact
         likelihood is kept, so HCool never ends below its ~Cool start.
         Returns (recovered dict of :meth:`_recover`, fit_info entries)."""
-        obj = _objective(kernel, "approximate")
-        res = minimize(("cool-approx", kernel.structure()), obj, p,
-                       (theta0, Xj, Yo, floor), int(self.max_iter), float(self.tol))
+        obj = _objective(kernel)
+        res = minimize(("cool-conditional", kernel.structure()), obj, p,
+                       (theta0, Xj, *_approximate_args(Yo), floor), int(self.max_iter), float(self.tol))
         p = res.params
         rec = self._recover(kernel, p, theta0, Xj, Yo, floor)
         info = run_info(res, self.max_iter)
         if self.method == "approximate":
             return rec, info
-        weights = _weights_program(kernel)
-        obj = _objective(kernel, "hierarchical")
         n_iter, history, best = int(res.n_iter), [rec["log_likelihood"]], rec
         converged, n_outer = False, 0
         for n_outer in range(1, int(self.n_outer) + 1):
-            W_y, _ = weights(p, theta0, Xj, Yo, floor)  # step 1: MAP of w_y,t (eqs. 17-18)
-            res = minimize(("cool-hier", kernel.structure()), obj, p,  # step 2: eq. (21)
-                           (theta0, Xj, Yo - Yo @ W_y.T, floor), int(self.max_iter), float(self.tol))
+            # step 1: MAP of w_y,t (eqs. 17-18) at p, already in rec: its residual targets
+            res = minimize(("cool-conditional", kernel.structure()), obj, p,  # step 2: eq. (21)
+                           (theta0, Xj, *_hierarchical_args(rec["residuals"]), floor), int(self.max_iter),
+                           float(self.tol))
             p = res.params
             n_iter += int(res.n_iter)
             rec = self._recover(kernel, p, theta0, Xj, Yo, floor)
@@ -596,21 +639,18 @@ class CoolMTGP(MultiOutputGP):
         if self.method not in ("hierarchical", "approximate"):
             raise ValueError(f"method must be 'hierarchical' or 'approximate', got {self.method!r}")
         N, T = Y.shape
-        Yo = jnp.asarray(Y[:, order])
-        Xj = jnp.asarray(X)
+        Yo = jax.device_put(np.ascontiguousarray(Y[:, order], dtype=float))  # no compiled copy (issue 11)
+        Xj = jax.device_put(np.asarray(X, dtype=float))
         theta0 = kernel.init_params()
         b0, s20 = self._init_scales(kernel, X, Y[:, order])
-        p0 = {"kernel": theta0, "log_b": jnp.log(jnp.asarray(b0)), "log_s2": jnp.log(jnp.asarray(s20))}
+        p0 = {"kernel": theta0, "log_b": _log_on_device(b0), "log_s2": _log_on_device(s20)}
         var = np.var(Y, axis=0) if var is None else var  # missing outputs: that of the observed values
-        floor = jnp.asarray(float(self.min_noise_variance) * var[order])
+        floor = jax.device_put(np.asarray(float(self.min_noise_variance) * var[order], dtype=float))
 
         def run(start):
             rec, info = self._optimise(kernel, start, theta0, Xj, Yo, floor)
-            K, W_y, b, s2 = rec["K"], jnp.asarray(rec["W_y"]), jnp.asarray(rec["b"]), jnp.asarray(rec["s2"])
-            if self.method == "hierarchical":  # eq. 21 at the final weights
-                objective = float(hierarchical_log_likelihood(K, b, s2, Yo, W_y))
-            else:
-                objective = float(approximate_log_likelihood(K, b, s2, Yo))
+            # eq. 21 at the final weights (HCool) or eq. 26 (~Cool), from _recover
+            objective = rec["objective"]
             return -objective, (rec, objective, info)
 
         (rec, objective, info), best = best_of_starts(run, p0, self.n_init, self.random_state)

@@ -37,28 +37,66 @@ from .core import OptimResult
 __all__ = ["minimize_host", "minimize_flat", "flat_value_and_grad", "batched_minimize_host"]
 
 
+class _FlatLayout:
+    """The flat layout of a parameter pytree, built in numpy: ravelling the
+    start and unravelling the result run no device operation (each eager
+    ``jnp`` operation compiles a small program on its first use, and
+    ``ravel_pytree`` ran four of them per problem form; issue 11). The
+    unflattening inside a compiled program (:meth:`unravel`) is the same
+    slicing and reshaping as ``ravel_pytree``'s: bit-for-bit the same
+    values."""
+
+    def __init__(self, x0):
+        leaves, self.treedef = jax.tree_util.tree_flatten(x0)
+        self.shapes = tuple(np.shape(a) for a in leaves)
+        self.dtypes = tuple(jnp.result_type(a) for a in leaves)
+        self.sizes = tuple(int(np.prod(s, dtype=int)) for s in self.shapes)
+        self.dtype = jnp.result_type(*leaves) if leaves else np.dtype(np.float64)
+        self.flat0 = (np.concatenate([np.ravel(np.asarray(a)).astype(self.dtype) for a in leaves])
+                      if leaves else np.zeros(0, self.dtype))
+
+    def unravel(self, z):
+        """The pytree of the traced flat vector ``z`` (inside a program)."""
+        out, start = [], 0
+        for shape, size, dtype in zip(self.shapes, self.sizes, self.dtypes):
+            out.append(jnp.reshape(z[start:start + size], shape).astype(dtype))
+            start += size
+        return jax.tree_util.tree_unflatten(self.treedef, out)
+
+    def unravel_host(self, x):
+        """The pytree of the flat numpy vector ``x``: numpy slices placed on
+        the device one by one (``jax.device_put``: no compilation)."""
+        x = np.asarray(x, dtype=self.dtype)
+        out, start = [], 0
+        for shape, size, dtype in zip(self.shapes, self.sizes, self.dtypes):
+            out.append(jax.device_put(np.reshape(x[start:start + size], shape).astype(dtype)))
+            start += size
+        return jax.tree_util.tree_unflatten(self.treedef, out)
+
+
 def flat_value_and_grad(key, objective: Callable, x0, args=()):
-    """``(fun, flat0, unravel)``: ``fun(x, *arg_leaves)`` is ONE compiled
-    program taking the flat float64 parameter vector ``x`` (numpy) and the
-    leaves of ``args``, and returning ``[value, grad...]`` as one array (one
-    device-to-host transfer per evaluation); the unflattening of ``x`` and
-    the dtype conversions are inside it. Cached under ``key`` and the form of
-    ``x0`` and ``args``."""
-    flat0, unravel = ravel_pytree(x0)
-    leaves, treedef = jax.tree_util.tree_flatten(x0)
+    """``(fun, arg_leaves, flat0, unravel)``: ``fun(x, *arg_leaves)`` is ONE
+    compiled program taking the flat float64 parameter vector ``x`` (numpy)
+    and the leaves of ``args``, and returning ``[value, grad...]`` as one
+    array (one device-to-host transfer per evaluation); the unflattening of
+    ``x`` and the dtype conversions are inside it. ``unravel`` maps a flat
+    numpy vector back to the pytree (on the host: no compilation). Cached
+    under ``key`` and the form of ``x0`` and ``args``."""
+    layout = _FlatLayout(x0)
     arg_leaves, arg_def = jax.tree_util.tree_flatten(args)
-    form = (str(treedef), tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves), str(arg_def))
+    form = (str(layout.treedef), tuple((s, str(d)) for s, d in zip(layout.shapes, layout.dtypes)),
+            str(arg_def))
 
     def build():
         def vg(z, *a):
-            p = unravel(z.astype(flat0.dtype))
+            p = layout.unravel(z.astype(layout.dtype))
             v, g = jax.value_and_grad(lambda q: objective(q, *jax.tree_util.tree_unflatten(arg_def, a)))(p)
             g = ravel_pytree(g)[0]
             return jnp.concatenate([jnp.reshape(v, (1,)), g]).astype(jnp.float64)
         return vg
 
     fun = cached_jit(("vg-flat", form) + tuple(key), build)
-    return fun, arg_leaves, np.asarray(flat0, dtype=np.float64), unravel
+    return fun, arg_leaves, np.asarray(layout.flat0, dtype=np.float64), layout.unravel_host
 
 
 def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
@@ -87,9 +125,11 @@ def minimize_host(key, objective: Callable, x0, args=(), max_iter: int = 100,
     res = minimize_flat(lambda x: np.asarray(vg(x, *arg_leaves)), flat0, max_iter=max_iter, tol=tol,
                         ftol=ftol, max_linesearch=max_linesearch)
     if res is None:  # non-finite start
-        return OptimResult(x0, jnp.asarray(np.inf), jnp.asarray(0), jnp.asarray(np.inf))
+        return OptimResult(x0, np.asarray(np.inf), np.asarray(0), np.asarray(np.inf))
     x, v, nit, gnorm = res
-    return OptimResult(unravel(jnp.asarray(x)), jnp.asarray(v), jnp.asarray(nit), jnp.asarray(gnorm))
+    # numpy scalars and host-side unflattening: jnp.asarray would compile a
+    # small program each (issue 11)
+    return OptimResult(unravel(x), np.asarray(v), np.asarray(nit), np.asarray(gnorm))
 
 
 def minimize_flat(fun: Callable, flat0: np.ndarray, max_iter: int = 100, tol: float = 1e-6,
