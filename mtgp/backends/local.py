@@ -74,6 +74,10 @@ class Local(Backend):
         from ..magma import numerics as nx
 
         data = handle
+        if weights is not None and static.common:  # MagmaClust, shared HPs: one Cholesky per input pattern
+            from ..magmaclust.numerics import shared_individual_m_step
+
+            return shared_individual_m_step(static, theta, data, post, weights)
         if weights is None:
             moments = nx.posterior_at_individuals(post, data.idx)
         else:

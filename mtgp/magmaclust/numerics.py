@@ -210,6 +210,65 @@ def mixture_moments(data: MagmaData, post: MeanPosterior, tau):
     return tuple(zip(data.y, individual_scatters(data, post, tau)))
 
 
+def input_patterns(data: MagmaData):
+    """Per bucket, the individuals with identical inputs and mask (same
+    Psi_i under shared individual HPs): ``(rep, inverse, counts)``, numpy
+    arrays with ``X[rep][inverse] == X`` (rows of the bucket)."""
+    out = []
+    for X, mask in zip(data.X, data.mask):
+        X, mask = np.asarray(X), np.asarray(mask)
+        key = np.concatenate([X.reshape(X.shape[0], -1), mask.reshape(mask.shape[0], -1)], axis=1)
+        _, rep, inv, cnt = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
+        out.append((rep, inv.reshape(-1), cnt.astype(np.float64)))
+    return out
+
+
+@partial(jax.jit, static_argnames=("n_groups",))
+def pattern_scatters(data: MagmaData, post: MeanPosterior, tau, inverses, n_groups):
+    """Per bucket, sum_{i in p} R_i for each input pattern p
+    (:func:`input_patterns`): (G_b, n, n)."""
+    return tuple(jax.ops.segment_sum(R, inv, num_segments=g)
+                 for R, inv, g in zip(individual_scatters(data, post, tau), inverses, n_groups))
+
+
+def shared_individual_objective(ki):
+    """-sum_i G(Psi_i; R_i) / (number of points) for shared individual HPs
+    (Prop. 3 at the moments of :func:`mixture_moments`), one Cholesky per
+    input pattern p: sum_p [n_p log|Psi_p| + tr(Psi_p^-1 sum_{i in p} R_i)] / 2
+    (the same value as Magma's ``common_objective`` on every individual)."""
+    from ..linalg import cho_solve as _cs
+
+    def f(th, X, mask, R, counts, n_points):
+        tot = 0.0
+        for Xb, mb, Rb, cb in zip(X, mask, R, counts):
+            L = jax.vmap(cholesky)(mnx.individual_covs(ki, True, th, Xb, mb))
+            logdet = jax.vmap(logdet_from_chol)(L)
+            trace = jnp.trace(jax.vmap(_cs)(L, Rb), axis1=1, axis2=2)
+            tot = tot + jnp.sum(cb * logdet + trace)
+        return 0.5 * tot / n_points
+    return f
+
+
+def shared_individual_m_step(static, theta, data: MagmaData, post: MeanPosterior, tau):
+    """The weighted individual M step under shared individual HPs (what
+    :meth:`mtgp.backends.Local.individual_m_step` runs for MagmaClust):
+    :func:`shared_individual_objective` on the distinct input patterns of
+    each bucket (all M individuals of a common grid: ONE Cholesky per
+    evaluation instead of M), minimised by :func:`mtgp.optim.minimize_host`.
+    ``static``: the Magma static of :attr:`ClustStatic.magma`."""
+    from ..optim import minimize_host
+
+    pats = input_patterns(data)
+    R = pattern_scatters(data, post, jnp.asarray(tau), tuple(jnp.asarray(p[1]) for p in pats),
+                         tuple(len(p[0]) for p in pats))
+    X = tuple(Xb[p[0]] for Xb, p in zip(data.X, pats))
+    mask = tuple(mb[p[0]] for mb, p in zip(data.mask, pats))
+    counts = tuple(jnp.asarray(p[2]) for p in pats)
+    n_points = jnp.asarray(float(sum(np.asarray(mb).sum() for mb in data.mask)))
+    return minimize_host(("magmaclust-shared-individual", static.ki), shared_individual_objective(static.ki),
+                         theta, (X, mask, R, counts, n_points), max_iter=static.max_iter).params
+
+
 def individual_m_step(static: ClustStatic, theta, data: MagmaData, post: MeanPosterior, tau, backend=None):
     """(theta, sigma) maximising sum_i G(Psi_i; R_i) (shared) or each
     G(Psi_i; R_i) alone: the backend's individual M step with weights tau
