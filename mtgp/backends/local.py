@@ -58,9 +58,11 @@ class Local(Backend):
         """:meth:`Backend.e_step_sums`, one vmapped program per size bucket."""
         from ..magma import numerics as nx
 
+        if weights is not None:  # MagmaClust: the weights' gathers inside the compiled program
+            from ..magmaclust.numerics import weighted_e_step_sums
+
+            return weighted_e_step_sums(static, theta, handle, m0, weights)
         data = handle if m0 is None else handle._replace(m0=jnp.asarray(m0))
-        if weights is not None:
-            data = data.with_weights(weights)
         return nx.e_step_sums_jit(static, theta, data)
 
     def individual_m_step(self, handle, static, theta, post, weights=None):

@@ -111,9 +111,24 @@ def cluster_posteriors(k0, theta0, grid, m, S, c, ll) -> MeanPosterior:
     return jax.vmap(lambda t, s, cc, l: cluster_posterior(k0, t, grid, m, s, cc, l))(theta0, S, c, ll)
 
 
+@partial(jax.jit, static_argnames=("static",))
+def _weighted_e_step_sums(static, theta, data: MagmaData, m0, weights):
+    return mnx.e_step_sums(static, theta, data._replace(m0=m0).with_weights(weights))
+
+
+def weighted_e_step_sums(static, theta, data: MagmaData, m0, weights):
+    """Magma's E-step sums (Props. 1/4) with per-individual weights w_i
+    (training order) and prior mean values ``m0``, as ONE compiled program
+    (the weights' gathers included): what
+    :meth:`mtgp.backends.Local.e_step_sums` runs for MagmaClust."""
+    m0 = data.m0 if m0 is None else m0
+    return _weighted_e_step_sums(static.structure, theta, data, jnp.asarray(m0), jnp.asarray(weights))
+
+
 def cluster_sums(backend, handle, static: ClustStatic, theta, m, tau):
     """(S (K, N, N), c (K, N), ll (K,)): the backend's weighted E-step sums,
     one call per cluster with weights tau[:, k] (a Python loop over K)."""
+    tau = np.asarray(tau)  # host columns: no eager device slicing per cluster
     out = [backend.e_step_sums(handle, static.magma, theta, m0=m, weights=tau[:, k])
            for k in range(tau.shape[1])]
     return tuple(jnp.stack(v) for v in zip(*out))
@@ -249,6 +264,24 @@ def shared_individual_objective(ki):
     return f
 
 
+_LAYOUT_CACHE: list = []  # [(data, layout)]: the last data set's (one fit's) pattern layout
+
+
+def _pattern_layout(data: MagmaData):
+    """(inverses, n_groups, X, mask, counts, n_points) of :func:`input_patterns`
+    as device arrays, computed once per data set (the VEM calls the M step
+    with the same ``data`` every iteration)."""
+    if _LAYOUT_CACHE and _LAYOUT_CACHE[0][0] is data:
+        return _LAYOUT_CACHE[0][1]
+    pats = input_patterns(data)
+    out = (tuple(jnp.asarray(p[1]) for p in pats), tuple(len(p[0]) for p in pats),
+           tuple(Xb[p[0]] for Xb, p in zip(data.X, pats)), tuple(mb[p[0]] for mb, p in zip(data.mask, pats)),
+           tuple(jnp.asarray(p[2]) for p in pats),
+           jnp.asarray(float(sum(np.asarray(mb).sum() for mb in data.mask))))
+    _LAYOUT_CACHE[:] = [(data, out)]
+    return out
+
+
 def shared_individual_m_step(static, theta, data: MagmaData, post: MeanPosterior, tau):
     """The weighted individual M step under shared individual HPs (what
     :meth:`mtgp.backends.Local.individual_m_step` runs for MagmaClust):
@@ -258,13 +291,8 @@ def shared_individual_m_step(static, theta, data: MagmaData, post: MeanPosterior
     ``static``: the Magma static of :attr:`ClustStatic.magma`."""
     from ..optim import minimize_host
 
-    pats = input_patterns(data)
-    R = pattern_scatters(data, post, jnp.asarray(tau), tuple(jnp.asarray(p[1]) for p in pats),
-                         tuple(len(p[0]) for p in pats))
-    X = tuple(Xb[p[0]] for Xb, p in zip(data.X, pats))
-    mask = tuple(mb[p[0]] for mb, p in zip(data.mask, pats))
-    counts = tuple(jnp.asarray(p[2]) for p in pats)
-    n_points = jnp.asarray(float(sum(np.asarray(mb).sum() for mb in data.mask)))
+    inverses, n_groups, X, mask, counts, n_points = _pattern_layout(data)
+    R = pattern_scatters(data, post, jnp.asarray(tau), inverses, n_groups)
     return minimize_host(("magmaclust-shared-individual", static.ki), shared_individual_objective(static.ki),
                          theta, (X, mask, R, counts, n_points), max_iter=static.max_iter).params
 
