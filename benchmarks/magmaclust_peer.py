@@ -6,6 +6,8 @@ and CIC95, in one run, on the same files.
     python benchmarks/magmaclust_peer.py --sizes 60:3,600:1   # and M = 600
     python benchmarks/magmaclust_peer.py --quick              # M = 20, one seed (peer skipped if its venv
                                                               # cannot be made)
+    python benchmarks/magmaclust_peer.py --sizes 60:13 --mtgp-tol 1e-5   # and mtgp at a tighter VEM tolerance
+    python benchmarks/magmaclust_peer.py --sizes 6000:1 --name magmaclust_peer_M6000   # another page
 
 Writes ``docs/results/magmaclust_peer.md`` (``magmaclust_peer_quick.md`` with
 ``--quick``) and ``magmaclust_peer_raw.csv`` into ``--out``.
@@ -96,7 +98,7 @@ def _fits(files):
         yield f, d, M, N, _init(d)
 
 
-def _worker_mtgp(files):
+def _worker_mtgp(files, tol=1e-3):
     sys.path.insert(0, str(ROOT))
     import warnings
 
@@ -114,7 +116,7 @@ def _worker_mtgp(files):
             warnings.simplefilter("ignore")
             m = mtgp.MagmaClust(n_clusters=K, mean_kernel=SE(variance=h["level_var"], lengthscale=h["lengthscale"]),
                                 individual_kernel=SE(variance=h["var"], lengthscale=h["lengthscale"]),
-                                noise=h["noise"], max_iter=25, tol=1e-3, random_state=0).fit(df)
+                                noise=h["noise"], max_iter=25, tol=tol, random_state=0).fit(df)
         fit_s, fit_cpu = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
         p = m.predict(pd.DataFrame({"Input": d["xo"], "Output": d["yo"]}), inputs=d["xt"])
@@ -172,7 +174,10 @@ def _worker_mimosa(files):
 
 def worker(argv):
     lib, out_json, files = argv[0], argv[1], argv[2:]
-    res = _worker_mtgp(files) if lib == "mtgp" else _worker_mimosa(files)
+    if lib.startswith("mtgp"):  # "mtgp" or "mtgp:TOL"
+        res = _worker_mtgp(files, *(float(v) for v in lib.split(":")[1:]))
+    else:
+        res = _worker_mimosa(files)
     import platform
 
     import jax
@@ -187,8 +192,11 @@ def make_data(M, seed, folder):
 
     sim = S.simulate_clusters(seed, M=M, K=K)
     df = sim["data"]
-    X = np.stack([df[df.ID == f"ID{i + 1}"].Input.to_numpy() for i in range(M + 1)])
-    Y = np.stack([df[df.ID == f"ID{i + 1}"].Output.to_numpy() for i in range(M + 1)])
+    # rows are in ID order, the same number per individual (one groupby, not M + 1 scans)
+    g = df.groupby("ID", sort=False)
+    X = np.stack([v.to_numpy() for _, v in g.Input])
+    Y = np.stack([v.to_numpy() for _, v in g.Output])
+    assert list(g.groups) == [f"ID{i + 1}" for i in range(M + 1)]
     f = Path(folder) / f"M{M}_seed{seed}.npz"
     np.savez(f, X=X[:M], Y=Y[:M], xo=X[M, :N_OBS], yo=Y[M, :N_OBS], xt=X[M, N_OBS:], yt=Y[M, N_OBS:],
              labels=sim["labels"][:M])
@@ -198,7 +206,7 @@ def make_data(M, seed, folder):
 def run_worker(python, lib, files, folder, timeout, env_extra=None):
     out = Path(folder) / f"{lib}_{Path(files[0]).stem}.json"
     env = dict(_ENV0, **(env_extra or {}))
-    if lib == "mtgp":
+    if lib.startswith("mtgp"):
         env["PYTHONPATH"] = str(ROOT)
     t = time.perf_counter()
     r = subprocess.run([python, str(Path(__file__).resolve()), "_worker", lib, str(out)] + list(files), env=env,
@@ -236,7 +244,10 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="M = 20, one seed; skips the peer if its venv cannot be made")
     p.add_argument("--peer-python", default=None, help="an interpreter that has mimosa-ml (default: the venv)")
     p.add_argument("--timeout", type=int, default=3600, help="per worker process (s)")
+    p.add_argument("--mtgp-tol", type=float, nargs="*", default=[],
+                   help="extra mtgp rows with these VEM tolerances (the peer's rule at a tighter threshold)")
     p.add_argument("--out", default=None)
+    p.add_argument("--name", default=None, help="page name (default magmaclust_peer[_quick])")
     a = p.parse_args(argv)
     import _common as C
     import pandas as pd
@@ -253,11 +264,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         for M, n_seeds in sizes:
             files = [make_data(M, s, folder) for s in range(n_seeds)]
-            libs = [("mtgp", sys.executable)] + ([("mimosa-ml", py_peer)] if py_peer else [])
+            libs = [("mtgp", sys.executable)] + [(f"mtgp tol {t:g}", sys.executable) for t in a.mtgp_tol]
+            libs += [("mimosa-ml", py_peer)] if py_peer else []
             for lib, py in libs:
-                extra = {"MTGP_CACHE_DIR": tempfile.mkdtemp(dir=folder)} if lib == "mtgp" else {}
+                mt = lib.startswith("mtgp")
+                extra = {"MTGP_CACHE_DIR": tempfile.mkdtemp(dir=folder)} if mt else {}
                 print(f"  M = {M}: {lib} ...", flush=True)
-                res = run_worker(py, "mtgp" if lib == "mtgp" else "mimosa", files, folder, a.timeout, extra)
+                wlib = ("mtgp" + (":" + lib.split()[-1] if lib != "mtgp" else "")) if mt else "mimosa"
+                res = run_worker(py, wlib, files, folder, a.timeout, extra)
                 versions[lib] = f"Python {res['python']}, jax {res['jax']}"
                 for j, run in enumerate(res["runs"]):
                     rows.append({"library": lib, "M": M, "file": Path(run["file"]).stem, "fit": j,
@@ -266,7 +280,7 @@ def main(argv=None):
     wall = time.perf_counter() - t0
     df = pd.DataFrame(rows)
     out = C.out_dir(a.out)
-    name = "magmaclust_peer_quick" if a.quick else "magmaclust_peer"
+    name = a.name or ("magmaclust_peer_quick" if a.quick else "magmaclust_peer")
     df.to_csv(out / f"{name}_raw.csv", index=False)
     trows = []
     for (M, lib), g in df.groupby(["M", "library"], sort=True):
