@@ -62,3 +62,21 @@ def test_pattern_objective_equals_the_per_individual_objective():
     # and the M step through the backend returns a point at least as good as the start
     new = cx.individual_m_step(st, mc.theta_, data, post, tau)
     assert full(new) <= full(mc.theta_) + 1e-12
+
+
+def test_vectorised_kmeans_finds_scikit_learns_partition(monkeypatch):
+    """The k-means start (all restarts at once in numpy) and the scikit-learn
+    path it switches to for large M give the same partition."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from mtgp.magmaclust import estimator as est
+
+    rng = np.random.default_rng(0)
+    centres = np.array([0.0, 5.0, 9.0])
+    outs = [centres[i % 3] + rng.normal(0.0, 1.0, 6) for i in range(90)]
+    a = est.kmeans_responsibilities(outs, 3, random_state=0)
+    monkeypatch.setattr(est, "KMEANS_VECTOR_MAX", 0)
+    b = est.kmeans_responsibilities(outs, 3, random_state=0)
+    assert a.shape == (90, 3) and np.all(a.sum(axis=1) == 1.0)
+    assert adjusted_rand_score(a.argmax(1), b.argmax(1)) == 1.0
+    assert adjusted_rand_score(a.argmax(1), np.arange(90) % 3) > 0.9
