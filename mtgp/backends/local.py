@@ -72,7 +72,9 @@ class Local(Backend):
         program is one objective evaluation or one batched iteration.
         With ``weights`` (MagmaClust), the same objectives at the
         tau-weighted expected scatters of
-        :func:`mtgp.magmaclust.numerics.mixture_moments`."""
+        :func:`mtgp.magmaclust.numerics.mixture_moments` (shared HPs: one
+        Cholesky per distinct input set,
+        :func:`mtgp.magmaclust.numerics.shared_individual_m_step`)."""
         from ..magma import numerics as nx
 
         data = handle
