@@ -58,9 +58,11 @@ class Local(Backend):
         """:meth:`Backend.e_step_sums`, one vmapped program per size bucket."""
         from ..magma import numerics as nx
 
+        if weights is not None:  # MagmaClust: the weights' gathers inside the compiled program
+            from ..magmaclust.numerics import weighted_e_step_sums
+
+            return weighted_e_step_sums(static, theta, handle, m0, weights)
         data = handle if m0 is None else handle._replace(m0=jnp.asarray(m0))
-        if weights is not None:
-            data = data.with_weights(weights)
         return nx.e_step_sums_jit(static, theta, data)
 
     def individual_m_step(self, handle, static, theta, post, weights=None):
@@ -70,10 +72,16 @@ class Local(Backend):
         program is one objective evaluation or one batched iteration.
         With ``weights`` (MagmaClust), the same objectives at the
         tau-weighted expected scatters of
-        :func:`mtgp.magmaclust.numerics.mixture_moments`."""
+        :func:`mtgp.magmaclust.numerics.mixture_moments` (shared HPs: one
+        Cholesky per distinct input set,
+        :func:`mtgp.magmaclust.numerics.shared_individual_m_step`)."""
         from ..magma import numerics as nx
 
         data = handle
+        if weights is not None and static.common:  # MagmaClust, shared HPs: one Cholesky per input pattern
+            from ..magmaclust.numerics import shared_individual_m_step
+
+            return shared_individual_m_step(static, theta, data, post, weights)
         if weights is None:
             moments = nx.posterior_at_individuals(post, data.idx)
         else:

@@ -111,9 +111,24 @@ def cluster_posteriors(k0, theta0, grid, m, S, c, ll) -> MeanPosterior:
     return jax.vmap(lambda t, s, cc, l: cluster_posterior(k0, t, grid, m, s, cc, l))(theta0, S, c, ll)
 
 
+@partial(jax.jit, static_argnames=("static",))
+def _weighted_e_step_sums(static, theta, data: MagmaData, m0, weights):
+    return mnx.e_step_sums(static, theta, data._replace(m0=m0).with_weights(weights))
+
+
+def weighted_e_step_sums(static, theta, data: MagmaData, m0, weights):
+    """Magma's E-step sums (Props. 1/4) with per-individual weights w_i
+    (training order) and prior mean values ``m0``, as ONE compiled program
+    (the weights' gathers included): what
+    :meth:`mtgp.backends.Local.e_step_sums` runs for MagmaClust."""
+    m0 = data.m0 if m0 is None else m0
+    return _weighted_e_step_sums(static.structure, theta, data, jnp.asarray(m0), jnp.asarray(weights))
+
+
 def cluster_sums(backend, handle, static: ClustStatic, theta, m, tau):
     """(S (K, N, N), c (K, N), ll (K,)): the backend's weighted E-step sums,
     one call per cluster with weights tau[:, k] (a Python loop over K)."""
+    tau = np.asarray(tau)  # host columns: no eager device slicing per cluster
     out = [backend.e_step_sums(handle, static.magma, theta, m0=m, weights=tau[:, k])
            for k in range(tau.shape[1])]
     return tuple(jnp.stack(v) for v in zip(*out))
@@ -208,6 +223,78 @@ def mixture_moments(data: MagmaData, post: MeanPosterior, tau):
     objectives (Props. 2/3, with m_hat = y and K_hat = R_i) are
     -(log|Psi_i| + tr(Psi_i^-1 R_i)) / 2 = sum_k tau_ik L^{t_i}_k up to constants."""
     return tuple(zip(data.y, individual_scatters(data, post, tau)))
+
+
+def input_patterns(data: MagmaData):
+    """Per bucket, the individuals with identical inputs and mask (same
+    Psi_i under shared individual HPs): ``(rep, inverse, counts)``, numpy
+    arrays with ``X[rep][inverse] == X`` (rows of the bucket)."""
+    out = []
+    for X, mask in zip(data.X, data.mask):
+        X, mask = np.asarray(X), np.asarray(mask)
+        key = np.concatenate([X.reshape(X.shape[0], -1), mask.reshape(mask.shape[0], -1)], axis=1)
+        _, rep, inv, cnt = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
+        out.append((rep, inv.reshape(-1), cnt.astype(np.float64)))
+    return out
+
+
+@partial(jax.jit, static_argnames=("n_groups",))
+def pattern_scatters(data: MagmaData, post: MeanPosterior, tau, inverses, n_groups):
+    """Per bucket, sum_{i in p} R_i for each input pattern p
+    (:func:`input_patterns`): (G_b, n, n)."""
+    return tuple(jax.ops.segment_sum(R, inv, num_segments=g)
+                 for R, inv, g in zip(individual_scatters(data, post, tau), inverses, n_groups))
+
+
+def shared_individual_objective(ki):
+    """-sum_i G(Psi_i; R_i) / (number of points) for shared individual HPs
+    (Prop. 3 at the moments of :func:`mixture_moments`), one Cholesky per
+    input pattern p: sum_p [n_p log|Psi_p| + tr(Psi_p^-1 sum_{i in p} R_i)] / 2
+    (the same value as Magma's ``common_objective`` on every individual)."""
+    from ..linalg import cho_solve as _cs
+
+    def f(th, X, mask, R, counts, n_points):
+        tot = 0.0
+        for Xb, mb, Rb, cb in zip(X, mask, R, counts):
+            L = jax.vmap(cholesky)(mnx.individual_covs(ki, True, th, Xb, mb))
+            logdet = jax.vmap(logdet_from_chol)(L)
+            trace = jnp.trace(jax.vmap(_cs)(L, Rb), axis1=1, axis2=2)
+            tot = tot + jnp.sum(cb * logdet + trace)
+        return 0.5 * tot / n_points
+    return f
+
+
+_LAYOUT_CACHE: list = []  # [(data, layout)]: the last data set's (one fit's) pattern layout
+
+
+def _pattern_layout(data: MagmaData):
+    """(inverses, n_groups, X, mask, counts, n_points) of :func:`input_patterns`
+    as device arrays, computed once per data set (the VEM calls the M step
+    with the same ``data`` every iteration)."""
+    if _LAYOUT_CACHE and _LAYOUT_CACHE[0][0] is data:
+        return _LAYOUT_CACHE[0][1]
+    pats = input_patterns(data)
+    out = (tuple(jnp.asarray(p[1]) for p in pats), tuple(len(p[0]) for p in pats),
+           tuple(Xb[p[0]] for Xb, p in zip(data.X, pats)), tuple(mb[p[0]] for mb, p in zip(data.mask, pats)),
+           tuple(jnp.asarray(p[2]) for p in pats),
+           jnp.asarray(float(sum(np.asarray(mb).sum() for mb in data.mask))))
+    _LAYOUT_CACHE[:] = [(data, out)]
+    return out
+
+
+def shared_individual_m_step(static, theta, data: MagmaData, post: MeanPosterior, tau):
+    """The weighted individual M step under shared individual HPs (what
+    :meth:`mtgp.backends.Local.individual_m_step` runs for MagmaClust):
+    :func:`shared_individual_objective` on the distinct input patterns of
+    each bucket (all M individuals of a common grid: ONE Cholesky per
+    evaluation instead of M), minimised by :func:`mtgp.optim.minimize_host`.
+    ``static``: the Magma static of :attr:`ClustStatic.magma`."""
+    from ..optim import minimize_host
+
+    inverses, n_groups, X, mask, counts, n_points = _pattern_layout(data)
+    R = pattern_scatters(data, post, jnp.asarray(tau), inverses, n_groups)
+    return minimize_host(("magmaclust-shared-individual", static.ki), shared_individual_objective(static.ki),
+                         theta, (X, mask, R, counts, n_points), max_iter=static.max_iter).params
 
 
 def individual_m_step(static: ClustStatic, theta, data: MagmaData, post: MeanPosterior, tau, backend=None):
