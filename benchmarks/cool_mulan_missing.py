@@ -33,6 +33,7 @@ uniformly at random, keeping at least 2 observed entries per output.
     python3 benchmarks/cool_mulan_missing.py --quick              # CI: slump, 30%, budget 20, no peer
     python3 benchmarks/cool_mulan_missing.py --datasets slump edm --fractions 0.1 0.5 --splits 2
     python3 benchmarks/cool_mulan_missing.py --peer-python /path/to/venv/bin/python   # with GPyTorch
+    python3 benchmarks/cool_mulan_missing.py --datasets oes10 scm20d --max-train 200   # capped training rows
     python3 benchmarks/cool_mulan_missing.py --merge a/cool_mulan_missing_raw.csv b/...   # page from runs made apart
 """
 
@@ -161,8 +162,12 @@ def mtgp_models(k, max_iter):
             "Sigma-MT": StructuredNoiseMTGP(k, max_iter=max_iter)}
 
 
-def fit_mtgp(m, Xtr, Ym, Xte):
-    """(status, mean/var at Xtr, mean/var at Xte, fit seconds)."""
+def fit_mtgp(m, Xtr, Ym, Xte, warm=False):
+    """(status, mean/var at Xtr, mean/var at Xte, fit seconds, warm fit
+    seconds): ``warm`` refits a clone on the same data (compiled programs
+    reused: the time without compilation), else the warm time is None."""
+    from sklearn.base import clone
+
     from mtgp.exceptions import DataError
 
     t = time.perf_counter()
@@ -170,11 +175,16 @@ def fit_mtgp(m, Xtr, Ym, Xte):
         m.fit(Xtr, Ym)
     except DataError as exc:
         if "missing" in str(exc) or "NaN" in str(exc):
-            return NOT_SUPPORTED, None, None, None
+            return NOT_SUPPORTED, None, None, None, None
         raise
     fit_s = time.perf_counter() - t
+    warm_s = None
+    if warm:
+        t = time.perf_counter()
+        clone(m).fit(Xtr, Ym)
+        warm_s = time.perf_counter() - t
     ptr, pte = m.predict(Xtr, include_noise=True), m.predict(Xte, include_noise=True)
-    return "ok", (ptr.mean, ptr.var), (pte.mean, pte.var), fit_s
+    return "ok", (ptr.mean, ptr.var), (pte.mean, pte.var), fit_s, warm_s
 
 
 def fit_independent(k, Xtr, Ym, Xte, max_iter):
@@ -200,13 +210,18 @@ def fit_independent(k, Xtr, Ym, Xte, max_iter):
     return "ok", tuple(out[:2]), tuple(out[2:]), time.perf_counter() - t
 
 
-def make_items(names, n_splits, fractions, folder):
+def make_items(names, n_splits, fractions, folder, max_train=None):
+    """The (split, fraction) items; ``max_train``: keep only the first
+    ``max_train`` training rows of each split (its rows are already in random
+    order; standardised with the whole training split's statistics)."""
     from cool_mulan import load_splits
 
     items = []
     for name in names:
         _, D, splits = load_splits(name, n_splits)
         for s, Xtr, Ytr, Xte, Yte in splits:
+            if max_train:
+                Xtr, Ytr = Xtr[:max_train], Ytr[:max_train]
             for frac in fractions:
                 Ym, mask = remove_entries(Ytr, frac, seed=1000 * s + int(round(100 * frac)))
                 f = Path(folder) / f"{name}_{s}_{int(round(100 * frac))}.npz"
@@ -216,15 +231,16 @@ def make_items(names, n_splits, fractions, folder):
     return items
 
 
-def row(it, model, status, tr=None, te=None, fit_s=None):
-    r = dict(dataset=it["dataset"], split=it["split"], removed=it["frac"], model=model, status=status, fit_s=fit_s)
+def row(it, model, status, tr=None, te=None, fit_s=None, warm_s=None):
+    r = dict(dataset=it["dataset"], split=it["split"], removed=it["frac"], model=model, status=status, fit_s=fit_s,
+             fit_s_warm=warm_s, n_train=len(it["Xtr"]))
     if tr is not None:
         r["rmse_removed"], r["coverage_removed"] = metrics(*tr, it["Ytr"], it["mask"])
         r["rmse_test"], r["coverage_test"] = metrics(*te, it["Yte"])
     return r
 
 
-def run(items, max_iter, models, peer_py):
+def run(items, max_iter, models, peer_py, warm=False):
     from cool_mulan import kernel
 
     rows, unsupported = [], set()
@@ -238,14 +254,15 @@ def run(items, max_iter, models, peer_py):
                 rows.append(row(it, name, NOT_SUPPORTED))
                 continue
             try:
-                status, tr, te, fit_s = fit_mtgp(m, it["Xtr"], it["Ym"], it["Xte"])
+                status, tr, te, fit_s, warm_s = fit_mtgp(m, it["Xtr"], it["Ym"], it["Xte"], warm)
             except Exception as exc:  # report, keep going
-                status, tr, te, fit_s = f"failed: {type(exc).__name__}: {str(exc)[:120]}", None, None, None
+                status, tr, te, fit_s, warm_s = f"failed: {type(exc).__name__}: {str(exc)[:120]}", None, None, None, None
             if status == NOT_SUPPORTED:
                 unsupported.add(name)
-            rows.append(row(it, name, status, tr, te, fit_s))
+            rows.append(row(it, name, status, tr, te, fit_s, warm_s))
         if not models or INDEP in models:
-            rows.append(row(it, INDEP, *fit_independent(k, it["Xtr"], it["Ym"], it["Xte"], max_iter)))
+            st, tr, te, fit_s = fit_independent(k, it["Xtr"], it["Ym"], it["Xte"], max_iter)
+            rows.append(row(it, INDEP, st, tr, te, fit_s, fit_s if warm else None))  # nothing to compile
         print(f"{it['dataset']} split {it['split']} {100 * it['frac']:.0f}% removed: mtgp done "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     versions = {}
@@ -264,7 +281,7 @@ def run(items, max_iter, models, peer_py):
             else:
                 tr = (np.asarray(x["mean_train"]), np.asarray(x["var_train"]))
                 te = (np.asarray(x["mean_test"]), np.asarray(x["var_test"]))
-                rows.append(row(it, PEER, "ok", tr, te, x["fit_s"]))
+                rows.append(row(it, PEER, "ok", tr, te, x["fit_s"], x["fit_s"]))  # L-BFGS step only, no compilation
     return rows, versions
 
 
@@ -285,14 +302,23 @@ def report(df, out, elapsed, args, peer_note, sources=None):
            f"entries; SE kernel; L-BFGS budget max_iter = {args.max_iter}. GPyTorch: {peer_note}.\n",
            "RMSE on standardised outputs (averaged over outputs); coverage of 95% intervals of y* (%). "
            "'removed': the removed training entries, predicted at their inputs from everything observed; "
-           "'test': the held-out rows. Fit time includes compilation on the first fit of each shape.\n"]
+           "'test': the held-out rows. Fit time includes compilation on the first fit of each shape; warm fit time "
+           "(--warm): mtgp's second fit of the same data (compiled programs reused), GPyTorch's L-BFGS step "
+           "and scikit-learn's fit (nothing to compile) as measured once.\n"]
+    if "n_train" in df:
+        rows_per_set = df.dropna(subset=["n_train"]).groupby("dataset")["n_train"].max().astype(int)
+        md.append("Training rows per split: " + ", ".join(f"{d} {n}" for d, n in rows_per_set.items())
+                  + " (cool_mulan.py's 80%, at most 800, unless capped with --max-train).\n")
     status = (df.groupby("model")["status"].agg(lambda s: ", ".join(sorted(set(s)))).reindex(order).reset_index())
     md += ["## Which models ran\n", md_table(status), ""]
     if len(ok):
         for metric, label in (("rmse_removed", "RMSE on the removed entries"), ("rmse_test", "RMSE on held-out rows"),
                               ("coverage_removed", "Coverage (%) on the removed entries"),
-                              ("coverage_test", "Coverage (%) on held-out rows"), ("fit_s", "Fit time (s, median)")):
-            agg = "median" if metric == "fit_s" else "mean"
+                              ("coverage_test", "Coverage (%) on held-out rows"), ("fit_s", "Fit time (s, median)"),
+                              ("fit_s_warm", "Warm fit time (s, median)")):
+            if metric not in ok or ok[metric].isna().all():
+                continue
+            agg = "median" if metric.startswith("fit_s") else "mean"
             tab = (ok.groupby(["dataset", "removed", "model"])[metric].agg(agg).unstack("model")
                    .reindex(columns=[m for m in order if m in set(ok.model)]).reset_index())
             tab["removed"] = (100 * tab["removed"]).round().astype(int).astype(str) + "%"
@@ -325,6 +351,9 @@ def main(argv=None):
     ap.add_argument("--peer-python", default=None, help="interpreter with torch + gpytorch (default: "
                     "cool_gpytorch_peer.py's venv, created if missing; --quick: no peer unless given)")
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--warm", action="store_true", help="refit each mtgp model once more and report that time too")
+    ap.add_argument("--max-train", type=int, default=None,
+                    help="cap on the training rows per split (large sets on a slow machine; stated on the page)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="*", default=None, metavar="CSV")
     ap.add_argument("--note", default=None)
@@ -351,8 +380,8 @@ def main(argv=None):
         peer_note = "not run (--quick without --peer-python)"
     warnings.simplefilter("ignore", mtgp.DegenerateOutputsWarning)  # coverage is what the page reports
     with tempfile.TemporaryDirectory() as tmp:
-        items = make_items(names, args.splits or 1, fractions, tmp)
-        rows, versions = run(items, args.max_iter, args.models, peer_py)
+        items = make_items(names, args.splits or 1, fractions, tmp, args.max_train)
+        rows, versions = run(items, args.max_iter, args.models, peer_py, args.warm)
     if versions:
         peer_note += " (" + ", ".join(f"{k} {v}" for k, v in versions.items()) + ")"
     report(pd.DataFrame(rows), out, time.perf_counter() - t0, args, peer_note)
