@@ -67,10 +67,11 @@ CLUST_SCRIPT = textwrap.dedent("""
         a = mtgp.MagmaClust(backend=Local(), **kw).fit(df)
         backend = Sharded()
         b = mtgp.MagmaClust(backend=backend, **kw).fit(df)
-        h = backend.prepare(a._data)
         pa, pb = a.predict(new, inputs=x), b.predict(new, inputs=x)
-        E = backend.responsibility_terms(h, a._static.magma, a.theta_, a.posterior_)
-        E_ref = Local().responsibility_terms(a._data, a._static.magma, a.theta_, a.posterior_)
+        with mtgp.config.float64_scope():  # as inside fit
+            h = backend.prepare(a._data)
+            E = backend.responsibility_terms(h, a._static.magma, a.theta_, a.posterior_)
+            E_ref = Local().responsibility_terms(a._data, a._static.magma, a.theta_, a.posterior_)
         out[str(shared)] = {
             "n_iter": [a.n_iter_, b.n_iter_],
             "padded": [int(v.shape[0]) for v in h.data.X],
@@ -81,7 +82,7 @@ CLUST_SCRIPT = textwrap.dedent("""
             "cov": float(np.max(np.abs(np.asarray(b.posterior_.cov) - np.asarray(a.posterior_.cov)))),
             "theta": rel(leaves(b.theta_), leaves(a.theta_)),
             "theta0": rel(leaves(b.theta0_), leaves(a.theta0_)),
-            "E": float(np.max(np.abs(np.asarray(E) - np.asarray(E_ref)))),
+            "E": rel(np.asarray(E), np.asarray(E_ref)),
             "pred": float(np.max(np.abs(pb.mean - pa.mean)) + np.max(np.abs(pb.cov - pa.cov))),
         }
     print("RESULT " + json.dumps(out))
