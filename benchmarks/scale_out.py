@@ -98,21 +98,14 @@ def _fit(df, backend=None):
     return time.perf_counter() - t, m
 
 
-def bench_workers(quick: bool, workers, M: int):
-    """Local, then Dask with k single-threaded worker processes."""
-    try:
-        import distributed
-    except ImportError:
-        return "## Fit time against Dask workers\n\nNot run: dask.distributed is not installed " \
-               "(`pip install mtgp[dask]`).\n", []
+def _on_dask_workers(workers, fit):
+    """For each k in ``workers``: a LocalCluster of k single-threaded worker
+    processes, ``fit(backend) -> (seconds, model)`` twice on its Dask backend
+    (the first compiles on the workers); yields (k, seconds and model of the
+    second fit, bytes the backend moved in it, peak RSS per worker)."""
+    import distributed
     from mtgp.backends import Dask
 
-    df = simulate(M)
-    rows = []
-    _fit(df)
-    t_loc, m_loc = _fit(df)
-    rows.append(["local (this process)", "-", f"{t_loc:.2f}", m_loc.n_iter_, "-", "-",
-                 f"{_peak_mb():.0f} (this process)", "0"])
     # workers import mtgp from this checkout
     os.environ["PYTHONPATH"] = os.pathsep.join([str(C.ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     for k in workers:
@@ -120,15 +113,32 @@ def bench_workers(quick: bool, workers, M: int):
                                       dashboard_address=":0", memory_limit=0) as cluster, \
                 distributed.Client(cluster) as client:
             backend = Dask(client)
-            _fit(df, backend)  # compiles on the workers
+            fit(backend)
             backend.bytes_moved = 0
-            t, m = _fit(df, backend)
-            scatter = sum(p.nbytes for p in m._handle.copies)
-            per_iter = (backend.bytes_moved - scatter) / max(1, m.n_iter_)
-            peak = client.run(_peak_mb)
-            dll = abs(m.log_likelihood_ - m_loc.log_likelihood_) / abs(m_loc.log_likelihood_)
-            rows.append([f"Dask, {k} worker process(es)", k, f"{t:.2f}", m.n_iter_, f"{scatter / 1e6:.2f}",
-                         f"{per_iter / 1e6:.3f}", " / ".join(f"{v:.0f}" for v in peak.values()), f"{dll:.1e}"])
+            t, m = fit(backend)
+            yield k, t, m, backend.bytes_moved, client.run(_peak_mb)
+
+
+def bench_workers(quick: bool, workers, M: int):
+    """Local, then Dask with k single-threaded worker processes."""
+    try:
+        import distributed  # noqa: F401 - is the extra installed?
+    except ImportError:
+        return "## Fit time against Dask workers\n\nNot run: dask.distributed is not installed " \
+               "(`pip install mtgp[dask]`).\n", []
+
+    df = simulate(M)
+    rows = []
+    _fit(df)
+    t_loc, m_loc = _fit(df)
+    rows.append(["local (this process)", "-", f"{t_loc:.2f}", m_loc.n_iter_, "-", "-",
+                 f"{_peak_mb():.0f} (this process)", "0"])
+    for k, t, m, moved, peak in _on_dask_workers(workers, lambda backend: _fit(df, backend)):
+        scatter = sum(p.nbytes for p in m._handle.copies)
+        per_iter = (moved - scatter) / max(1, m.n_iter_)
+        dll = abs(m.log_likelihood_ - m_loc.log_likelihood_) / abs(m_loc.log_likelihood_)
+        rows.append([f"Dask, {k} worker process(es)", k, f"{t:.2f}", m.n_iter_, f"{scatter / 1e6:.2f}",
+                     f"{per_iter / 1e6:.3f}", " / ".join(f"{v:.0f}" for v in peak.values()), f"{dll:.1e}"])
     head = ["backend", "workers", "fit warm (s)", "EM iterations", "scattered once (MB)",
             "moved per EM iteration (MB)", "peak RSS per worker (MB)", "rel. diff. log-lik vs local"]
     text = (f"## Fit time against Dask workers (M = {M:,} x {N_POINTS} points, Common HP)\n\n"
@@ -147,34 +157,24 @@ def bench_clusters(workers, M: int, K: int, max_iter: int):
     """MagmaClust (Common HP, shared mean HP) on Local, then on Dask with k
     single-threaded worker processes; the second fit of each is timed."""
     try:
-        import distributed
+        import distributed  # noqa: F401 - is the extra installed?
     except ImportError:
         return "## MagmaClust: Local against Dask workers\n\nNot run: dask.distributed is not installed " \
                "(`pip install mtgp[dask]`).\n"
-    from mtgp.backends import Dask
 
     df = simulate_clusters(M, K)
     load = C_load()
     _fit_clust(df, K, max_iter)
     t_loc, loc = _fit_clust(df, K, max_iter)
     rows = [["local (this process)", "-", f"{t_loc:.2f}", loc.n_iter_, "-", "-", "-", "0", "0"]]
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(C.ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    for k in workers:
-        with distributed.LocalCluster(n_workers=k, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0", memory_limit=0) as cluster, \
-                distributed.Client(cluster) as client:
-            backend = Dask(client)
-            _fit_clust(df, K, max_iter, backend)  # compiles on the workers
-            backend.bytes_moved = 0
-            t, m = _fit_clust(df, K, max_iter, backend)
-            scatter = _scattered_bytes(m)
-            per_iter = (backend.bytes_moved - scatter) / max(1, m.n_iter_)
-            peak = client.run(_peak_mb)
-            delbo = abs(m.elbo_ - loc.elbo_) / abs(loc.elbo_)
-            dtau = np.max(np.abs(m.responsibilities_.to_numpy() - loc.responsibilities_.to_numpy()))
-            rows.append([f"Dask, {k} worker process(es)", k, f"{t:.2f}", m.n_iter_, f"{scatter / 1e6:.2f}",
-                         f"{per_iter / 1e6:.3f}", " / ".join(f"{v:.0f}" for v in peak.values()),
-                         f"{delbo:.1e}", f"{dtau:.1e}"])
+    for k, t, m, moved, peak in _on_dask_workers(workers, lambda backend: _fit_clust(df, K, max_iter, backend)):
+        scatter = _scattered_bytes(m)
+        per_iter = (moved - scatter) / max(1, m.n_iter_)
+        delbo = abs(m.elbo_ - loc.elbo_) / abs(loc.elbo_)
+        dtau = np.max(np.abs(m.responsibilities_.to_numpy() - loc.responsibilities_.to_numpy()))
+        rows.append([f"Dask, {k} worker process(es)", k, f"{t:.2f}", m.n_iter_, f"{scatter / 1e6:.2f}",
+                     f"{per_iter / 1e6:.3f}", " / ".join(f"{v:.0f}" for v in peak.values()),
+                     f"{delbo:.1e}", f"{dtau:.1e}"])
     head = ["backend", "workers", "fit warm (s)", "VEM iterations", "scattered once (MB)",
             "moved per VEM iteration (MB)", "peak RSS per worker (MB)", "rel. diff. ELBO vs local",
             "max abs. diff. responsibilities"]

@@ -19,16 +19,6 @@ def _uneven(seed=0, M=9):
     return sim.data[sim.data.groupby("ID").cumcount() < sim.data.ID.map(cnt)]
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
-
-
 def test_partitions_cover_every_individual_once():
     df = _uneven()
     m = mtgp.Magma(buckets=3).fit(df, optimize=False)

@@ -30,16 +30,6 @@ def three_groups(seed=0, M=12):
     return pd.concat(rows, ignore_index=True)
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
-
-
 def _kw(shared):
     return dict(n_clusters=3, shared_individual_hp=shared, max_iter=3, m_step_max_iter=10, tol=1e-12,
                 random_state=0, buckets=2)
