@@ -10,6 +10,8 @@ from mtgp.backends import _partition as pt
 
 distributed = pytest.importorskip("distributed")
 
+from dask_client import client  # noqa: E402,F401 - the fixture
+
 
 def _uneven(seed=0, M=9):
     sim = mtgp.simulate(M, 30, common_grid=False, seed=seed)

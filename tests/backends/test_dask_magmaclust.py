@@ -14,6 +14,8 @@ from mtgp.backends import _partition as pt
 
 distributed = pytest.importorskip("distributed")
 
+from dask_client import client  # noqa: E402,F401 - the fixture
+
 
 def three_groups(seed=0, M=12):
     """Three curve families, 4 or 8 points each on a common grid of 12: two

@@ -1,5 +1,7 @@
-"""Shared by the Dask backend's tests: one 2-worker LocalCluster (threads
-of this process) per test module; skipped without the ``dask`` extra."""
+"""Shared by the Dask backend's tests (``from dask_client import client``;
+not a conftest.py, whose module name tests/conftest.py already has): one
+2-worker LocalCluster (threads of this process) per test module; skipped
+without the ``dask`` extra."""
 
 import pytest
 
