@@ -53,7 +53,7 @@ prior mean), ``individual_m_step`` with ``weights`` and
 Backends: :class:`Local` (default), :class:`Dask` (partitions of
 individuals on the workers of a ``dask.distributed`` cluster; needs the
 ``dask`` extra), :class:`Sharded` (the individuals' arrays split over this
-process' JAX devices).
+process' JAX devices); all three serve Magma and MagmaClust.
 
 The numbers must not depend on the backend beyond floating-point summation
 order. ``static`` is a hashable :class:`~mtgp.magma.numerics.MagmaStatic`,

@@ -147,15 +147,54 @@ def part_common_value_and_grad(part: Partition, static, moments, theta_template,
         return np.concatenate([out, [float(sum(np.sum(m) for m in part.mask))]])
 
 
-def part_individual_m_step(part: Partition, static, theta_rows, post):
+def part_individual_m_step(part: Partition, static, theta_rows, post, weights=None):
     """Different HP: the new HPs of this partition's individuals (Prop. 2),
-    numpy, in the partition's order."""
+    numpy, in the partition's order. MagmaClust: ``weights`` are this
+    partition's rows of tau (M_p, K) and ``post`` has a leading cluster axis."""
     from .local import Local
 
     with config.float64_scope():
         theta = jax.tree_util.tree_map(jnp.asarray, theta_rows)
         post = jax.tree_util.tree_map(jnp.asarray, post)
-        return to_numpy(Local().individual_m_step(part.data(), static, theta, post))
+        w = None if weights is None else jnp.asarray(weights)
+        return to_numpy(Local().individual_m_step(part.data(), static, theta, post, weights=w))
+
+
+# ------------------------------------- MagmaClust's work on one partition
+
+def cluster_moments_only(post):
+    """The K cluster hyper-posteriors reduced to what the per-individual
+    work reads (``mean`` (K, N) and ``cov`` (K, N, N):
+    :func:`mtgp.magmaclust.numerics.expected_terms` and
+    :func:`~mtgp.magmaclust.numerics.mixture_moments`); the factors of S_k
+    and B_k, alpha_k, c_k stay here (numpy, empty leaves)."""
+    post = to_numpy(post)
+    K = post.mean.shape[0]
+    empty = np.zeros((K, 0))
+    return post._replace(L_S=empty, L_B=empty, alpha=empty, c=empty, loglik=empty, jitter_S=empty,
+                         jitter_B=empty)
+
+
+def part_mixture_moments(part: Partition, post, tau_rows):
+    """MagmaClust, Common HP: the (y_i, R_i) moments of this partition's
+    individuals (:func:`mtgp.magmaclust.numerics.mixture_moments`; its rows
+    of tau in its order), kept on the worker for the M step's evaluations."""
+    from ..magmaclust.numerics import mixture_moments
+
+    with config.float64_scope():
+        post = jax.tree_util.tree_map(jnp.asarray, post)
+        return mixture_moments(part.data(), post, jnp.asarray(tau_rows))
+
+
+def part_responsibility_terms(part: Partition, static, theta, post):
+    """MagmaClust's E_ik (M_p, K) of this partition's individuals, in its
+    order (numpy; ``theta``: the shared set or this partition's rows)."""
+    from .local import Local
+
+    with config.float64_scope():
+        theta = jax.tree_util.tree_map(jnp.asarray, theta)
+        post = jax.tree_util.tree_map(jnp.asarray, post)
+        return np.asarray(Local().responsibility_terms(part.data(), static, theta, post))
 
 
 def put_rows_numpy(theta, rows, new):

@@ -16,6 +16,15 @@ fit. Then, per EM iteration, only these move:
   and gradients (the hyper-posterior moments at each partition's inputs are
   computed once per M step and stay on its worker).
 
+MagmaClust (``MagmaClust(..., backend=Dask(client))``) uses the same
+partitions: the K weighted E-step sums per iteration (each partition gets
+its rows of tau[:, k]), the responsibilities' terms (the K posteriors'
+means and covariances go out, each partition's rows of E (M_p x K) come
+back) and the weighted M step (Different HP: where the data are; Common
+HP: each partition's expected scatters R_i computed once per M step and
+kept there, values and gradients summed here); see the clusters section
+of :class:`Dask`.
+
 The numbers equal :class:`~mtgp.backends.Local`'s up to the order of the
 floating-point sums. ``bytes_moved`` counts what the backend sent and
 received (pickled sizes of the arguments and results, approximate).
@@ -55,8 +64,16 @@ def _unbox_moments(part, box):
     return pt.part_moments(part, box.value)
 
 
-def _unbox_individual(part, static, theta_rows, box):
-    return pt.part_individual_m_step(part, static, theta_rows, box.value)
+def _unbox_individual(part, static, theta_rows, box, weights=None):
+    return pt.part_individual_m_step(part, static, theta_rows, box.value, weights)
+
+
+def _unbox_mixture_moments(part, box, tau_rows):
+    return pt.part_mixture_moments(part, box.value, tau_rows)
+
+
+def _unbox_responsibility(part, static, theta, box):
+    return pt.part_responsibility_terms(part, static, theta, box.value)
 
 
 class _Handle:
@@ -185,7 +202,9 @@ class Dask(Backend):
         ll = sum(o[2] for o in out)
         return jnp.asarray(S), jnp.asarray(c), jnp.asarray(ll)
 
-    def individual_m_step(self, handle, static, theta, post):
+    def individual_m_step(self, handle, static, theta, post, weights=None):
+        if weights is not None:  # MagmaClust (see the clusters section)
+            return self._clust_individual_m_step(handle, static, theta, post, weights)
         post = pt.to_numpy(post)
         theta = pt.to_numpy(theta)
         if static.common:
@@ -207,8 +226,10 @@ class Dask(Backend):
         pt.check_counts([len(r) for r in handle.global_rows], handle.n_individuals, "Dask backend M step")
         return jax.tree_util.tree_map(jnp.asarray, new)
 
-    def _common_m_step(self, handle, static, theta, post):
-        """Prop. 3: L-BFGS-B here, partial values and gradients there."""
+    def _common_m_step(self, handle, static, theta, post, moments_of=None):
+        """Prop. 3: L-BFGS-B here, partial values and gradients there.
+        ``moments_of(h)``: the futures of each partition's moments (default:
+        the hyper-posterior's at its individuals, :func:`_partition.part_moments`)."""
         from ..optim.host import minimize_flat
         from jax.flatten_util import ravel_pytree
 
@@ -216,6 +237,9 @@ class Dask(Backend):
         state = {}
 
         def moments(h):
+            if moments_of is not None:
+                state["moments"] = moments_of(h)
+                return state["moments"]
             box = self._broadcast(post)
             state["moments"] = [self.client.submit(_unbox_moments, f, box, pure=False) for f in h.futures]
             return state["moments"]
@@ -236,3 +260,74 @@ class Dask(Backend):
         if res is None:
             return jax.tree_util.tree_map(jnp.asarray, theta)
         return unravel(jnp.asarray(res[0]))
+
+    # -------------------------------------------------------- MagmaClust
+    # Per VEM iteration, besides the K weighted E-step sums (e_step_sums,
+    # one call per cluster: each partition gets its rows of tau[:, k] and
+    # returns O(N^2) numbers), only these move: the K posteriors' means and
+    # covariances on the grid (broadcast once per step, O(K N^2)), each
+    # partition's rows of tau and of the Different-HP HPs, and back each
+    # partition's rows of E (M_p x K) or of the new HPs.
+    supports_clusters = True
+
+    def responsibility_terms(self, handle, static, theta, post):
+        """:meth:`Backend.responsibility_terms` per partition: each worker
+        returns its rows of E (M_p, K), put back in training order here."""
+        post = pt.cluster_moments_only(post)
+        theta = pt.to_numpy(theta)
+
+        def submit(h):
+            box = self._broadcast(post)
+            futs = []
+            for k, f in enumerate(h.futures):
+                th = theta if static.common else pt.rows_of(theta, h.global_rows[k])
+                self._send(th)
+                futs.append(self.client.submit(_unbox_responsibility, f, static, th, box, pure=False))
+            return futs
+
+        out = self._run(handle, submit)
+        pt.check_counts([o.shape[0] for o in out], handle.n_individuals, "Dask backend responsibility terms")
+        E = np.zeros((handle.n_individuals, out[0].shape[1]))
+        for rows, e in zip(handle.global_rows, out):
+            E[rows] = e
+        return jnp.asarray(E)
+
+    def _clust_individual_m_step(self, handle, static, theta, post, weights):
+        """MagmaClust's M step (``weights`` = tau (M, K)): Different HP, each
+        worker solves its individuals' problems at their tau-weighted
+        expected scatters (:func:`_partition.part_individual_m_step`) and
+        returns their new HPs; Common HP, each worker computes its
+        individuals' (y_i, R_i) once (:func:`_partition.part_mixture_moments`)
+        and L-BFGS-B runs here on the partial values and gradients."""
+        post = pt.cluster_moments_only(post)
+        theta = pt.to_numpy(theta)
+        tau = np.asarray(weights)
+        if static.common:
+            def moments_of(h):
+                box = self._broadcast(post)
+                futs = []
+                for k, f in enumerate(h.futures):
+                    tk = tau[h.global_rows[k]]
+                    self._send(tk)
+                    futs.append(self.client.submit(_unbox_mixture_moments, f, box, tk, pure=False))
+                return futs
+
+            return self._common_m_step(handle, static, theta, post, moments_of=moments_of)
+
+        def submit(h):
+            box = self._broadcast(post)
+            futs = []
+            for k, f in enumerate(h.futures):
+                rows = h.global_rows[k]
+                th, tk = pt.rows_of(theta, rows), tau[rows]
+                self._send((th, tk))
+                futs.append(self.client.submit(_unbox_individual, f, static, th, box, tk, pure=False))
+            return futs
+
+        out = self._run(handle, submit)
+        pt.check_counts([jax.tree_util.tree_leaves(o)[0].shape[0] for o in out], handle.n_individuals,
+                        "Dask backend MagmaClust M step")
+        new = theta
+        for rows, rows_theta in zip(handle.global_rows, out):
+            new = pt.put_rows_numpy(new, rows, rows_theta)
+        return jax.tree_util.tree_map(jnp.asarray, new)

@@ -3,6 +3,7 @@ process (jit + vmap). See :mod:`mtgp.backends` for the contract."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from ..optim import batched_minimize_host, minimize_host
@@ -65,7 +66,7 @@ class Local(Backend):
         data = handle if m0 is None else handle._replace(m0=jnp.asarray(m0))
         return nx.e_step_sums_jit(static, theta, data)
 
-    def individual_m_step(self, handle, static, theta, post, weights=None):
+    def individual_m_step(self, handle, static, theta, post, weights=None, n_real=None):
         """Props. 2/3 with the host-driven L-BFGS drivers of
         :mod:`mtgp.optim`: one joint problem (Common HP) or, per bucket, M_b
         independent problems in lock-step (Different HP). Each compiled
@@ -74,7 +75,13 @@ class Local(Backend):
         tau-weighted expected scatters of
         :func:`mtgp.magmaclust.numerics.mixture_moments` (shared HPs: one
         Cholesky per distinct input set,
-        :func:`mtgp.magmaclust.numerics.shared_individual_m_step`)."""
+        :func:`mtgp.magmaclust.numerics.shared_individual_m_step`).
+
+        ``n_real`` (Different HP; one int per bucket, default all): only the
+        first ``n_real[b]`` individuals of bucket b are real, the others are
+        padding (:class:`~mtgp.backends.Sharded` pads each bucket to a
+        multiple of its number of devices) whose problems are solved with
+        the rest but whose results are dropped."""
         from ..magma import numerics as nx
 
         data = handle
@@ -91,14 +98,19 @@ class Local(Backend):
         if static.common:
             return minimize_host(("magma-common", static.ki), nx.common_objective(static.ki), theta,
                                  (data.X, data.y, data.mask, moments), max_iter=static.max_iter).params
-        for (X, y, mask, _, rows, _), (mh, kh) in zip(data.buckets, moments):
+        for b, ((X, y, mask, _, rows, _), (mh, kh)) in enumerate(zip(data.buckets, moments)):
             new = batched_minimize_host(("magma-individual", static.ki), nx.individual_objective(static.ki),
                                         nx.take_rows(theta, rows), (X, y, mask, mh, kh),
                                         max_iter=static.max_iter, tol=nx.INDIVIDUAL_GTOL).params
+            if n_real is not None:  # padding individuals at the end of the bucket: dropped
+                m = int(n_real[b])
+                rows, new = rows[:m], jax.tree_util.tree_map(lambda a: a[:m], new)
             theta = nx.put_rows(theta, rows, new)
         return theta
 
     def responsibility_terms(self, handle, static, theta, post):
+        """:meth:`Backend.responsibility_terms`, one vmapped program per size
+        bucket (:func:`mtgp.magmaclust.numerics.expected_terms`)."""
         from ..magmaclust.numerics import expected_terms
 
         return expected_terms(static.ki, bool(static.common), theta, handle, post)

@@ -14,6 +14,11 @@ sums across them. Only :class:`~jax.sharding.Mesh`,
 :class:`~jax.sharding.NamedSharding`, :class:`~jax.sharding.PartitionSpec`
 and :func:`jax.device_put` are used (the same in jax 0.4.30 and 0.12).
 
+MagmaClust runs on it too: the weighted E-step sums and M step are
+Local's on the sharded buckets (the M step drops the padding individuals'
+results, ``n_real``), and :meth:`Sharded.responsibility_terms` computes
+E (M, K) at the padded buckets' own positions and keeps the real rows.
+
 mtgp never sets ``XLA_FLAGS``: to try it on a CPU, start Python with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
 """
@@ -40,7 +45,10 @@ class _ShardedHandle(NamedTuple):
 
 class Sharded(Backend):
     """Shard the individuals over ``devices`` (default: ``jax.devices()``,
-    the default platform's local devices); see the module docstring."""
+    the default platform's local devices); see the module docstring.
+    Serves Magma and MagmaClust (``supports_clusters``)."""
+
+    supports_clusters = True
 
     def __init__(self, devices: Optional[Sequence] = None):
         self.devices = devices
@@ -92,19 +100,32 @@ class Sharded(Backend):
             weights = np.asarray(weights)
         return Local().e_step_sums(handle.data, static, theta, m0=m0, weights=weights)
 
-    def individual_m_step(self, handle, static, theta, post):
+    def individual_m_step(self, handle, static, theta, post, weights=None):
+        """Local's M step on the sharded buckets; the padding individuals'
+        problems (constant objectives) are solved with the others and
+        dropped (``n_real``)."""
+        if weights is not None:
+            weights = np.asarray(weights)
+        return Local().individual_m_step(handle.data, static, theta, post, weights=weights,
+                                         n_real=handle.n_real)
+
+    # ------------------------------------------------------- MagmaClust
+    def responsibility_terms(self, handle, static, theta, post):
+        """MagmaClust's E (M, K) (:meth:`Local.responsibility_terms` on the
+        sharded buckets). The buckets' padding rows point at individual 0, so
+        the terms are computed at the buckets' own positions (a layout with
+        rows 0..P-1 over the padded buckets, the Different-HP rows gathered
+        to it) and only the real individuals' rows are put back in training
+        order, here."""
         from ..magma import numerics as nx
-        from ..optim import batched_minimize_host
 
         data = handle.data
-        if static.common:  # one joint problem: padding individuals add nothing
-            return Local().individual_m_step(data, static, theta, post)
-        moments = nx.posterior_at_individuals(post, data.idx)
-        for (X, y, mask, _, rows, _), (mh, kh), m, real in zip(data.buckets, moments, handle.n_real,
-                                                                 handle.rows):
-            new = batched_minimize_host(("magma-individual", static.ki), nx.individual_objective(static.ki),
-                                        nx.take_rows(theta, rows), (X, y, mask, mh, kh),
-                                        max_iter=static.max_iter, tol=nx.INDIVIDUAL_GTOL).params
-            new = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[:m], new)
-            theta = nx.put_rows(theta, jnp.asarray(real), new)
-        return theta
+        sizes = [int(r.shape[0]) for r in data.rows]
+        starts = np.cumsum([0] + sizes[:-1])
+        own = tuple(jnp.arange(s0, s0 + n) for s0, n in zip(starts, sizes))
+        th = theta if static.common else nx.take_rows(theta, jnp.concatenate(data.rows))
+        E_pad = np.asarray(Local().responsibility_terms(data._replace(rows=own), static, th, post))
+        real = np.concatenate([s0 + np.arange(m) for s0, m in zip(starts, handle.n_real)])
+        E = np.zeros((sum(handle.n_real), E_pad.shape[1]), dtype=E_pad.dtype)
+        E[np.concatenate(handle.rows)] = E_pad[real]
+        return jnp.asarray(E)

@@ -10,6 +10,8 @@ from mtgp.backends import _partition as pt
 
 distributed = pytest.importorskip("distributed")
 
+from dask_client import client  # noqa: E402,F401 - the fixture
+
 
 def _uneven(seed=0, M=9):
     sim = mtgp.simulate(M, 30, common_grid=False, seed=seed)
@@ -17,16 +19,6 @@ def _uneven(seed=0, M=9):
     rng = np.random.default_rng(seed)
     cnt = {i: int(rng.integers(4, 13)) for i in ids}
     return sim.data[sim.data.groupby("ID").cumcount() < sim.data.ID.map(cnt)]
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
 
 
 def test_partitions_cover_every_individual_once():
