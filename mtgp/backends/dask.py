@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _partition as pt
+from ._dask_data import DataOnWorkers
 from .local import Backend
 
 __all__ = ["Dask"]
@@ -75,7 +76,7 @@ class _Handle:
         return len(self.futures)
 
 
-class Dask(Backend):
+class Dask(DataOnWorkers, Backend):
     """Partition the individuals over the workers of a ``dask.distributed``
     ``client`` (see the module docstring).
 
@@ -236,3 +237,4 @@ class Dask(Backend):
         if res is None:
             return jax.tree_util.tree_map(jnp.asarray, theta)
         return unravel(jnp.asarray(res[0]))
+
