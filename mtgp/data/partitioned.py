@@ -81,20 +81,24 @@ class RemoteIndividuals:
 
     @property
     def n_individuals(self) -> int:
+        """Number of individuals."""
         return len(self.ids)
 
     @property
     def input_dim(self) -> int:
+        """Dimension of the inputs."""
         return len(self.input_columns)
 
     @property
     def outputs(self):
+        """Not here: raises DataError (the data stay on the workers)."""
         raise DataError("the training data of this model stay on the Dask workers (fit from a Dask "
                         "DataFrame): they are not available in this process")
 
     inputs = outputs
 
     def to_frame(self):
+        """Not here: raises DataError (the data stay on the workers)."""
         return self.outputs
 
 
