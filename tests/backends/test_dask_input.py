@@ -113,8 +113,14 @@ def test_predict_individuals_on_workers_equals_local(client, common):
     for data in (new, _by_individual(new, 2)):  # pandas here, or partitions on the workers
         got = das.predict_individuals(data, inputs=grid)
         assert got.ID.tolist() == ref.ID.tolist()
+        # Different HP: the new individuals' L-BFGS runs are batched by
+        # worker here, by bucket there: other shapes, other rounding, end
+        # points equal to the optimiser's tolerance (see
+        # tests/magma/test_predict_individuals.py, which checks the
+        # prediction given the HPs to 1e-10)
+        tol = 1e-10 if common else 1e-5
         for col in ("Mean", "Var", "Lower", "Upper"):
-            np.testing.assert_allclose(got[col], ref[col], rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(got[col], ref[col], rtol=tol, atol=tol)
         np.testing.assert_allclose(got.attrs["hyperparameters"].noise, ref.attrs["hyperparameters"].noise,
-                                   rtol=1e-8)
+                                   rtol=1e-8 if common else 1e-4)
     assert backend.bytes_moved > before
