@@ -13,13 +13,9 @@ from mtgp.backends import Dask, Local
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
 
-
-def _uneven(seed=0, M=9):
-    sim = mtgp.simulate(M, 30, common_grid=False, seed=seed)
-    ids = sim.data.ID.unique()
-    rng = np.random.default_rng(seed)
-    cnt = {i: int(rng.integers(4, 13)) for i in ids}
-    return sim.data[sim.data.groupby("ID").cumcount() < sim.data.ID.map(cnt)].reset_index(drop=True)
+# the simulated uneven individuals, the 2-worker LocalCluster and the
+# pytree leaves helper of the EM tests (pytest puts tests/backends on sys.path)
+from test_dask_backend import _leaves, _uneven, client  # noqa: E402,F401
 
 
 def _by_individual(df, n_parts):
@@ -27,22 +23,6 @@ def _by_individual(df, n_parts):
     ids = df.ID.unique()
     groups = np.array_split(ids, n_parts)
     return dd.concat([dd.from_pandas(df[df.ID.isin(g)], npartitions=1) for g in groups])
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
-
-
-def _leaves(tree):
-    import jax
-
-    return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
 
 
 def test_fit_from_dask_frame_equals_pandas(client):
