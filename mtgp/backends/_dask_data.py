@@ -83,6 +83,7 @@ class DataOnWorkers:
         is an error (``keep_copy`` does not apply)."""
         from ..data import bucket_sizes
         from ..data.partitioned import merge_summaries
+        from .dask import _Handle  # (dask.py imports this module)
 
         c = self.client
         frames = c.compute(ddf.to_delayed())
@@ -106,11 +107,8 @@ class DataOnWorkers:
             start += n
         who = c.who_has(futures)
         workers = [next(iter(who.get(f.key, ())), None) for f in futures]
-        from .dask import _Handle
-
         handle = _Handle(futures, rows, workers, inds.n_individuals, None)
         return inds, grid, [int(b) for b in np.unique(sizes)], handle
-
 
     def predict_individuals(self, predictor, data, level: float = 0.95):
         """Batched Sec. 4 predictions on the workers
@@ -121,13 +119,18 @@ class DataOnWorkers:
         worker and sent) or a Dask DataFrame (each partition, holding whole
         individuals, validated and predicted where it is). The tables come back
         and are concatenated in the individuals' order."""
+        import cloudpickle
         import pandas as pd
 
         from ..data import Individuals
         from ..data.partitioned import check_whole_individuals
+        from .dask import _Box  # (dask.py imports this module)
 
         c = self.client
-        box = self._broadcast(predictor)  # Dask._broadcast: one scatter to every worker
+        # one scatter to every worker (counted with cloudpickle: a callable
+        # prior mean may be a lambda)
+        self.bytes_moved += len(cloudpickle.dumps(predictor)) * len(self._workers())
+        box = c.scatter([_Box(predictor)], broadcast=True, hash=False)[0]
         if isinstance(data, Individuals):
             chunks = [r for r in np.array_split(np.arange(data.n_individuals), len(self._workers())) if r.size]
             futs = []

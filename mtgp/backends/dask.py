@@ -237,4 +237,3 @@ class Dask(DataOnWorkers, Backend):
         if res is None:
             return jax.tree_util.tree_map(jnp.asarray, theta)
         return unravel(jnp.asarray(res[0]))
-
