@@ -414,7 +414,6 @@ def load_model(path):
 # ------------------------------------------------------------------ predict
 def cmd_predict(args) -> int:
     import numpy as np
-    import pandas as pd
 
     model, head, cli = load_model(args.model)
     if not 0 < args.level < 1:
@@ -436,18 +435,10 @@ def cmd_predict(args) -> int:
             individuals = [(i, g.drop(columns=[id_col])) for i, g in new.groupby(id_col, sort=False)]
         else:
             individuals = [(None, new)]
-    frames, preds = [], []
-    for iid, obs in individuals:
-        pred = model.predict(obs, inputs=grid, noise=not args.latent)
-        preds.append((iid, obs, pred))
-        f = pred.to_frame(args.level)
-        if kind == "magmaclust":
-            for k, p in enumerate(pred.cluster_probabilities):
-                f[f"P_cluster_{k}"] = p
-        if iid is not None:
-            f.insert(0, id_col, iid)
-        frames.append(f)
-    table = pd.concat(frames, ignore_index=True)
+    if kind == "magma" and args.new is not None:
+        table, preds = _predict_magma_batched(model, individuals, new, id_col, grid, args)
+    else:
+        table, preds = _predict_each(model, individuals, kind, id_col, grid, args)
     write_table(table, args.out)
     if args.out is not None:
         print(f"{len(table)} predictions of {len(individuals)} individual(s) written to {args.out}",
@@ -464,6 +455,51 @@ def cmd_predict(args) -> int:
                        args.gif, level=args.level, xlabel=inputs[0], ylabel=out_col)
         print(f"animation written to {args.gif}", file=sys.stderr)
     return EXIT_OK
+
+
+def _predict_magma_batched(model, individuals, new, id_col, grid, args):
+    """Magma with NEW: all new individuals in one batched call
+    (:meth:`mtgp.Magma.predict_individuals`, no loop over individuals).
+    Without --inputs, one grid over the training and all new inputs. The
+    per-individual Predictions (marginal variances) are rebuilt from the
+    table only for --plot / --gif (at most 6 individuals)."""
+    import numpy as np
+
+    from .distributions import Prediction
+
+    has_id = id_col in new.columns
+    frame = new.rename(columns={id_col: "ID"}) if has_id else new.assign(ID=0)
+    table = model.predict_individuals(frame, inputs=grid, noise=not args.latent, level=args.level)
+    table.attrs = {}
+    table = table.rename(columns={"ID": id_col}) if has_id else table.drop(columns="ID")
+    preds = []
+    if args.plot or args.gif:
+        cols = list(model.input_columns_)
+        n = len(table) // len(individuals)
+        for k, (iid, obs) in enumerate(individuals[:6]):
+            rows = table.iloc[k * n:(k + 1) * n]
+            preds.append((iid, obs, Prediction(rows[cols].to_numpy(dtype=float), rows.Mean.to_numpy(),
+                                               np.diag(rows.Var.to_numpy()), cols,
+                                               includes_noise=not args.latent, what="Magma prediction")))
+    return table, preds
+
+
+def _predict_each(model, individuals, kind, id_col, grid, args):
+    """MagmaClust, or a Type II prediction: one call per individual."""
+    import pandas as pd
+
+    frames, preds = [], []
+    for iid, obs in individuals:
+        pred = model.predict(obs, inputs=grid, noise=not args.latent)
+        preds.append((iid, obs, pred))
+        f = pred.to_frame(args.level)
+        if kind == "magmaclust":
+            for k, p in enumerate(pred.cluster_probabilities):
+                f[f"P_cluster_{k}"] = p
+        if iid is not None:
+            f.insert(0, id_col, iid)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True), preds
 
 
 def _grid(spec, inputs):

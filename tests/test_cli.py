@@ -95,6 +95,19 @@ def test_predict_table_matches_the_python_api(files, magma_file, capsys, tmp_pat
         assert im.size[0] > 600 and len(np.unique(np.asarray(im.convert("L")))) > 20  # drawn, not blank
 
 
+def test_predict_many_individuals_is_one_batched_call(files, magma_file, capsys, monkeypatch):
+    """Issue 15: Magma predictions of several new individuals go through
+    Magma.predict_individuals (no per-individual Magma.predict)."""
+    calls = []
+    batched = mtgp.Magma.predict_individuals
+    monkeypatch.setattr(mtgp.Magma, "predict", lambda *a, **k: pytest.fail("per-individual predict called"))
+    monkeypatch.setattr(mtgp.Magma, "predict_individuals", lambda self, *a, **k: calls.append(1) or
+                        batched(self, *a, **k))
+    assert main(["predict", magma_file, files["new"], "--inputs", "0:12:6"]) == EXIT_OK
+    table = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out), dtype={"child": str})
+    assert calls == [1] and table.child.nunique() == 2 and len(table) == 2 * 3
+
+
 def test_predict_one_individual_without_id_and_gif(files, magma_file, capsys, tmp_path):
     gif = tmp_path / "p.gif"
     rc = main(["predict", magma_file, files["one"], "--inputs", "0,12,24,36", "--gif", str(gif)])

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _partition as pt
+from ._dask_data import DataOnWorkers
 from .local import Backend
 
 __all__ = ["Dask"]
@@ -92,7 +93,7 @@ class _Handle:
         return len(self.futures)
 
 
-class Dask(Backend):
+class Dask(DataOnWorkers, Backend):
     """Partition the individuals over the workers of a ``dask.distributed``
     ``client`` (see the module docstring).
 

@@ -136,8 +136,11 @@ def individuals_from_frame(df: pd.DataFrame, input_columns: Optional[Sequence[st
         ids = ids.to_numpy()
     else:
         ids = np.zeros(df.shape[0], dtype=np.int64)
-    X = as_float_matrix(df[input_columns], name=what)
-    y = as_float_matrix(df[[OUTPUT_COLUMN]], name=what)[:, 0]
+    try:
+        X = as_float_matrix(df[input_columns], name=what)
+        y = as_float_matrix(df[[OUTPUT_COLUMN]], name=what)[:, 0]
+    except DataError as err:
+        raise DataError(f"{err}{_first_bad_individual(df, list(input_columns) + [OUTPUT_COLUMN], ids)}") from None
     _check_duplicates(ids, X, input_columns, what)
     # group by ID in order of first appearance; keep each individual's row order
     codes, uniques = pd.factorize(ids, sort=False)
@@ -147,6 +150,23 @@ def individuals_from_frame(df: pd.DataFrame, input_columns: Optional[Sequence[st
     outputs = np.split(y[order], bounds)
     id_list = list(uniques) if ID_COLUMN in cols else [None]
     return Individuals(id_list, inputs, outputs, [str(c) for c in input_columns])
+
+
+def _first_bad_individual(df, columns, ids) -> str:
+    """", individual ID" of the first row holding a non-finite or non-numeric
+    value in ``columns`` (for the message of a partition of a large table,
+    where a row number alone is hard to trace); "" when none is found."""
+    if ID_COLUMN not in df.columns:
+        return ""
+    bad = np.zeros(df.shape[0], dtype=bool)
+    for c in columns:
+        v = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad |= ~np.isfinite(v)
+    rows = np.flatnonzero(bad)
+    if rows.size == 0:
+        return ""
+    ident = ids[rows[0]]
+    return f" (individual {ident.item() if hasattr(ident, 'item') else ident!r})"
 
 
 def _pair(item, what):

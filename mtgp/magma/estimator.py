@@ -26,7 +26,8 @@ from .. import config
 from .._deprecation import DEPRECATED, renamed_argument, renamed_attribute
 from ..backends import resolve_backend
 from ..base import Estimator
-from ..data import Individuals, as_inputs, bin_inputs, bucket_individuals, pooled_grid, to_individuals
+from ..data import (Individuals, as_inputs, bin_inputs, bucket_individuals, is_dask_frame, pooled_grid,
+                    to_individuals)
 from ..distributions import Prediction
 from ..exceptions import DataError
 from ..kernels import SE, Kernel
@@ -210,6 +211,29 @@ class Magma(Estimator):
                              int(self.m_step_max_iter))
         return _Layout(inds, grid, buckets, prior, MagmaData.from_buckets(buckets, grid, prior.values), static)
 
+    def _remote_layout(self, backend, ddf, k0: Kernel, ki: Kernel):
+        """Fit from a Dask DataFrame on the Dask backend: the workers
+        validate and lay out their partitions (:meth:`mtgp.backends.Dask.prepare_frame`);
+        here only the IDs, counts, pooled grid and prior mean on it. The
+        layout's ``inds`` is a :class:`mtgp.data.RemoteIndividuals` and its
+        ``data`` holds no individual (the grid and prior mean only)."""
+        static = MagmaStatic(k0.static(), ki.static(), bool(self.common_hp), str(self.mean_update),
+                             int(self.m_step_max_iter))
+        prior_box = {}
+
+        def prior_values(grid):
+            prior_box["prior"] = PriorMean(self.prior_mean, grid)
+            return prior_box["prior"].values
+
+        inds, grid, sizes, handle = backend.prepare_frame(ddf, self.input_columns, self.buckets, prior_values,
+                                                          grid_binning=self.grid_binning)
+        k0.check_input_dim(inds.input_dim, "training inputs (mean_kernel)")
+        ki.check_input_dim(inds.input_dim, "training inputs (individual_kernel)")
+        prior = prior_box["prior"]
+        empty = MagmaData((), (), (), (), (), (), jnp.asarray(grid), jnp.asarray(prior.values))
+        buckets = type("RemoteBuckets", (), {"sizes": sizes})()
+        return _Layout(inds, grid, buckets, prior, empty, static), handle
+
     def _initial_params(self, k0: Kernel, ki: Kernel, M: int) -> MagmaParams:
         theta = {"kernel": ki.init_params(),
                  "log_noise": jax.device_put(np.log(np.float64(_positive_scalar(self.noise, "noise"))))}
@@ -229,13 +253,18 @@ class Magma(Estimator):
         t_start = time.perf_counter()
         k0, ki = self._kernels()
         self._unused_warned = set()  # "column not used": once per fit (see predict)
-        inds = to_individuals(data, self.input_columns, what="training data", warned=self._unused_warned)
-        if self.grid_binning is not None:
-            inds = bin_inputs(inds, self.grid_binning)
-        layout = self._layout(inds, k0, ki)
         backend = resolve_backend(self.backend)
-        handle = backend.prepare(layout.data)
-        res = em.run_em(backend, handle, layout.static, self._initial_params(k0, ki, inds.n_individuals),
+        if is_dask_frame(data) and hasattr(backend, "prepare_frame"):
+            layout, handle = self._remote_layout(backend, data, k0, ki)
+        else:
+            if is_dask_frame(data):  # another backend: the table comes here
+                data = data.compute()
+            inds = to_individuals(data, self.input_columns, what="training data", warned=self._unused_warned)
+            if self.grid_binning is not None:
+                inds = bin_inputs(inds, self.grid_binning)
+            layout = self._layout(inds, k0, ki)
+            handle = backend.prepare(layout.data)
+        res = em.run_em(backend, handle, layout.static, self._initial_params(k0, ki, layout.inds.n_individuals),
                         layout.data, optimize=optimize, max_iter=int(self.max_iter), tol=float(self.tol),
                         n_init=int(self.n_init), init_iter=int(self.init_iter),
                         random_state=self.random_state, verbose=self.verbose)
@@ -308,9 +337,9 @@ class Magma(Estimator):
         if len(self.input_columns_) != 1:
             raise DataError("inputs= is required for multi-dimensional inputs")
         lo, hi = float(self.grid_[:, 0].min()), float(self.grid_[:, 0].max())
-        if inds_new is not None:
-            lo = min(lo, float(inds_new.inputs[0].min()))
-            hi = max(hi, float(inds_new.inputs[0].max()))
+        if inds_new is not None:  # the range of every new individual
+            lo = min(lo, min(float(X[:, 0].min()) for X in inds_new.inputs))
+            hi = max(hi, max(float(X[:, 0].max()) for X in inds_new.inputs))
         return np.linspace(lo, hi, 500)[:, None]
 
     @config.float64
@@ -365,6 +394,74 @@ class Magma(Estimator):
         out.hyperparameters = {**_flat_hp(kern.hyperparameters()),
                                "noise": float(np.exp(np.asarray(theta_star["log_noise"])))}
         return out
+
+    @config.float64
+    def predict_individuals(self, new_data, inputs=None, noise: bool = True, level: float = 0.95,
+                            batch_size: Optional[int] = None) -> pd.DataFrame:
+        """Predict many new individuals at once (Sec. 4, batched): the same
+        numbers as calling :meth:`predict` on each (to rounding), computed
+        as vmapped batches of individuals of similar size, with no Python
+        loop over them.
+
+        new_data : the new individuals' observed points: a long DataFrame
+            (ID, input column(s), Output), a dict {id: (X, y)} or a list of
+            (X, y) pairs; on the :class:`~mtgp.backends.Dask` backend also a
+            Dask DataFrame whose partitions hold whole individuals (read on
+            the workers, never collected here).
+        inputs : where to predict every individual (default: 500 points over
+            the range of the training inputs and of all new individuals'
+            inputs, 1-D only; :meth:`predict` uses the range of its one
+            individual instead).
+        noise : as in :meth:`predict`.
+        level : probability of the Lower/Upper interval.
+        batch_size : individuals per compiled batch (default: chosen from
+            the sizes so that a batch's temporaries stay near 256 MB).
+
+        Returns a tidy DataFrame with one row per (individual, input): ``ID``,
+        the input column(s), ``Mean``, ``Var``, ``Lower``, ``Upper``
+        (:meth:`mtgp.distributions.Prediction.to_frame`'s columns), individuals
+        in their order of first appearance. ``attrs["hyperparameters"]`` holds
+        one row per individual: its HPs (positive scale), the trained ones
+        (Common HP) or learnt as in Sec. 4.3 (Different HP, ``new_individual_hp``),
+        all individuals' L-BFGS runs batched in lock-step. Marginal variances
+        only: use :meth:`predict` for one individual's full covariance.
+
+        On the :class:`~mtgp.backends.Dask` backend each partition of the new
+        individuals is predicted on a worker: only the hyper-posterior on
+        the pooled grid, the HPs and the prediction inputs are sent there.
+        """
+        self._check_is_fitted()
+        remote = is_dask_frame(new_data)
+        inds = None
+        if not remote:
+            inds = to_individuals(new_data, self.input_columns_, what="new individuals",
+                                  warned=self.__dict__.setdefault("_unused_warned", set()))
+            if inds.input_dim != len(self.input_columns_):
+                raise DataError(
+                    f"new individuals: inputs have dimension {inds.input_dim} but the model was "
+                    f"trained on {len(self.input_columns_)}-dimensional inputs {self.input_columns_}")
+        if inputs is not None:
+            Xp = self._inputs(inputs, "prediction inputs")
+        elif remote:
+            col = self.input_columns_[0]
+            span = (new_data[col].min(), new_data[col].max()) if len(self.input_columns_) == 1 else None
+            import dask
+
+            lo, hi = (None, None) if span is None else dask.compute(*span)
+            Xp = self._default_grid(None if lo is None else Individuals([0], [np.array([[lo], [hi]])], [None], []))
+        else:
+            Xp = self._default_grid(inds)
+        learn = None if self.common_hp else pr.population_starts(self.theta_, self.new_individual_hp)
+        predictor = pr.NewIndividuals(self._static, self.theta0_, self.theta_ if self.common_hp else None,
+                                      self.posterior_, self.grid_, self._prior, Xp, self.input_columns_,
+                                      noise=noise, learn=learn, max_iter=int(self.m_step_max_iter) * 2,
+                                      batch_size=batch_size)
+        if hasattr(self.backend_, "predict_individuals"):
+            return self.backend_.predict_individuals(predictor, new_data if remote else inds, level=level)
+        if remote:
+            return self.predict_individuals(new_data.compute(), inputs=Xp, noise=noise, level=level,
+                                            batch_size=batch_size)
+        return predictor.frame(inds, level)
 
     # ------------------------------------------------------- save / load
     def save(self, path) -> str:

@@ -91,6 +91,25 @@ def fit_new_individual_jit(ki, max_iter, starts, Xo, yo, mu_o, Kmu_o, prior_mean
     return unravel(res.params[best]), res.value[best] * n_real
 
 
+def population_starts(theta, mode: str):
+    """Starts and prior of Sec. 4.3 taken in the trained population's
+    (Different-HP) log HPs ``theta``: the quantiles
+    :data:`START_QUANTILES` and the first three individuals as starts;
+    ``mode="map"``: a Gaussian prior (population mean and sd, sd floored at
+    :data:`PRIOR_SD_FLOOR`) on the flattened log HPs, ``"ml"``: none
+    (zero precision). Returns (starts, prior_mean, prior_prec)."""
+    flat_np = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(theta))  # (M, p)
+    qs = np.quantile(flat_np, list(START_QUANTILES), axis=0)
+    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], theta))
+    starts = jax.vmap(unravel)(jnp.asarray(np.vstack([qs, flat_np[:3]])))
+    if mode == "map":
+        prior_mean = jnp.asarray(flat_np.mean(axis=0))
+        prior_prec = jnp.asarray(1.0 / np.maximum(flat_np.std(axis=0), PRIOR_SD_FLOOR) ** 2)
+    else:
+        prior_mean = prior_prec = jnp.zeros(flat_np.shape[1])
+    return starts, prior_mean, prior_prec
+
+
 def learn_new_individual_hp(static, theta0, theta, post, grid, prior, Xo, yo, mode: str, max_iter: int):
     """Sec. 4.3 for Different HP: the new individual's log HPs, from several
     starts taken in the trained population (quantiles of the M individuals'
@@ -102,15 +121,7 @@ def learn_new_individual_hp(static, theta0, theta, post, grid, prior, Xo, yo, mo
     Xo, yo, m0_o, mask_o = pad_observations(Xo, yo, prior(Xo))
     mu_o, K_o = mean_posterior_at_jit(static.k0, theta0, post, jnp.asarray(grid), jnp.asarray(Xo),
                                       jnp.asarray(m0_o))
-    flat_np = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(theta))  # (M, p)
-    qs = np.quantile(flat_np, list(START_QUANTILES), axis=0)
-    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], theta))
-    starts = jax.vmap(unravel)(jnp.asarray(np.vstack([qs, flat_np[:3]])))
-    if mode == "map":
-        prior_mean = jnp.asarray(flat_np.mean(axis=0))
-        prior_prec = jnp.asarray(1.0 / np.maximum(flat_np.std(axis=0), PRIOR_SD_FLOOR) ** 2)
-    else:
-        prior_mean = prior_prec = jnp.zeros(flat_np.shape[1])
+    starts, prior_mean, prior_prec = population_starts(theta, mode)
     theta_star, _ = fit_new_individual_jit(static.ki, int(max_iter), starts, jnp.asarray(Xo),
                                            jnp.asarray(yo), mu_o, K_o, prior_mean, prior_prec,
                                            jnp.asarray(mask_o))
@@ -162,3 +173,157 @@ def predict_new_individual(static, theta0, theta_star, post, grid, prior, Xp, Xo
                                    jnp.asarray(m0_o), jnp.asarray(mask_o))
     report_jitter(np.asarray(jit_o), "Magma.predict (new individual's covariance)")
     return np.asarray(mean)[:n], np.asarray(cov)[:n, :n]
+
+
+# --------------------------------------------------------------------------
+# Many new individuals at once (issue 15): size buckets, one vmapped program
+# per (bucket size, batch size), no Python loop over individuals.
+
+# elements (float64) of the largest per-batch intermediate aimed at when the
+# batch size is chosen automatically (about 256 MB of temporaries)
+BATCH_ELEMENTS = 2 ** 25
+
+
+@partial(jax.jit, static_argnames=("k0", "ki", "include_noise", "max_iter"))
+def predict_batch_jit(k0, ki, include_noise, max_iter, theta0, theta, post, grid, Xp, m0_p,
+                      Xo, yo, m0_o, mask_o, learn=None):
+    """Sec. 4 for B new individuals padded to one size (``Xo`` (B, n, d),
+    ``yo``, ``m0_o``, ``mask_o`` (B, n)) at the same prediction inputs
+    ``Xp``: the vmap of :func:`predict_jit` over the individuals, preceded,
+    with ``learn = (starts, prior_mean, prior_prec)`` (Different HP), by the
+    vmap of :func:`fit_new_individual_jit` (Sec. 4.3: each individual's HPs
+    by L-BFGS from the population starts; the batch runs in lock-step, a
+    finished member frozen). ``theta`` is the shared individual HPs (Common
+    HP) or ignored. Returns the means (B, n_p), the diagonals of the
+    covariances (B, n_p), the jitter of each conditioning (B,) and the HPs
+    used (batched)."""
+
+    def one(X, y, m0, mk):
+        if learn is None:
+            th = theta
+        else:
+            starts, prior_mean, prior_prec = learn
+            mu_o, K_o = mean_posterior_at(k0, theta0, post, grid, X, m0)
+            th, _ = fit_new_individual_jit(ki, max_iter, starts, X, y, mu_o, K_o, prior_mean, prior_prec, mk)
+        mean, cov, jit_o = predict_jit(k0, ki, include_noise, theta0, th, post, grid, Xp, m0_p, X, y, m0, mk)
+        return mean, jnp.diagonal(cov), jit_o, th
+
+    return jax.vmap(one)(Xo, yo, m0_o, mask_o)
+
+
+def _batch_size(n_members: int, n_obs: int, n_pred: int, n_grid: int, batch_size) -> int:
+    """Individuals per compiled batch: ``batch_size`` or, when None, as many
+    as keep the largest per-individual intermediates ((n_pred + n_obs)^2 and
+    (n_pred + n_obs) x n_grid) near :data:`BATCH_ELEMENTS`; rounded up the
+    size ladder (:func:`mtgp.data.padded_size`) so that few batch shapes
+    (compiled programs) occur."""
+    if batch_size is None:
+        n_a = n_pred + n_obs
+        batch_size = max(1, BATCH_ELEMENTS // (n_a * n_a + n_a * n_grid))
+    b = min(int(batch_size), int(n_members))
+    if b < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    return padded_size(b, minimum=1)
+
+
+class NewIndividuals:
+    """Batched Sec. 4 prediction of many new individuals at the same inputs,
+    from a fitted Magma's state only: the hyper-posterior of mu0 on the
+    pooled grid (factored form, O(N^2)), theta0, the individual HPs (Common
+    HP) or the population starts and prior of Sec. 4.3 (Different HP), the
+    prior mean and the prediction inputs. Small and picklable: it is what
+    :meth:`mtgp.backends.Dask.predict_individuals` sends to the workers (no
+    training data). Built by :meth:`mtgp.Magma.predict_individuals`.
+
+    Each new individual's observations are padded to
+    :func:`mtgp.data.padded_size` of its count (masked, exact; the same
+    padding as :meth:`mtgp.Magma.predict`), individuals of one padded size
+    form a bucket, and each bucket runs as vmapped batches of
+    :func:`predict_batch_jit`."""
+
+    def __init__(self, static, theta0, theta, post, grid, prior, Xp, input_columns, noise: bool,
+                 learn=None, max_iter: int = 100, batch_size=None):
+        to_np = lambda t: jax.tree_util.tree_map(np.asarray, t)
+        self.static, self.prior = static, prior
+        self.theta0, self.theta, self.post = to_np(theta0), to_np(theta), to_np(post)
+        self.grid = np.asarray(grid, dtype=np.float64)
+        self.Xp = np.asarray(Xp, dtype=np.float64)
+        self.input_columns = list(input_columns)
+        self.noise = bool(noise)
+        self.learn = None if learn is None else to_np(tuple(learn))
+        self.max_iter = int(max_iter)
+        self.batch_size = batch_size
+
+    def predict(self, inds):
+        """Means (M, n_p), variances (M, n_p) (clipped at 0) and the HPs used
+        (log scale, batched over the M individuals of ``inds``, an
+        :class:`mtgp.data.Individuals`), in the order of ``inds``."""
+        from ..config import float64_scope
+        from ..data import Individuals, pad_individuals
+
+        with float64_scope():
+            n = len(self.Xp)
+            n_pad = padded_size(n)
+            Xp = jnp.asarray(pad_rows(self.Xp, n_pad))
+            m0_p = jnp.asarray(pad_rows(self.prior(self.Xp), n_pad))
+            k0, ki = self.static.k0, self.static.ki
+            theta0, theta, post, grid = (jax.tree_util.tree_map(jnp.asarray, t)
+                                         for t in (self.theta0, self.theta, self.post, self.grid))
+            learn = None if self.learn is None else jax.tree_util.tree_map(jnp.asarray, self.learn)
+            counts = inds.counts
+            sizes = np.array([padded_size(c) for c in counts], dtype=np.int64)
+            M = len(counts)
+            mean, var = np.empty((M, n)), np.empty((M, n))
+            thetas, jitter = [], 0.0
+            for s in np.unique(sizes):  # one bucket per padded size
+                rows = np.flatnonzero(sizes == s)
+                sub = Individuals([inds.ids[k] for k in rows], [inds.inputs[k] for k in rows],
+                                  [inds.outputs[k] for k in rows], inds.input_columns)
+                pad = pad_individuals(sub, [np.zeros(counts[k], dtype=np.int64) for k in rows], 0, size=int(s))
+                m0 = np.zeros_like(pad.y)
+                m0[pad.mask > 0] = self.prior(np.concatenate(sub.inputs, axis=0))
+                B = _batch_size(len(rows), int(s), n_pad, len(self.grid), self.batch_size)
+                for start in range(0, len(rows), B):  # batches of B individuals (the last padded)
+                    sel = np.arange(start, start + B)
+                    sel = np.where(sel < len(rows), sel, start)
+                    mu, vv, jit_o, th = predict_batch_jit(
+                        k0, ki, self.noise, self.max_iter, theta0, theta, post, grid, Xp, m0_p,
+                        jnp.asarray(pad.X[sel]), jnp.asarray(pad.y[sel]), jnp.asarray(m0[sel]),
+                        jnp.asarray(pad.mask[sel]), learn=learn)
+                    k = min(B, len(rows) - start)
+                    out = rows[start:start + k]
+                    mean[out] = np.asarray(mu)[:k, :n]
+                    var[out] = np.asarray(vv)[:k, :n]
+                    jitter = max(jitter, float(np.max(np.asarray(jit_o)[:k])))
+                    thetas.append((out, jax.tree_util.tree_map(lambda a: np.asarray(a)[:k], th)))
+            back = np.argsort(np.concatenate([out for out, _ in thetas]))  # to the order of inds
+            theta_all = jax.tree_util.tree_map(lambda *a: np.concatenate(a)[back], *[t for _, t in thetas])
+        report_jitter(np.asarray(jitter), "Magma.predict_individuals (new individuals' covariances)")
+        return mean, np.clip(var, 0.0, None), theta_all
+
+    def frame(self, inds, level: float = 0.95):
+        """The tidy table of :meth:`mtgp.Magma.predict_individuals` for
+        ``inds``: ID, the input column(s), Mean, Var, Lower, Upper (central
+        interval of probability ``level``), one row per (individual,
+        prediction input); ``attrs["hyperparameters"]`` one row per
+        individual (positive scale)."""
+        import pandas as pd
+
+        from ..distributions import _normal_quantile
+
+        mean, var, theta = self.predict(inds)
+        M, n = mean.shape
+        z = _normal_quantile(level)
+        sd = np.sqrt(var)
+        df = pd.DataFrame(np.tile(self.Xp, (M, 1)), columns=self.input_columns)
+        df.insert(0, "ID", np.repeat(np.asarray(inds.ids, dtype=object), n))
+        df["Mean"], df["Var"] = mean.reshape(-1), var.reshape(-1)
+        df["Lower"], df["Upper"] = (mean - z * sd).reshape(-1), (mean + z * sd).reshape(-1)
+        hp = {"ID": list(inds.ids)}
+        for name, v in self.static.ki.kernel.with_params(theta["kernel"]).hyperparameters().items():
+            v = np.asarray(v).reshape(M, -1)
+            names = [name] if v.shape[1] == 1 else [f"{name}_{j + 1}" for j in range(v.shape[1])]
+            hp.update({c: v[:, j] for j, c in enumerate(names)})
+        hp["noise"] = np.exp(np.asarray(theta["log_noise"])).reshape(M)
+        df.attrs["hyperparameters"] = pd.DataFrame(hp)
+        return df

@@ -1,0 +1,153 @@
+"""The Dask backend's part for data that start on the workers and for new
+individuals predicted there (issue 15): :class:`DataOnWorkers`, a mixin of
+:class:`mtgp.backends.Dask` (kept apart from its EM contract in
+:mod:`mtgp.backends.dask`)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+
+from . import _partition as pt
+
+def _validate_part(frame, input_columns, index, grid_binning, what):
+    from ..data.partitioned import validate_partition
+
+    return validate_partition(frame, input_columns, index, grid_binning, what)
+
+
+def _summary_part(inds):
+    from ..data.partitioned import summary
+
+    return summary(inds)
+
+
+def _layout_part(inds, index, grid, m0, sizes, global_rows):
+    """A :class:`~mtgp.backends._partition.Partition` built on the worker
+    from its validated individuals: each bucket (individuals of one padded
+    size, ``sizes`` from :func:`mtgp.data.bucket_sizes` over all training
+    individuals) padded as :func:`mtgp.data.bucket_individuals` pads it."""
+    from ..data import Individuals, pad_individuals
+    from ..data.partitioned import grid_index
+
+    counts = inds.counts
+    index_lists = np.split(grid_index(grid, np.concatenate(inds.inputs, axis=0)), np.cumsum(counts)[:-1])
+    X, y, mask, idx, w = [], [], [], [], []
+    for s in np.unique(sizes):
+        r = np.flatnonzero(sizes == s)
+        sub = Individuals([inds.ids[k] for k in r], [inds.inputs[k] for k in r],
+                          [inds.outputs[k] for k in r], inds.input_columns)
+        pad = pad_individuals(sub, [index_lists[k] for k in r], len(grid), size=int(s))
+        X.append(pad.X)
+        y.append(pad.y)
+        mask.append(pad.mask)
+        idx.append(pad.idx)
+        w.append(np.ones(len(r)))
+    return pt.Partition(index, tuple(X), tuple(y), tuple(mask), tuple(idx), tuple(w), grid, m0, global_rows)
+
+
+def _predict_part(box, inds, level):
+    return box.value.frame(inds, level)
+
+
+def _predict_frame_part(box, frame, index, level):
+    from ..data.partitioned import validate_partition
+
+    inds = validate_partition(frame, box.value.input_columns, index, what="new individuals")
+    return None if inds is None else box.value.frame(inds, level)
+
+
+class _Rows:
+    """A partition's training-order rows (what :class:`_Handle` reads)."""
+
+    def __init__(self, global_rows):
+        self.global_rows = global_rows
+
+
+class DataOnWorkers:
+    """Methods of :class:`mtgp.backends.Dask` for a Dask DataFrame fitted
+    where its partitions are (:meth:`prepare_frame`) and for batched
+    predictions of new individuals on the workers
+    (:meth:`predict_individuals`)."""
+
+    def prepare_frame(self, ddf, input_columns, max_buckets, prior_values, grid_binning=None):
+        """Lay out a Dask DataFrame's training individuals on the workers: each
+        partition (whole individuals) is validated there
+        (:func:`mtgp.data.partitioned.validate_partition`), only its
+        :func:`~mtgp.data.partitioned.summary` comes here; the pooled grid, the
+        prior mean on it (``prior_values(grid)``) and each individual's bucket
+        size are computed here and sent back, and each partition is padded
+        where it is. Returns (RemoteIndividuals, grid, bucket sizes, handle).
+        The handle holds no copy of the data here: a worker lost during the fit
+        is an error (``keep_copy`` does not apply)."""
+        from ..data import bucket_sizes
+        from ..data.partitioned import merge_summaries
+        from .dask import _Handle  # (dask.py imports this module)
+
+        c = self.client
+        frames = c.compute(ddf.to_delayed())
+        inds_f = [c.submit(_validate_part, f, input_columns, k, grid_binning, "training data", pure=False)
+                  for k, f in enumerate(frames)]
+        summaries = c.gather([c.submit(_summary_part, f, pure=False) for f in inds_f])
+        self.bytes_moved += len(pickle.dumps(summaries, protocol=5))
+        inds, grid = merge_summaries(summaries)
+        m0 = np.asarray(prior_values(grid), dtype=np.float64)
+        sizes = bucket_sizes(inds.counts, max_buckets)
+        futures, rows, start = [], [], 0
+        for f, s in zip(inds_f, summaries):
+            if s is None:
+                continue
+            n = len(s["ids"])
+            sz = sizes[start:start + n]
+            r = np.concatenate([start + np.flatnonzero(sz == b) for b in np.unique(sz)])
+            self._send((grid, m0, sz, r))
+            futures.append(c.submit(_layout_part, f, len(futures), grid, m0, sz, r, pure=False))
+            rows.append(_Rows(r))
+            start += n
+        who = c.who_has(futures)
+        workers = [next(iter(who.get(f.key, ())), None) for f in futures]
+        handle = _Handle(futures, rows, workers, inds.n_individuals, None)
+        return inds, grid, [int(b) for b in np.unique(sizes)], handle
+
+    def predict_individuals(self, predictor, data, level: float = 0.95):
+        """Batched Sec. 4 predictions on the workers
+        (:meth:`mtgp.Magma.predict_individuals`): ``predictor`` (a
+        :class:`mtgp.magma.prediction.NewIndividuals`: hyper-posterior on the
+        pooled grid, HPs, prediction inputs) is broadcast once; ``data`` is an
+        :class:`mtgp.data.Individuals` (cut into one contiguous chunk per
+        worker and sent) or a Dask DataFrame (each partition, holding whole
+        individuals, validated and predicted where it is). The tables come back
+        and are concatenated in the individuals' order."""
+        import cloudpickle
+        import pandas as pd
+
+        from ..data import Individuals
+        from ..data.partitioned import check_whole_individuals
+        from .dask import _Box  # (dask.py imports this module)
+
+        c = self.client
+        # one scatter to every worker (counted with cloudpickle: a callable
+        # prior mean may be a lambda)
+        self.bytes_moved += len(cloudpickle.dumps(predictor)) * len(self._workers())
+        box = c.scatter([_Box(predictor)], broadcast=True, hash=False)[0]
+        if isinstance(data, Individuals):
+            chunks = [r for r in np.array_split(np.arange(data.n_individuals), len(self._workers())) if r.size]
+            futs = []
+            for r in chunks:
+                sub = Individuals([data.ids[k] for k in r], [data.inputs[k] for k in r],
+                                  [data.outputs[k] for k in r], data.input_columns)
+                self._send(sub)
+                futs.append(c.submit(_predict_part, box, sub, level, pure=False))
+        else:
+            frames = c.compute(data.to_delayed())
+            futs = [c.submit(_predict_frame_part, box, f, k, level, pure=False) for k, f in enumerate(frames)]
+        out = [o for o in c.gather(futs) if o is not None]
+        self.bytes_moved += len(pickle.dumps(out, protocol=5))
+        check_whole_individuals([o.attrs["hyperparameters"]["ID"].tolist() for o in out], "new individuals")
+        hp = pd.concat([o.attrs["hyperparameters"] for o in out], ignore_index=True)
+        for o in out:
+            o.attrs = {}
+        table = pd.concat(out, ignore_index=True)
+        table.attrs["hyperparameters"] = hp
+        return table
