@@ -33,18 +33,25 @@ ID_COLUMN = "ID"
 OUTPUT_COLUMN = "Output"
 
 
+class IndividualIds:
+    """What every set of individuals has: ``ids`` (in order) and their number."""
+
+    ids: list
+
+    @property
+    def n_individuals(self) -> int:
+        """Number of individuals."""
+        return len(self.ids)
+
+
 @dataclass
-class Individuals:
+class Individuals(IndividualIds):
     """Validated individuals (original order of first appearance)."""
 
     ids: list
     inputs: List[np.ndarray]  # each (n_i, d)
     outputs: List[np.ndarray]  # each (n_i,)
     input_columns: List[str]
-
-    @property
-    def n_individuals(self) -> int:
-        return len(self.ids)
 
     @property
     def input_dim(self) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
-from .individuals import Individuals, individuals_from_frame
+from .individuals import IndividualIds, Individuals, individuals_from_frame
 from .layout import bin_inputs
 
 __all__ = ["read_parquet_individuals", "is_dask_frame", "RemoteIndividuals"]
@@ -70,7 +70,7 @@ def summary(inds: Individuals) -> dict:
 
 
 @dataclass
-class RemoteIndividuals:
+class RemoteIndividuals(IndividualIds):
     """The training individuals of a fit whose data stay on the workers:
     IDs, counts and input columns only (the :class:`Individuals` fields that
     do not hold data)."""
@@ -78,11 +78,6 @@ class RemoteIndividuals:
     ids: list
     counts: np.ndarray
     input_columns: List[str]
-
-    @property
-    def n_individuals(self) -> int:
-        """Number of individuals."""
-        return len(self.ids)
 
     @property
     def input_dim(self) -> int:
