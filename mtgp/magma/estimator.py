@@ -364,35 +364,17 @@ class Magma(Estimator):
         HPs used, positive scale) as an attribute.
         """
         self._check_is_fitted()
-        inds_new = None
-        if new_data is not None:
-            inds_new = to_individuals(new_data, self.input_columns_, what="new individual", single=True,
-                                      warned=self.__dict__.setdefault("_unused_warned", set()))
-            if inds_new.input_dim != len(self.input_columns_):
-                raise DataError(
-                    f"new individual: inputs have dimension {inds_new.input_dim} but the model was "
-                    f"trained on {len(self.input_columns_)}-dimensional inputs {self.input_columns_}")
-        Xp = self._default_grid(inds_new) if inputs is None else self._inputs(inputs, "prediction inputs")
-        Xo = yo = None
-        if inds_new is not None:
-            Xo, yo = inds_new.inputs[0], inds_new.outputs[0]
-        if hyperparameters is not None:
-            theta_star = jax.tree_util.tree_map(jnp.asarray, hyperparameters)
-        elif self.common_hp:
-            theta_star = self.theta_
-        elif inds_new is None:
-            theta_star = jax.tree_util.tree_map(lambda a: jnp.median(a, axis=0), self.theta_)
-        else:
-            theta_star = pr.learn_new_individual_hp(self._static, self.theta0_, self.theta_, self.posterior_,
-                                                    self.grid_, self._prior, Xo, yo, self.new_individual_hp,
-                                                    int(self.m_step_max_iter) * 2)
+        inds_new, Xp, Xo, yo = new_individual_inputs(self, new_data, inputs)
+        theta_star = new_individual_hp(
+            self, hyperparameters, self.common_hp, inds_new,
+            lambda: pr.learn_new_individual_hp(self._static, self.theta0_, self.theta_, self.posterior_,
+                                               self.grid_, self._prior, Xo, yo, self.new_individual_hp,
+                                               int(self.m_step_max_iter) * 2))
         mean, cov = pr.predict_new_individual(self._static, self.theta0_, theta_star, self.posterior_,
                                               self.grid_, self._prior, Xp, Xo, yo, noise=noise)
         out = Prediction(Xp, mean, cov, self.input_columns_, includes_noise=bool(noise),
                          what="Magma prediction" + (" (Type II)" if inds_new is None else ""))
-        kern = self._static.ki.kernel.with_params(theta_star["kernel"])
-        out.hyperparameters = {**_flat_hp(kern.hyperparameters()),
-                               "noise": float(np.exp(np.asarray(theta_star["log_noise"])))}
+        out.hyperparameters = used_hyperparameters(self._static.ki.kernel, theta_star)
         return out
 
     @config.float64
@@ -478,6 +460,43 @@ class Magma(Estimator):
         from .io import load_magma
 
         return load_magma(cls, path)
+
+
+def new_individual_inputs(model, new_data, inputs):
+    """(validated new individual or None, prediction inputs, its inputs, its
+    outputs) for ``predict`` of the Magma family (Sec. 4; None: Type II)."""
+    inds_new = None
+    if new_data is not None:
+        inds_new = to_individuals(new_data, model.input_columns_, what="new individual", single=True,
+                                  warned=model.__dict__.setdefault("_unused_warned", set()))
+        if inds_new.input_dim != len(model.input_columns_):
+            raise DataError(
+                f"new individual: inputs have dimension {inds_new.input_dim} but the model was "
+                f"trained on {len(model.input_columns_)}-dimensional inputs {model.input_columns_}")
+    Xp = model._default_grid(inds_new) if inputs is None else model._inputs(inputs, "prediction inputs")
+    Xo = yo = None
+    if inds_new is not None:
+        Xo, yo = inds_new.inputs[0], inds_new.outputs[0]
+    return inds_new, Xp, Xo, yo
+
+
+def new_individual_hp(model, hyperparameters, shared: bool, inds_new, learn):
+    """The new individual's HPs: the given ones, the shared trained set, the
+    population median (Type II, individual HPs not shared) or ``learn()``
+    (Sec. 4.3)."""
+    if hyperparameters is not None:
+        return jax.tree_util.tree_map(jnp.asarray, hyperparameters)
+    if shared:
+        return model.theta_
+    if inds_new is None:
+        return jax.tree_util.tree_map(lambda a: jnp.median(a, axis=0), model.theta_)
+    return learn()
+
+
+def used_hyperparameters(kernel, theta) -> dict:
+    """The individual HPs a prediction used, on the positive scale."""
+    kern = kernel.with_params(theta["kernel"])
+    return {**_flat_hp(kern.hyperparameters()), "noise": float(np.exp(np.asarray(theta["log_noise"])))}
 
 
 def _flat_hp(hp: dict) -> dict:

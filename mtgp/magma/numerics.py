@@ -276,11 +276,20 @@ def _finite(*arrays):
 
 
 def _posterior(static, theta0, grid, m0, S, c, ll, factor) -> MeanPosterior:
+    return factored_posterior(static.k0, theta0, grid, m0, S, c, ll, factor, factor)
+
+
+def factored_posterior(k0, theta0, grid, m0, S, c, ll, factor_S, factor_B) -> MeanPosterior:
+    """Props. 1/4 in the factored form (never K0^-1): with S = L_S L_S' and
+    B = I + L_S' K0 L_S, alpha = c - L_S B^-1 L_S' K0 c, mean m0 + K0 alpha,
+    covariance K0 - K0 L_S B^-1 L_S' K0, and ll + c' K0 alpha / 2 - log|B| / 2.
+    ``factor_S`` / ``factor_B`` return (factor, jitter added): Magma's safe
+    Cholesky, or MagmaClust's factor of a PSD S_k."""
     N = grid.shape[0]
-    K0 = symmetrize(static.k0.evaluate(theta0, grid, grid))
-    L_S, jit_S = factor(S)
+    K0 = symmetrize(k0.evaluate(theta0, grid, grid))
+    L_S, jit_S = factor_S(S)
     B = jnp.eye(N, dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
-    L_B, jit_B = factor(B)
+    L_B, jit_B = factor_B(B)
     K0c = K0 @ c
     alpha = c - L_S @ cho_solve(L_B, L_S.T @ K0c)
     mean = m0 + K0 @ alpha

@@ -29,13 +29,14 @@ from ..distributions import MixtureOfGaussians, Prediction
 from ..exceptions import DataError
 from ..kernels import SE, Kernel
 from ..linalg import LOG_2PI
-from ..magma.estimator import _check_kernel, _flat_hp, _positive_scalar
+from ..magma.estimator import (_check_kernel, _flat_hp, _positive_scalar, new_individual_hp,
+                               new_individual_inputs, used_hyperparameters)
 from ..magma.numerics import MagmaData
 from ..means import PriorMean
 from ..optim import check_n_init, perturbed_starts
 from . import em
 from . import prediction as pr
-from .numerics import ClustParams, ClustStatic
+from .numerics import ClustParams, ClustStatic, release_pattern_layout
 
 #: a cluster whose responsibilities sum to less than this (but is not empty)
 #: is reported as vanishing
@@ -259,17 +260,20 @@ class MagmaClust(Estimator):
         params0 = self._initial_params(k0, ki, K, M)
         best, per_start = None, []
         n_starts = int(self.n_init)
-        with progress(int(self.max_iter) * n_starts, "MagmaClust VEM", self.verbose) as bar:
-            for s, (tau0, p0) in enumerate(self._starts(params0, inds, K)):
-                if n_starts > 1:
-                    bar.note(f"MagmaClust VEM, start {s + 1}/{n_starts}")
-                res = em.run_em(backend, handle, static, p0, data_, tau0, max_iter=int(self.max_iter),
-                                tol=float(self.tol), freeze_first=bool(self.freeze_first),
-                                optimize=bool(optimize), bar=bar)
-                per_start.append(res.history[-1])
-                if best is None or (np.isfinite(res.history[-1])
-                                    and not res.history[-1] <= best[1].history[-1]):
-                    best = (s, res)
+        try:
+            with progress(int(self.max_iter) * n_starts, "MagmaClust VEM", self.verbose) as bar:
+                for s, (tau0, p0) in enumerate(self._starts(params0, inds, K)):
+                    if n_starts > 1:
+                        bar.note(f"MagmaClust VEM, start {s + 1}/{n_starts}")
+                    res = em.run_em(backend, handle, static, p0, data_, tau0, max_iter=int(self.max_iter),
+                                    tol=float(self.tol), freeze_first=bool(self.freeze_first),
+                                    optimize=bool(optimize), bar=bar)
+                    per_start.append(res.history[-1])
+                    if best is None or (np.isfinite(res.history[-1])
+                                        and not res.history[-1] <= best[1].history[-1]):
+                        best = (s, res)
+        finally:
+            release_pattern_layout()  # the fit's cached layout holds its data
         s, res = best
         if not np.isfinite(res.history[-1]):
             raise FloatingPointError(
@@ -417,27 +421,12 @@ class MagmaClust(Estimator):
             raise ValueError("cluster_probabilities must be 'integrated' or 'variational', got "
                              f"{cluster_probabilities!r}")
         self._check_is_fitted()
-        inds_new = None
-        if new_data is not None:
-            inds_new = to_individuals(new_data, self.input_columns_, what="new individual", single=True,
-                                      warned=self.__dict__.setdefault("_unused_warned", set()))
-            if inds_new.input_dim != len(self.input_columns_):
-                raise DataError(f"new individual: inputs have dimension {inds_new.input_dim} but the "
-                                f"model was trained on {len(self.input_columns_)}-dimensional inputs")
-        Xp = self._default_grid(inds_new) if inputs is None else self._inputs(inputs, "prediction inputs")
-        Xo = yo = None
-        if inds_new is not None:
-            Xo, yo = inds_new.inputs[0], inds_new.outputs[0]
-        if hyperparameters is not None:
-            theta_star = jax.tree_util.tree_map(jnp.asarray, hyperparameters)
-        elif self.shared_individual_hp:
-            theta_star = self.theta_
-        elif inds_new is None:
-            theta_star = jax.tree_util.tree_map(lambda a: jnp.median(a, axis=0), self.theta_)
-        else:
-            theta_star = pr.learn_new_individual_hp(self._static, self.theta0_, self.theta_, self.posterior_,
-                                                    self.mixture_weights_, self.grid_, self._prior, Xo, yo,
-                                                    int(self.m_step_max_iter) * 2)
+        inds_new, Xp, Xo, yo = new_individual_inputs(self, new_data, inputs)
+        theta_star = new_individual_hp(
+            self, hyperparameters, self.shared_individual_hp, inds_new,
+            lambda: pr.learn_new_individual_hp(self._static, self.theta0_, self.theta_, self.posterior_,
+                                               self.mixture_weights_, self.grid_, self._prior, Xo, yo,
+                                               int(self.m_step_max_iter) * 2))
         means, covs, tau = pr.predict_new_individual(self._static, self.theta0_, theta_star, self.posterior_,
                                                      self.mixture_weights_, self.grid_, self._prior, Xp, Xo,
                                                      yo, noise=noise, probabilities=cluster_probabilities)
@@ -445,9 +434,7 @@ class MagmaClust(Estimator):
         comps = [Prediction(Xp, means[k], covs[k], self.input_columns_, includes_noise=bool(noise),
                             what=f"{kind}, cluster {k}") for k in range(len(tau))]
         out = MixtureOfGaussians(comps, tau, what=kind)
-        kern = self._static.ki.kernel.with_params(theta_star["kernel"])
-        out.hyperparameters = {**_flat_hp(kern.hyperparameters()),
-                               "noise": float(jnp.exp(theta_star["log_noise"]))}
+        out.hyperparameters = used_hyperparameters(self._static.ki.kernel, theta_star)
         return out
 
 

@@ -40,9 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels import StaticKernel
-from ..linalg import LOG_2PI, cholesky, cho_solve, logdet_from_chol, symmetrize, tri_solve
+from ..linalg import LOG_2PI, cholesky, cho_solve, logdet_from_chol, symmetrize
 from ..magma import numerics as mnx
-from ..magma.numerics import MagmaData, MagmaStatic, MeanPosterior
+from ..magma.numerics import MagmaData, MagmaStatic, MeanPosterior, factored_posterior
 
 #: eigenvalues of S_k below this fraction of the largest one are set to 0
 #: (they come from individuals with tau_ik = 0, or round-off)
@@ -89,19 +89,9 @@ def _psd_factor(S):
 def cluster_posterior(k0, theta0, grid, m, S, c, ll) -> MeanPosterior:
     """q(mu_k) on the grid in the factored form of Magma (any factor of S),
     with ``loglik`` = ll + c' C alpha / 2 - log|B| / 2 (the cluster's part of L*)."""
-    N = grid.shape[0]
-    K0 = symmetrize(k0.evaluate(theta0, grid, grid))
-    L_S, _, _ = _psd_factor(S)
-    B = jnp.eye(N, dtype=K0.dtype) + symmetrize(L_S.T @ K0 @ L_S)
-    L_B = cholesky(B)
-    K0c = K0 @ c
-    alpha = c - L_S @ cho_solve(L_B, L_S.T @ K0c)
-    mean = m + K0 @ alpha
-    V = tri_solve(L_B, L_S.T @ K0)
-    cov = K0 - V.T @ V
-    part = ll + 0.5 * jnp.dot(c, K0 @ alpha) - 0.5 * logdet_from_chol(L_B)
-    z = jnp.zeros((), K0.dtype)
-    return MeanPosterior(L_S, L_B, alpha, c, mean, cov, part, z, z)
+    z = jnp.zeros((), jnp.result_type(S))
+    return factored_posterior(k0, theta0, grid, m, S, c, ll, lambda A: (_psd_factor(A)[0], z),
+                              lambda A: (cholesky(A), z))
 
 
 @partial(jax.jit, static_argnames=("k0",))
@@ -280,6 +270,12 @@ def _pattern_layout(data: MagmaData):
            jnp.asarray(float(sum(np.asarray(mb).sum() for mb in data.mask))))
     _LAYOUT_CACHE[:] = [(data, out)]
     return out
+
+
+def release_pattern_layout() -> None:
+    """Drop the cached pattern layout (and so the reference to its data set):
+    :meth:`MagmaClust.fit` calls it when the fit ends."""
+    _LAYOUT_CACHE.clear()
 
 
 def shared_individual_m_step(static, theta, data: MagmaData, post: MeanPosterior, tau):

@@ -101,6 +101,7 @@ def _run_on_two_host_devices(script):
     return json.loads(line[0][len("RESULT "):])
 
 
+@pytest.mark.slow  # ~1-2 min: a fresh process compiles everything; run by .ci/run's Dask leg
 def test_sharded_magmaclust_over_two_forced_host_devices():
     """MagmaClust on 2 devices equals Local, with a padded bucket (whose
     padding rows point at individual 0: E and the M step keep real rows only)."""
