@@ -334,13 +334,7 @@ class Magma(Estimator):
 
     # ------------------------------------------------------------ predict
     def _default_grid(self, inds_new: Optional[Individuals]):
-        if len(self.input_columns_) != 1:
-            raise DataError("inputs= is required for multi-dimensional inputs")
-        lo, hi = float(self.grid_[:, 0].min()), float(self.grid_[:, 0].max())
-        if inds_new is not None:  # the range of every new individual
-            lo = min(lo, min(float(X[:, 0].min()) for X in inds_new.inputs))
-            hi = max(hi, max(float(X[:, 0].max()) for X in inds_new.inputs))
-        return np.linspace(lo, hi, 500)[:, None]
+        return default_prediction_grid(self, inds_new)
 
     @config.float64
     def predict(self, new_data=None, inputs=None, noise: bool = True,
@@ -460,6 +454,18 @@ class Magma(Estimator):
         from .io import load_magma
 
         return load_magma(cls, path)
+
+
+def default_prediction_grid(model, inds_new) -> np.ndarray:
+    """500 points spanning the training grid and every new individual's
+    inputs (one-dimensional inputs only; otherwise ``inputs=`` is required)."""
+    if len(model.input_columns_) != 1:
+        raise DataError("inputs= is required for multi-dimensional inputs")
+    lo, hi = float(model.grid_[:, 0].min()), float(model.grid_[:, 0].max())
+    if inds_new is not None:
+        lo = min(lo, min(float(X[:, 0].min()) for X in inds_new.inputs))
+        hi = max(hi, max(float(X[:, 0].max()) for X in inds_new.inputs))
+    return np.linspace(lo, hi, 500)[:, None]
 
 
 def new_individual_inputs(model, new_data, inputs):

@@ -29,8 +29,8 @@ from ..distributions import MixtureOfGaussians, Prediction
 from ..exceptions import DataError
 from ..kernels import SE, Kernel
 from ..linalg import LOG_2PI
-from ..magma.estimator import (_check_kernel, _flat_hp, _positive_scalar, new_individual_hp,
-                               new_individual_inputs, used_hyperparameters)
+from ..magma.estimator import (_check_kernel, _flat_hp, _positive_scalar, default_prediction_grid,
+                               new_individual_hp, new_individual_inputs, used_hyperparameters)
 from ..magma.numerics import MagmaData
 from ..means import PriorMean
 from ..optim import check_n_init, perturbed_starts
@@ -388,13 +388,7 @@ class MagmaClust(Estimator):
 
     # ---------------------------------------------------------------- predict
     def _default_grid(self, inds_new):
-        if len(self.input_columns_) != 1:
-            raise DataError("inputs= is required for multi-dimensional inputs")
-        lo, hi = float(self.grid_[:, 0].min()), float(self.grid_[:, 0].max())
-        if inds_new is not None:
-            lo = min(lo, float(inds_new.inputs[0].min()))
-            hi = max(hi, float(inds_new.inputs[0].max()))
-        return np.linspace(lo, hi, 500)[:, None]
+        return default_prediction_grid(self, inds_new)
 
     @config.float64
     def predict(self, new_data=None, inputs=None, noise: bool = True,
