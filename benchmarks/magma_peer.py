@@ -1,14 +1,21 @@
-"""mtgp's Magma side by side with the JAX peer on PyPI, ``magma-py-minimal``
-(issue 5): fit time (cold and warm), prediction MSE and CIC95, in one run, on
-the same data.
+"""mtgp's Magma side by side with the JAX peers on PyPI, ``magma-py-minimal``
+(issue 5) and ``mimosa-ml`` (issue 15): fit time (cold and warm, wall and
+CPU), prediction MSE and CIC95, in one run, on the same data.
 
     python benchmarks/magma_peer.py             # M = 20 (5 seeds), 200 (2), 1000 (1); Common and Different HP (M <= 200)
     python benchmarks/magma_peer.py --quick     # M = 20, one seed, Common HP (< 1 min once the peer's venv exists)
     python benchmarks/magma_peer.py --sizes 20:5,200:2 --hp common
     python benchmarks/magma_peer.py --peer-python /path/to/python3.12   # an interpreter that has the peer
+    python benchmarks/magma_peer.py --sizes 20:5,1000:2 --different-max-M 1000 --peers mimosa-ml \
+        --mimosa-python /path/to/python3.12 --name magma_peer_mimosa   # docs/results/magma_peer_mimosa.md
 
 Prints its table and writes ``docs/results/magma_peer.md`` (``magma_peer_quick.md``
-with ``--quick``) into ``--out`` (default ``docs/results``).
+with ``--quick``; ``--name`` for another) into ``--out`` (default ``docs/results``).
+
+Peers (``--peers``, default both): ``magma-py-minimal`` (below) and
+``mimosa-ml`` 0.5.0a0, whose Magma is its MagmaClust VEM with one cluster,
+run through ``magmaclust_peer.py``'s helpers in that script's virtualenv
+``benchmarks/.mimosa-venv`` (or ``--mimosa-python``); how, on the results page.
 
 The peer needs Python >= 3.12 and pins jax ~0.6, so it never enters mtgp's
 environment: by default this script creates (or reuses) a virtualenv
@@ -76,6 +83,7 @@ _ENV0 = dict(os.environ)
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEER_PACKAGE = "magma-py-minimal==0.1.5a0"
+PEER_LABEL = {"peer": "magma-py-minimal", "mimosa": "mimosa-ml"}  # worker name -> peer
 DEFAULT_VENV = HERE / ".peer-venv"
 N_POINTS, N_OBS = 30, 20
 
@@ -115,22 +123,23 @@ def _worker_mtgp(files, hp, once):
         obs = pd.DataFrame({"Input": d["xo"], "Output": d["yo"]})
 
         def fit():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             m = mtgp.Magma(mean_kernel=SE(variance=float(d["level_var"]), lengthscale=float(d["lengthscale"])),
                            individual_kernel=SE(variance=float(d["var"]), lengthscale=float(d["lengthscale"])),
                            noise=float(d["noise"]), common_hp=common).fit(df)
-            return m, time.perf_counter() - t
+            return m, time.perf_counter() - t, time.process_time() - c
 
-        model, t_fit = fit()
-        fits = [t_fit]
+        model, t_fit, c_fit = fit()
+        fits, cpus = [t_fit], [c_fit]
         if k == 0 and not once:  # second fit of the same data in the same process
-            model, t2 = fit()
+            model, t2, c2 = fit()
             fits.append(t2)
+            cpus.append(c2)
         t = time.perf_counter()
         pred = model.predict(obs, inputs=d["xt"])
         t_pred = time.perf_counter() - t
         lat = model.predict(obs, inputs=d["xt"], noise=False)
-        r = {"file": str(f), "fit_s": fits, "predict_s": t_pred, "n_iter": int(model.n_iter_),
+        r = {"file": str(f), "fit_s": fits, "fit_cpu_s": cpus, "predict_s": t_pred, "n_iter": int(model.n_iter_),
              "mean": pred.mean.tolist(), "var": pred.var.tolist(), "var_latent": lat.var.tolist(),
              "hp_new": {k_: float(v) for k_, v in pred.hyperparameters.items()}}
         if not common:  # the paper's Sec. 4.3 (maximum likelihood) for the new individual, as the peer does
@@ -192,23 +201,24 @@ def _worker_peer(files, hp):
             m = Magma(likelihood=BaseLikelihood(), prior_mean=ZeroMean(), mean_kernel=mean_k,
                       task_kernel_train=task_k, task_kernel_pred=copy.deepcopy(task_k), shared_hp=shared)
             counter["m_steps"] = 0
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             m.load_train_data(df)
             m.fit()
             jax.block_until_ready((m.post_mean, m.post_cov))
-            dt = time.perf_counter() - t
+            dt, dc = time.perf_counter() - t, time.process_time() - c
             # The peer pads every individual to the first one's size and pivots on
             # outputs: check that nothing was dropped (it would be silent).
             yp = np.asarray(m.padded_outputs_train)
             if yp.shape[:2] != (M, N) or not np.isfinite(yp).all() or len(m.all_inputs_train) != N:
                 raise RuntimeError(f"peer preprocessing changed the data: {yp.shape}, {len(m.all_inputs_train)}")
-            return m, dt, counter["m_steps"]
+            return m, dt, dc, counter["m_steps"]
 
-        model, t_fit, n_iter = fit()
-        fits = [t_fit]
+        model, t_fit, c_fit, n_iter = fit()
+        fits, cpus = [t_fit], [c_fit]
         if k == 0:
-            model, t2, n_iter = fit()
+            model, t2, c2, n_iter = fit()
             fits.append(t2)
+            cpus.append(c2)
         t = time.perf_counter()
         if shared:  # bug 2: predict with the trained kernel, not the initial one
             model.task_kernel_pred = BatchModule(model.task_kernel_train.inner, batch_size=1, batch_in_axes=None,
@@ -223,7 +233,7 @@ def _worker_peer(files, hp):
         first = lambda a: float(np.ravel(np.asarray(a))[0])  # noqa: E731  (Different HP: shape (1,))
         noise = first(kern.right.noise)  # bug 3: the predictive covariance leaves it out
         nan = not (np.isfinite(mean).all() and np.isfinite(var_lat).all())
-        out.append({"file": str(f), "fit_s": fits, "predict_s": t_pred, "n_iter": n_iter, "nan": nan,
+        out.append({"file": str(f), "fit_s": fits, "fit_cpu_s": cpus, "predict_s": t_pred, "n_iter": n_iter, "nan": nan,
                     "mean": mean.tolist(), "var": (var_lat + noise).tolist(), "var_latent": var_lat.tolist(),
                     "hp_new": {"variance": first(kern.left.left.variance),
                                "lengthscale": first(kern.left.right.length_scale), "noise": noise}})
@@ -232,9 +242,50 @@ def _worker_peer(files, hp):
     return out
 
 
+def _worker_mimosa(files, hp):
+    """mimosa-ml's Magma: its MagmaClust VEM with one cluster (mixture fixed),
+    through ``magmaclust_peer``'s helpers; Different HP = per-task HPs, and the
+    new individual's own HPs learnt before predicting (``mimosa_predict``)."""
+    import magmaclust_peer as MCP
+    MCP.mimosa_import()
+    shared = hp == "common"
+    out = []
+    for k, f in enumerate(files):
+        d = _read(f)
+        M = d["X"].shape[0]
+        h = {n: float(d[n]) for n in ("level_var", "var", "lengthscale", "noise")}
+        fits, cpus = [], []
+        for _ in range(2 if k == 0 else 1):  # the first data set twice: cold, then warm
+            t, c = time.perf_counter(), time.process_time()
+            fit = MCP.mimosa_fit(d["X"], d["Y"], h, n_clusters=1, shared_task_hps=shared)
+            fits.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+        t = time.perf_counter()
+        _, mean, var, var_lat, par = MCP.mimosa_predict(fit, d["xo"], d["yo"], d["xt"], new_task_hps=not shared,
+                                                        latent=True)
+        t_pred = time.perf_counter() - t
+        first = lambda a: float(np.ravel(np.asarray(a))[0])  # noqa: E731  (batched parameters)
+        task, noise = (_unbatch(x) for x in (par.task_kernel, par.noise_kernel))
+        nan = not (np.isfinite(mean).all() and np.isfinite(var).all())
+        out.append({"file": str(f), "fit_s": fits, "fit_cpu_s": cpus, "predict_s": t_pred, "n_iter": fit["n_iter"],
+                    "nan": nan, "mean": mean[0].tolist(), "var": var[0].tolist(), "var_latent": var_lat[0].tolist(),
+                    "hp_new": {"variance": first(task.left.variance), "lengthscale": first(task.right.length_scale),
+                               "noise": first(noise.noise)}})
+        print(f"    mimosa-ml {hp} M={M} {Path(f).stem}: fit {', '.join(f'{x:.2f}' for x in fits)} s, "
+              f"{fit['n_iter']} EM iterations", flush=True)
+    return out
+
+
+def _unbatch(kernel):
+    """The kernel inside kernax's (nested) ``BatchModule`` wrappers."""
+    while hasattr(kernel, "inner"):
+        kernel = kernel.inner
+    return kernel
+
+
 def worker(argv):
     p = argparse.ArgumentParser()
-    p.add_argument("lib", choices=["mtgp", "peer"])
+    p.add_argument("lib", choices=["mtgp", "peer", "mimosa"])
     p.add_argument("--hp", choices=["common", "different"], required=True)
     p.add_argument("--once", action="store_true")
     p.add_argument("--json", required=True)
@@ -247,6 +298,10 @@ def worker(argv):
         res = _worker_mtgp(a.files, a.hp, a.once)
         import jax
         versions = {"jax": jax.__version__}
+    elif a.lib == "mimosa":
+        res = _worker_mimosa(a.files, a.hp)
+        import importlib.metadata as md
+        versions = {"jax": md.version("jax"), "mimosa-ml": md.version("mimosa-ml"), "kernax-ml": md.version("kernax-ml")}
     else:
         res = _worker_peer(a.files, a.hp)
         import importlib.metadata as md
@@ -324,6 +379,18 @@ def peer_python(path=None, create=True):
     return path, f"magma-py-minimal {version} ({path})"
 
 
+def mimosa_python(path=None, create=True):
+    """The interpreter that runs mimosa-ml: --mimosa-python, else
+    magmaclust_peer's venv benchmarks/.mimosa-venv (created on first use).
+    Returns (python, note); python is None when it cannot be run."""
+    import magmaclust_peer as MCP
+    if path is None:
+        path, version, note = ensure_venv(MCP.DEFAULT_VENV, MCP.PEER_PACKAGE, MCP.PEER_CHECK, create=create)
+    else:
+        path, version, note = check_python(path, MCP.PEER_CHECK)
+    return (None, note) if path is None else (path, f"mimosa-ml {version} ({path})")
+
+
 def make_data(M, seed, folder):
     """One simulated data set (Table 1 protocol) as an .npz both libraries read."""
     import _common as C
@@ -375,8 +442,8 @@ def summarise(block, data):
     for r in block["runs"]:
         d = data[r["file"]]
         yt = d["yt"]
-        row = {"seed": int(Path(r["file"]).stem.split("seed")[1]), "fit_s": r["fit_s"], "n_iter": r["n_iter"],
-               "predict_s": r["predict_s"], "MSE": mse(yt, r["mean"]), "CIC95": cic95(yt, r["mean"], r["var"]),
+        row = {"seed": int(Path(r["file"]).stem.split("seed")[1]), "fit_s": r["fit_s"], "fit_cpu_s": r["fit_cpu_s"],
+               "n_iter": r["n_iter"], "predict_s": r["predict_s"], "MSE": mse(yt, r["mean"]), "CIC95": cic95(yt, r["mean"], r["var"]),
                "CIC95_latent": cic95(yt, r["mean"], r["var_latent"]), "nan": r.get("nan", False),
                "hp_new": r.get("hp_new")}
         if "mean_ml" in r:
@@ -400,8 +467,14 @@ def main(argv=None):
     p.add_argument("--peer-python", default=None,
                    help="Python interpreter that has magma-py-minimal (default: benchmarks/.peer-venv, created if "
                         "missing with python3.12)")
+    p.add_argument("--peers", default="magma-py-minimal,mimosa-ml",
+                   help="peers to run, comma-separated (default magma-py-minimal,mimosa-ml)")
+    p.add_argument("--mimosa-python", default=None,
+                   help="Python interpreter that has mimosa-ml (default: benchmarks/.mimosa-venv, created if missing "
+                        "with python3.12, shared with magmaclust_peer.py)")
     p.add_argument("--timeout", type=int, default=900, help="seconds per worker process")
     p.add_argument("--out", default=None, help="output folder (default docs/results)")
+    p.add_argument("--name", default=None, help="page name (default magma_peer, magma_peer_quick with --quick)")
     a = p.parse_args(argv)
 
     sys.path.insert(0, str(HERE))
@@ -413,11 +486,21 @@ def main(argv=None):
     out = C.out_dir(a.out)
     t0 = time.perf_counter()
 
-    py_peer, peer_note = peer_python(a.peer_python)
-    if py_peer is None:
-        if not a.quick:
-            sys.exit(f"the peer cannot be run: {peer_note} (use --peer-python, or --quick to skip it)")
-        print(f"skipping the peer: {peer_note}", flush=True)
+    peers = {}  # worker name -> (python, note)
+    wanted = [x.strip() for x in a.peers.split(",") if x.strip()]
+    unknown = set(wanted) - set(PEER_LABEL.values())
+    if unknown:
+        sys.exit(f"unknown peers {sorted(unknown)}: choose among {sorted(PEER_LABEL.values())}")
+    for lib in ("peer", "mimosa"):
+        if PEER_LABEL[lib] not in wanted:
+            continue
+        py, note = peer_python(a.peer_python) if lib == "peer" else mimosa_python(a.mimosa_python)
+        if py is None:
+            if not a.quick:
+                sys.exit(f"{PEER_LABEL[lib]} cannot be run: {note} (use --peer-python / --mimosa-python, --peers, "
+                         "or --quick to skip it)")
+            print(f"skipping {PEER_LABEL[lib]}: {note}", flush=True)
+        peers[lib] = (py, note)
 
     blocks = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -440,16 +523,18 @@ def main(argv=None):
                     print(f"{hp} HP, M = {M}: mtgp, new process with the disk cache filled", flush=True)
                     res2 = run_worker(sys.executable, "mtgp", hp, files, tmp, a.timeout, once=True, env_extra=env)
                 blocks.append({"lib": "mtgp", "hp": hp, "M": M, "res": res, "cache": res2})
-                if py_peer is not None:
-                    print(f"{hp} HP, M = {M}, {n_seeds} data set(s): peer (load {_load()})", flush=True)
-                    res = run_worker(py_peer, "peer", hp, files, tmp, a.timeout)
-                    blocks.append({"lib": "peer", "hp": hp, "M": M, "res": res, "cache": None})
+                for lib, (py, _) in peers.items():
+                    if py is None:
+                        continue
+                    print(f"{hp} HP, M = {M}, {n_seeds} data set(s): {PEER_LABEL[lib]} (load {_load()})", flush=True)
+                    res = run_worker(py, lib, hp, files, tmp, a.timeout)
+                    blocks.append({"lib": lib, "hp": hp, "M": M, "res": res, "cache": None})
         for b in blocks:
             b["rows"] = summarise(b["res"], data)
     wall = time.perf_counter() - t0
-    page, table = report(blocks, a, C, peer_note if py_peer else None, peer_note, wall, sizes)
+    page, table = report(blocks, a, C, peers, wall, sizes)
     print(table)
-    name = "magma_peer_quick.md" if a.quick else "magma_peer.md"
+    name = (a.name or ("magma_peer_quick" if a.quick else "magma_peer")) + ".md"
     (out / name).write_text(page)
     print(f"wrote {out / name} ({wall:.0f} s)")
 
@@ -458,8 +543,8 @@ def _fmt(x, d=2):
     return "-" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
 
 
-def report(blocks, a, C, peer_ok, peer_note, wall, sizes):
-    label = {"mtgp": "mtgp", "peer": "magma-py-minimal"}
+def report(blocks, a, C, peers, wall, sizes):
+    label = {"mtgp": "mtgp", **PEER_LABEL}
     rows, detail = [], []
     for b in blocks:
         res, rs = b["res"], b["rows"]
@@ -468,7 +553,9 @@ def report(blocks, a, C, peer_ok, peer_note, wall, sizes):
             rows.append([label[b["lib"]], hp, b["M"], 0, f"failed: {res.get('error')}"] + [""] * 7 + [res["load"]])
             continue
         fits = [x for r in rs for x in r["fit_s"]]
+        cpus = [x for r in rs for x in r["fit_cpu_s"]]
         cold, warm = fits[0], (np.median(fits[1:]) if len(fits) > 1 else np.nan)
+        warm_cpu = np.median(cpus[1:]) if len(cpus) > 1 else np.nan
         cached = "-"
         if b["cache"] is not None and b["cache"]["runs"]:
             cached = _fmt(b["cache"]["runs"][0]["fit_s"][0])
@@ -476,8 +563,8 @@ def report(blocks, a, C, peer_ok, peer_note, wall, sizes):
         pw = np.median(preds[1:]) if len(preds) > 1 else np.nan
         mse_, cic_, lat_ = [np.array([r[k] for r in rs]) for k in ("MSE", "CIC95", "CIC95_latent")]
         nan = sum(bool(r["nan"]) for r in rs)
-        rows.append([label[b["lib"]] + (f" ({nan} NaN runs)" if nan else ""), hp, b["M"], len(rs), _fmt(cold),
-                     cached, _fmt(warm, 3), C.mean_sd([r["n_iter"] for r in rs], 1),
+        rows.append([label[b["lib"]] + (f" ({nan} NaN runs)" if nan else ""), hp, b["M"], len(rs),
+                     f"{_fmt(cold)} ({_fmt(cpus[0])})", cached, f"{_fmt(warm, 3)} ({_fmt(warm_cpu, 3)})", C.mean_sd([r["n_iter"] for r in rs], 1),
                      f"{_fmt(preds[0])} / {_fmt(pw, 3)}", C.mean_sd(mse_, 2), C.mean_sd(cic_, 1),
                      C.mean_sd(lat_, 1), res["load"]])
         if b["lib"] == "mtgp" and "MSE_ml" in rs[0]:
@@ -490,18 +577,21 @@ def report(blocks, a, C, peer_ok, peer_note, wall, sizes):
     by = {(b["lib"], b["hp"], b["M"]): b["rows"] for b in blocks if b["rows"]}
     for (lib, hp, M), rp in by.items():
         rm = by.get(("mtgp", hp, M))
-        if lib != "peer" or not rm:
+        if lib == "mtgp" or not rm:
             continue
         fm, fp = [x for r in rm for x in r["fit_s"]], [x for r in rp for x in r["fit_s"]]
+        cm, cp = [x for r in rm for x in r["fit_cpu_s"]], [x for r in rp for x in r["fit_cpu_s"]]
         pm, pp = [r["predict_s"] for r in rm], [r["predict_s"] for r in rp]
         dmse = np.array([b_["MSE"] - a_["MSE"] for a_, b_ in zip(rm, rp)])
-        ratio = lambda x, y: _fmt(np.median(y[1:]) / np.median(x[1:]), 1) if len(x) > 1 else "-"  # noqa: E731
-        summary.append([hp.capitalize(), M, _fmt(fp[0] / fm[0], 1), ratio(fm, fp), _fmt(pp[0] / pm[0], 1),
-                        ratio(pm, pp), f"{dmse.mean():+.2f}", f"{np.abs(dmse).max():.2f}",
+        ratio = lambda x, y: _fmt(np.median(y[1:]) / np.median(x[1:]), 2) if len(x) > 1 else "-"  # noqa: E731
+        summary.append([label[lib], hp.capitalize(), M, _fmt(fp[0] / fm[0], 1), ratio(fm, fp), ratio(cm, cp),
+                        _fmt(pp[0] / pm[0], 1), ratio(pm, pp), f"{dmse.mean():+.2f}", f"{np.abs(dmse).max():.2f}",
                         f"{sum(a_['CIC95'] == b_['CIC95'] for a_, b_ in zip(rm, rp))} of {len(rm)}"])
-    summary_tab = C.md_table(["HP", "M", "fit cold", "fit warm", "predict cold", "predict warm",
+    summary_tab = C.md_table(["Peer", "HP", "M", "fit cold", "fit warm (wall)", "fit warm (CPU)", "predict cold",
+                              "predict warm",
                               "MSE peer - mtgp (mean)", "max abs MSE difference", "equal CIC95"], summary)
-    header = ["Library", "HP", "M", "data sets", "fit cold (s)", "cold, disk cache filled (s)", "fit warm (s)",
+    header = ["Library", "HP", "M", "data sets", "fit cold: wall (CPU) s", "cold, disk cache filled (s)",
+              "fit warm: wall (CPU) s",
               "EM iterations", "predict cold / warm (s)", "Pred. MSE", "CIC95 %", "CIC95 latent %",
               "load avg (1, 5, 15 min) at start"]
     table = C.md_table(header, rows)
@@ -511,21 +601,25 @@ def report(blocks, a, C, peer_ok, peer_note, wall, sizes):
     sizes_txt = ", ".join(f"M = {M} ({n} seed{'s' if n > 1 else ''})" for M, n in sizes)
     if "different" in [b["hp"] for b in blocks] and any(M > a.different_max_M for M, _ in sizes):
         sizes_txt += f" (Different HP: only M <= {a.different_max_M}, `--different-max-M`)"
+    peer_txt = "; ".join(
+        f"{PEER_LABEL[lib]}: " + (_versions(versions.get(lib, {})) if py else f"**not run** ({note})")
+        for lib, (py, note) in peers.items())
     extra = (f"Data: {sizes_txt}, seeds {a.seed0}, {a.seed0 + 1}, ...; Common-HP simulated data, common grid of "
              f"{N_POINTS} inputs; the new individual observes its first {N_OBS} points and the last "
-             f"{N_POINTS - N_OBS} are predicted. Wall time {wall:.0f} s. Versions: mtgp in "
-             f"{_versions(versions.get('mtgp', {}))}; the peer: "
-             + (_versions(versions.get("peer", {})) if peer_ok else f"**not run** ({peer_note})") + ".")
-    page = C.page_header("Magma: mtgp and the JAX peer `magma-py-minimal`, side by side", C.command_line(),
-                         a.quick, extra)
+             f"{N_POINTS - N_OBS} are predicted. Wall time {wall:.0f} s; load average (1, 5, 15 min) at the end "
+             f"{_load()}. Versions: mtgp in {_versions(versions.get('mtgp', {}))}; {peer_txt or 'no peer'}.")
+    names = " and ".join(f"`{PEER_LABEL[lib]}`" for lib in peers) or "its JAX peers"
+    page = C.page_header(f"Magma: mtgp and the JAX peer{'s' if len(peers) > 1 else ''} {names}, side by side",
+                         C.command_line(), a.quick, extra)
     page += "\n## Results (mean (sd) over data sets)\n\n" + table + "\n\n" + NOTES_MD
     if summary:
-        page += ("\n## Peer relative to mtgp, on the same data sets\n\nTime ratios peer / mtgp (above 1: the peer "
-                 "is slower; warm ratios of medians); MSE differences paired by data set.\n\n" + summary_tab + "\n")
+        page += ("\n## Peers relative to mtgp, on the same data sets\n\nTime ratios peer / mtgp (above 1: the peer "
+                 "is slower; warm ratios of medians, wall and CPU); MSE differences paired by data set.\n\n"
+                 + summary_tab + "\n")
     page += "\n## Per data set\n\n" + C.md_table(
         ["Library", "HP", "M", "seed", "fit times (s), in order", "EM it.", "MSE", "CIC95 %", "latent %",
          "new individual's HPs used for prediction"], detail) + "\n"
-    page += "\n" + PEER_MD
+    page += "".join("\n" + {"peer": PEER_MD, "mimosa": MIMOSA_MD}[lib] for lib in peers)
     return page, table + ("\n\n" + summary_tab if summary else "")
 
 
@@ -619,6 +713,37 @@ distinct points here, so nothing is dropped). For Different HP, its
 new individual's mappings into its *own* inputs (`mappings_pred`), not into
 the training grid: right here only because the observed inputs are the first
 20 of the sorted common grid (indices 0..19 in both), wrong in general.
+"""
+
+
+MIMOSA_MD = """## How mimosa-ml was run
+
+mimosa-ml (0.5.0a0, the authors' group's JAX library for MagmaClust) has no
+separate Magma model: Magma is its MagmaClust VEM with one cluster. It ran in
+its own virtualenv (Python 3.12, its own jax, `jax_enable_x64` before its
+import, as its README recommends), in a subprocess, through the helpers of
+`benchmarks/magmaclust_peer.py` (`mimosa_fit`, `mimosa_predict`):
+`EarlyStoppingModel(key, n_clusters=1, cv_threshold=1e-3,
+predictor=ObservationPredictor())`, `fit(train, UnionGrid(train.inputs),
+build_parameters(p0, dims, ModelConfig(shared_task_hps=..., shared_cluster_hps=True,
+cluster_specific_task_hps=False, isotopic_tasks=True)), n_iter=25,
+init_mixture=Mixture(ones((M, 1))), freeze_mixture=True)`, kernels mean
+`VarianceKernel(v0) * SEKernel(l0)`, individuals `VarianceKernel(v) *
+SEKernel(l)` + `WhiteNoiseKernel(s2)`, zero prior mean, the same data-driven
+initial values as mtgp's. Common HP: `shared_task_hps=True`; Different HP:
+`shared_task_hps=False` (one set per individual, all optimised by one L-BFGS
+on the summed objective). Its EM stops at 25 iterations or a relative change
+of its ELBO below 1e-3 (EM iterations: the ELBOs it returns).
+
+Prediction of the new individual: the steps of its `TrainTestPipeline.predict`
+on the training grid (which holds the new individual's inputs): mixture
+update, then `ObservationPredictor` (noise included; CIC95 latent:
+`FunctionPredictor`). For Different HP mimosa-ml has no call that learns a
+new task's HPs; the benchmark runs its own `fit` on the new individual with
+the training hyper-posterior, the mixture and the mean-process HPs frozen
+(`freeze_hyperposterior`, `freeze_mixture`, `freeze_cluster_parameters`),
+from the initial HPs: its task M step, i.e. maximum likelihood given the
+hyper-posterior, like the paper's Sec. 4.3.
 """
 
 

@@ -130,48 +130,107 @@ def _worker_mtgp(files, tol=1e-3):
     return out
 
 
-def _worker_mimosa(files):
+def mimosa_fit(X, Y, h, n_clusters=K, shared_task_hps=True, n_iter=25):
+    """Fit mimosa-ml's ``EarlyStoppingModel`` (VEM, ELBO rule at 1e-3) on
+    the M x N arrays X, Y (common grid: X's rows are equal) from the initial
+    HPs ``h``; shared mean-process HPs, task HPs shared across tasks or per
+    task (``shared_task_hps``). ``n_clusters=1`` is Magma: the mixture is
+    fixed to one cluster (no k-means, no responsibilities update). Call
+    ``mimosa_import()`` first. Returns a dict of the fitted objects."""
     import jax
-
-    jax.config.update("jax_enable_x64", True)  # before mimosa's import (its README)
     import jax.numpy as jnp
     import jax.random as jr
-    from kernax import SEKernel, VarianceKernel, WhiteNoiseKernel, ZeroMean
 
-    from mimosa import (Dataset, Dimensions, EarlyStoppingModel, ExactInputMapper, Grid, ModelConfig, Parameters,
-                        UnionGrid, build_parameters)
+    from mimosa import (Dataset, Dimensions, EarlyStoppingModel, Mixture, ModelConfig, UnionGrid,
+                        build_parameters)
     from mimosa.prediction import ObservationPredictor
 
-    cfg = ModelConfig(shared_task_hps=True, shared_cluster_hps=True, cluster_specific_task_hps=False,
+    M, N = Y.shape
+    cfg = ModelConfig(shared_task_hps=shared_task_hps, shared_cluster_hps=True, cluster_specific_task_hps=False,
                       isotopic_tasks=True)
+    train = Dataset(inputs=jnp.asarray(X[:1, :, None]), outputs=jnp.asarray(Y[:, :, None]))
+    grid = UnionGrid(train.inputs)
+    dims = Dimensions(T=M, K=n_clusters, I=1, C=1, O=1, N=N, G=len(grid.points))
+    model = EarlyStoppingModel(jr.PRNGKey(0), n_clusters=n_clusters, cv_threshold=1e-3,
+                               predictor=ObservationPredictor())
+    one = {} if n_clusters > 1 else {"init_mixture": Mixture(responsibilities=jnp.ones((M, 1))),
+                                     "freeze_mixture": True}
+    hp, mix, par, elbos = model.fit(train, grid, build_parameters(_mimosa_parameters(h), dims, cfg), n_iter=n_iter,
+                                    **one)
+    jax.block_until_ready(hp)
+    return {"model": model, "grid": grid, "hp": hp, "mix": mix, "par": par, "h": h,
+            "n_iter": int(jnp.sum(~jnp.isnan(elbos)))}
+
+
+def _mimosa_parameters(h):
+    from kernax import SEKernel, VarianceKernel, WhiteNoiseKernel, ZeroMean
+
+    from mimosa import Parameters
+
+    return Parameters(cluster_mean=ZeroMean(),
+                      cluster_kernel=VarianceKernel(h["level_var"]) * SEKernel(length_scale=h["lengthscale"]),
+                      task_kernel=VarianceKernel(h["var"]) * SEKernel(length_scale=h["lengthscale"]),
+                      noise_kernel=WhiteNoiseKernel(noise=h["noise"]))
+
+
+def mimosa_predict(fit, xo, yo, xt, new_task_hps=False, latent=False):
+    """Predict one new task observed at (xo, yo) at the inputs xt (points of
+    the training grid), as ``TrainTestPipeline.predict`` does (mixture update
+    on the new task, then ``ObservationPredictor``). ``new_task_hps``: learn
+    the new task's own HPs first (per-task HPs; mimosa has no call for it: its
+    fit with the hyper-posterior, mixture and mean-process HPs frozen, i.e.
+    its task M step on the new task from the initial HPs). Returns
+    (responsibilities (K,), means (K, len(xt)), output variances, latent
+    variances (``latent=True``, else None), the parameters used)."""
+    import jax.numpy as jnp
+
+    from mimosa import (Dataset, Dimensions, ExactInputMapper, Grid, Mixture, ModelConfig, Parameters,
+                        build_parameters)
+    from mimosa.prediction import FunctionPredictor
+
+    model, grid, hp, mix, par = (fit[k] for k in ("model", "grid", "hp", "mix", "par"))
+    test = Dataset(inputs=jnp.asarray(xo[None, :, None]), outputs=jnp.asarray(yo[None, :, None]))
+    tg = Grid(points=grid.points, mappings=ExactInputMapper()(grid.points, test.inputs))
+    if new_task_hps:
+        cfg = ModelConfig(shared_task_hps=False, shared_cluster_hps=True, cluster_specific_task_hps=False,
+                          isotopic_tasks=True)
+        dims = Dimensions(T=1, K=1, I=1, C=1, O=1, N=len(xo), G=len(grid.points))
+        p1 = build_parameters(_mimosa_parameters(fit["h"]), dims, cfg)
+        p1 = Parameters(cluster_mean=par.cluster_mean, cluster_kernel=par.cluster_kernel,
+                        task_kernel=p1.task_kernel, noise_kernel=p1.noise_kernel)
+        _, _, par, _ = model.fit(test, tg, p1, init_hyperposterior=hp, init_mixture=Mixture(jnp.ones((1, 1))),
+                                 freeze_hyperposterior=True, freeze_mixture=True, freeze_cluster_parameters=True,
+                                 n_iter=25)
+    tmix = model.mixture_updater(test, tg, par.task_kernel + par.noise_kernel, hp, mix)
+    pred = model.predictor(test, tg, hp, par)
+    lat = FunctionPredictor()(test, tg, hp, par) if latent else None
+    pts = np.asarray(grid.points)[:, 0]
+    idx = np.array([int(np.argmin(np.abs(pts - x))) for x in xt])
+    diag = lambda p: np.asarray(jnp.diagonal(p.covariance, axis1=-2, axis2=-1))[0, :, 0][:, idx]  # noqa: E731
+    return (np.asarray(tmix.responsibilities)[0], np.asarray(pred.mean)[0, :, 0][:, idx], diag(pred),
+            None if lat is None else diag(lat), par)
+
+
+def mimosa_import():
+    """float64 before mimosa's import (its README)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def _worker_mimosa(files):
+    mimosa_import()
     out = []
     for f, d, M, N, h in _fits(files):
         t, c = time.perf_counter(), time.process_time()
-        train = Dataset(inputs=jnp.asarray(d["X"][:1, :, None]), outputs=jnp.asarray(d["Y"][:, :, None]))
-        grid = UnionGrid(train.inputs)
-        dims = Dimensions(T=M, K=K, I=1, C=1, O=1, N=N, G=len(grid.points))
-        p0 = Parameters(cluster_mean=ZeroMean(),
-                        cluster_kernel=VarianceKernel(h["level_var"]) * SEKernel(length_scale=h["lengthscale"]),
-                        task_kernel=VarianceKernel(h["var"]) * SEKernel(length_scale=h["lengthscale"]),
-                        noise_kernel=WhiteNoiseKernel(noise=h["noise"]))
-        model = EarlyStoppingModel(jr.PRNGKey(0), n_clusters=K, cv_threshold=1e-3, predictor=ObservationPredictor())
-        hp, mix, par, elbos = model.fit(train, grid, build_parameters(p0, dims, cfg), n_iter=25)
-        jax.block_until_ready(hp)
+        fit = mimosa_fit(d["X"], d["Y"], h)
         fit_s, fit_cpu = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
-        test = Dataset(inputs=jnp.asarray(d["xo"][None, :, None]), outputs=jnp.asarray(d["yo"][None, :, None]))
-        tg = Grid(points=grid.points, mappings=ExactInputMapper()(grid.points, test.inputs))
-        tmix = model.mixture_updater(test, tg, par.task_kernel + par.noise_kernel, hp, mix)
-        pred = model.predictor(test, tg, hp, par)
-        pts = np.asarray(grid.points)[:, 0]
-        idx = np.array([int(np.argmin(np.abs(pts - x))) for x in d["xt"]])
-        means = np.asarray(pred.mean)[0, :, 0][:, idx]
-        var = np.asarray(jnp.diagonal(pred.covariance, axis1=-2, axis2=-1))[0, :, 0][:, idx]
+        tau, means, var, _, _ = mimosa_predict(fit, d["xo"], d["yo"], d["xt"])
         pred_s = time.perf_counter() - t
-        out.append({"file": f, "fit_s": fit_s, "fit_cpu_s": fit_cpu, "predict_s": pred_s, "n_iter": int(jnp.sum(~jnp.isnan(elbos))),
-                    "labels": np.asarray(mix.assignments).astype(int).tolist(),
-                    "tau": np.asarray(tmix.responsibilities)[0].tolist(), "means": means.tolist(),
-                    "vars": var.tolist()})
+        out.append({"file": f, "fit_s": fit_s, "fit_cpu_s": fit_cpu, "predict_s": pred_s, "n_iter": fit["n_iter"],
+                    "labels": np.asarray(fit["mix"].assignments).astype(int).tolist(),
+                    "tau": tau.tolist(), "means": means.tolist(), "vars": var.tolist()})
     return out
 
 
