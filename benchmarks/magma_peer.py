@@ -301,7 +301,8 @@ def worker(argv):
     elif a.lib == "mimosa":
         res = _worker_mimosa(a.files, a.hp)
         import importlib.metadata as md
-        versions = {"jax": md.version("jax"), "mimosa-ml": md.version("mimosa-ml"), "kernax-ml": md.version("kernax-ml")}
+        versions = {"jax": md.version("jax"), "mimosa-ml": md.version("mimosa-ml"),
+                    "kernax-ml": md.version("kernax-ml")}
     else:
         res = _worker_peer(a.files, a.hp)
         import importlib.metadata as md
@@ -443,7 +444,8 @@ def summarise(block, data):
         d = data[r["file"]]
         yt = d["yt"]
         row = {"seed": int(Path(r["file"]).stem.split("seed")[1]), "fit_s": r["fit_s"], "fit_cpu_s": r["fit_cpu_s"],
-               "n_iter": r["n_iter"], "predict_s": r["predict_s"], "MSE": mse(yt, r["mean"]), "CIC95": cic95(yt, r["mean"], r["var"]),
+               "n_iter": r["n_iter"], "predict_s": r["predict_s"], "MSE": mse(yt, r["mean"]),
+               "CIC95": cic95(yt, r["mean"], r["var"]),
                "CIC95_latent": cic95(yt, r["mean"], r["var_latent"]), "nan": r.get("nan", False),
                "hp_new": r.get("hp_new")}
         if "mean_ml" in r:
@@ -564,7 +566,8 @@ def report(blocks, a, C, peers, wall, sizes):
         mse_, cic_, lat_ = [np.array([r[k] for r in rs]) for k in ("MSE", "CIC95", "CIC95_latent")]
         nan = sum(bool(r["nan"]) for r in rs)
         rows.append([label[b["lib"]] + (f" ({nan} NaN runs)" if nan else ""), hp, b["M"], len(rs),
-                     f"{_fmt(cold)} ({_fmt(cpus[0])})", cached, f"{_fmt(warm, 3)} ({_fmt(warm_cpu, 3)})", C.mean_sd([r["n_iter"] for r in rs], 1),
+                     f"{_fmt(cold)} ({_fmt(cpus[0])})", cached, f"{_fmt(warm, 3)} ({_fmt(warm_cpu, 3)})",
+                     C.mean_sd([r["n_iter"] for r in rs], 1),
                      f"{_fmt(preds[0])} / {_fmt(pw, 3)}", C.mean_sd(mse_, 2), C.mean_sd(cic_, 1),
                      C.mean_sd(lat_, 1), res["load"]])
         if b["lib"] == "mtgp" and "MSE_ml" in rs[0]:
@@ -614,7 +617,9 @@ def report(blocks, a, C, peers, wall, sizes):
     page += "\n## Results (mean (sd) over data sets)\n\n" + table + "\n\n" + NOTES_MD
     if summary:
         page += ("\n## Peers relative to mtgp, on the same data sets\n\nTime ratios peer / mtgp (above 1: the peer "
-                 "is slower; warm ratios of medians, wall and CPU); MSE differences paired by data set.\n\n"
+                 "is slower; warm ratios of medians, wall and CPU); MSE differences paired by data set. Issue 15's "
+                 "target: warm fit ratio mimosa-ml / mtgp of at least 2 at M = 20 and M = 1000, Common and "
+                 "Different HP.\n\n"
                  + summary_tab + "\n")
     page += "\n## Per data set\n\n" + C.md_table(
         ["Library", "HP", "M", "seed", "fit times (s), in order", "EM it.", "MSE", "CIC95 %", "latent %",
@@ -643,6 +648,8 @@ NOTES_MD = """How to read it:
   **fit warm**: median of every later fit in the same process (the first data
   set again, then the other seeds). Fit time includes each library's data
   conversion (mtgp `Magma.fit(df)`; the peer `load_train_data` + `fit`).
+  In brackets: the process's CPU time during the fit (all its threads; less
+  sensitive than the wall time to the other jobs on a shared machine).
 - **EM iterations**: mtgp `n_iter_`; the peer: number of M steps run (counted
   by the wrapper of workaround 1). Both stop at 25 iterations or a relative
   change below 1e-3, mtgp of the exact log-likelihood, the peer of the sum of
