@@ -423,8 +423,7 @@ class Magma(Estimator):
             span = (new_data[col].min(), new_data[col].max()) if len(self.input_columns_) == 1 else None
             import dask
 
-            lo, hi = (None, None) if span is None else dask.compute(*span)
-            Xp = self._default_grid(None if lo is None else Individuals([0], [np.array([[lo], [hi]])], [None], []))
+            Xp = default_prediction_grid(self, None, span=None if span is None else dask.compute(*span))
         else:
             Xp = self._default_grid(inds)
         learn = None if self.common_hp else pr.population_starts(self.theta_, self.new_individual_hp)
@@ -456,15 +455,19 @@ class Magma(Estimator):
         return load_magma(cls, path)
 
 
-def default_prediction_grid(model, inds_new) -> np.ndarray:
-    """500 points spanning the training grid and every new individual's
-    inputs (one-dimensional inputs only; otherwise ``inputs=`` is required)."""
+def default_prediction_grid(model, inds_new, span=None) -> np.ndarray:
+    """500 points spanning the training grid, every new individual's inputs
+    and ``span`` = (lo, hi) if given (the new inputs' range computed
+    elsewhere, e.g. on Dask workers); one-dimensional inputs only, otherwise
+    ``inputs=`` is required."""
     if len(model.input_columns_) != 1:
         raise DataError("inputs= is required for multi-dimensional inputs")
     lo, hi = float(model.grid_[:, 0].min()), float(model.grid_[:, 0].max())
     if inds_new is not None:
-        lo = min(lo, min(float(X[:, 0].min()) for X in inds_new.inputs))
-        hi = max(hi, max(float(X[:, 0].max()) for X in inds_new.inputs))
+        span = (min(float(X[:, 0].min()) for X in inds_new.inputs),
+                max(float(X[:, 0].max()) for X in inds_new.inputs))
+    if span is not None:
+        lo, hi = min(lo, float(span[0])), max(hi, float(span[1]))
     return np.linspace(lo, hi, 500)[:, None]
 
 

@@ -241,14 +241,12 @@ def shared_individual_objective(ki):
     (Prop. 3 at the moments of :func:`mixture_moments`), one Cholesky per
     input pattern p: sum_p [n_p log|Psi_p| + tr(Psi_p^-1 sum_{i in p} R_i)] / 2
     (the same value as Magma's ``common_objective`` on every individual)."""
-    from ..linalg import cho_solve as _cs
-
     def f(th, X, mask, R, counts, n_points):
         tot = 0.0
         for Xb, mb, Rb, cb in zip(X, mask, R, counts):
             L = jax.vmap(cholesky)(mnx.individual_covs(ki, True, th, Xb, mb))
             logdet = jax.vmap(logdet_from_chol)(L)
-            trace = jnp.trace(jax.vmap(_cs)(L, Rb), axis1=1, axis2=2)
+            trace = jnp.trace(jax.vmap(cho_solve)(L, Rb), axis1=1, axis2=2)
             tot = tot + jnp.sum(cb * logdet + trace)
         return 0.5 * tot / n_points
     return f

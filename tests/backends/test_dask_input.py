@@ -104,3 +104,20 @@ def test_predict_individuals_on_workers_equals_local(client, common):
         np.testing.assert_allclose(got.attrs["hyperparameters"].noise, ref.attrs["hyperparameters"].noise,
                                    rtol=1e-8 if common else 1e-4)
     assert backend.bytes_moved > before
+
+
+def test_default_grid_of_new_individuals_on_workers_is_the_local_one(client):
+    # without inputs=, the grid spans the training inputs and every new
+    # individual's range; on the workers that range is computed there
+    df = _uneven(seed=5, M=10)
+    ids = df.ID.unique()
+    train, new = df[df.ID.isin(ids[:6])], df[df.ID.isin(ids[6:])].copy()
+    new.loc[new.ID == ids[-1], "Input"] += 3.0  # beyond the training range
+    das = mtgp.Magma(backend=Dask(client), max_iter=1).fit(train)
+    loc = copy.copy(das)
+    loc.backend_ = Local()
+    ref = loc.predict_individuals(new)
+    got = das.predict_individuals(_by_individual(new, 2))
+    assert ref.Input.max() == pytest.approx(new.Input.max())
+    np.testing.assert_allclose(got.Input, ref.Input, rtol=0, atol=0)
+    np.testing.assert_allclose(got.Mean, ref.Mean, rtol=1e-10, atol=1e-10)
