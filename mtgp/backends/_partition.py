@@ -58,7 +58,8 @@ class Partition:
                     start += w.shape[0]
                 f = lambda t: tuple(jnp.asarray(a) for a in t)
                 self._data = MagmaData(f(self.X), f(self.y), f(self.mask), f(self.idx), tuple(rows),
-                                       f(self.weights), jnp.asarray(self.grid), jnp.asarray(self.m0))
+                                       f(self.weights), jnp.asarray(self.grid),
+                                       jnp.asarray(self.m0)).with_patterns()
         return self._data
 
 

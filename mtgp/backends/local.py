@@ -75,7 +75,9 @@ class Local(Backend):
         tau-weighted expected scatters of
         :func:`mtgp.magmaclust.numerics.mixture_moments` (shared HPs: one
         Cholesky per distinct input set,
-        :func:`mtgp.magmaclust.numerics.shared_individual_m_step`).
+        :func:`mtgp.magmaclust.numerics.shared_individual_m_step`). Magma's
+        shared HPs on few distinct input sets: the same, unweighted
+        (:func:`mtgp.magma.numerics.pattern_objective`).
 
         ``n_real`` (Different HP; one int per bucket, default all): only the
         first ``n_real[b]`` individuals of bucket b are real, the others are
@@ -89,6 +91,10 @@ class Local(Backend):
             from ..magmaclust.numerics import shared_individual_m_step
 
             return shared_individual_m_step(static, theta, data, post, weights)
+        if weights is None and static.common and nx.use_pattern_m_step(data):
+            # Magma, shared HPs, few input patterns: one Cholesky per pattern
+            return minimize_host(("magma-common-patterns", static.ki), nx.pattern_objective(static.ki), theta,
+                                 nx.pattern_moments(post, data), max_iter=static.max_iter).params
         if weights is None:
             moments = nx.posterior_at_individuals(post, data.idx)
         else:

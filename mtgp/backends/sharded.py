@@ -90,7 +90,7 @@ class Sharded(Backend):
             rows_real.append(rows)
         placed = data._replace(**{k: tuple(v) for k, v in out.items()},
                                grid=jax.device_put(np.asarray(data.grid), repl),
-                               m0=jax.device_put(np.asarray(data.m0), repl))
+                               m0=jax.device_put(np.asarray(data.m0), repl), patterns=None).with_patterns()
         return _ShardedHandle(placed, tuple(n_real), tuple(rows_real), mesh)
 
     def e_step_sums(self, handle, static, theta, m0=None, weights=None):

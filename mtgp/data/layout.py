@@ -64,6 +64,39 @@ def pad_individuals(inds: Individuals, index_lists, n_grid: int, size: Optional[
 
 
 # --------------------------------------------------------------------------
+# Input patterns: individuals observed at the same inputs
+
+#: grouping the individuals of a bucket by input pattern pays (one Cholesky
+#: per pattern instead of one per individual, plus a scatter of the
+#: residuals) when there are at most this fraction as many patterns as
+#: individuals; above it the per-individual formulas are used.
+PATTERN_FRACTION = 0.5
+
+
+def input_patterns(X: np.ndarray, mask: np.ndarray):
+    """The rows of one padded block (X (M, n, d), mask (M, n)) with identical
+    inputs and mask, hence the same Psi_i under shared individual HPs:
+    ``(rep, inverse, counts)``, numpy arrays with ``X[rep][inverse] == X``
+    (``rep`` (G,) one row of each pattern, ``inverse`` (M,) the pattern of
+    each row, ``counts`` (G,) float64 the number of rows of each pattern).
+    Padding copies a real input and is masked, so equal data give equal
+    padded rows."""
+    X, mask = np.asarray(X), np.asarray(mask)
+    M = X.shape[0]
+    if M == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    key = np.concatenate([X.reshape(M, -1), mask.reshape(M, -1)], axis=1)
+    _, rep, inv, cnt = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    return rep.astype(np.int64), np.asarray(inv).reshape(-1).astype(np.int64), cnt.astype(np.float64)
+
+
+def grouping_pays(n_patterns: int, n_rows: int) -> bool:
+    """Whether a block of ``n_rows`` individuals in ``n_patterns`` input
+    patterns is computed per pattern (:data:`PATTERN_FRACTION`)."""
+    return int(n_rows) > 0 and int(n_patterns) <= PATTERN_FRACTION * int(n_rows)
+
+
+# --------------------------------------------------------------------------
 # Buckets by size (exact) and optional binning of inputs (approximate)
 
 #: Padded sizes used by bucketing: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, ...

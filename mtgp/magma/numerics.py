@@ -117,6 +117,16 @@ class MagmaParams(NamedTuple):
     theta: dict
 
 
+class Patterns(NamedTuple):
+    """The input patterns of one bucket (:func:`mtgp.data.input_patterns`):
+    ``rep`` (G,) one row of each, ``inverse`` (M_b,) the pattern of each
+    row, ``counts`` (G,) their sizes n_p."""
+
+    rep: jnp.ndarray
+    inverse: jnp.ndarray
+    counts: jnp.ndarray
+
+
 class MagmaData(NamedTuple):
     """The training data laid out for the numerics (a pytree of arrays).
 
@@ -125,7 +135,14 @@ class MagmaData(NamedTuple):
     (``idx`` is the grid index of each point, N for padding), ``rows[b]``
     (M_b,) the training-order indices of its individuals and ``weights[b]``
     (M_b,) their weights w_i. ``grid`` (N, d) is the pooled grid and ``m0``
-    (N,) the prior mean on it."""
+    (N,) the prior mean on it.
+
+    ``patterns``: None, or per bucket the :class:`Patterns` of its
+    individuals (those with the same inputs share Psi_i under shared HPs;
+    :meth:`with_patterns`), computed once with the layout and used by the
+    shared-HP E step and M step (:func:`e_step_sums`,
+    :func:`pattern_objective`) where grouping pays
+    (:func:`mtgp.data.grouping_pays`)."""
 
     X: tuple
     y: tuple
@@ -135,6 +152,7 @@ class MagmaData(NamedTuple):
     weights: tuple
     grid: jnp.ndarray
     m0: jnp.ndarray
+    patterns: Optional[tuple] = None
 
     @classmethod
     def from_buckets(cls, buckets, grid, m0, weights: Optional[np.ndarray] = None) -> "MagmaData":
@@ -145,7 +163,7 @@ class MagmaData(NamedTuple):
         f = lambda name: tuple(_to_device(getattr(b, name)) for b in buckets.blocks)
         return cls(f("X"), f("y"), f("mask"), f("idx"), tuple(_to_device(r) for r in buckets.rows),
                    tuple(_to_device(w[np.asarray(r)]) for r in buckets.rows),
-                   _to_device(grid), _to_device(m0))
+                   _to_device(grid), _to_device(m0)).with_patterns()
 
     @classmethod
     def from_padded(cls, padded, grid, m0, weights: Optional[np.ndarray] = None) -> "MagmaData":
@@ -155,6 +173,17 @@ class MagmaData(NamedTuple):
         return cls((_to_device(padded.X),), (_to_device(padded.y),), (_to_device(padded.mask),),
                    (_to_device(padded.idx),), (_to_device(np.arange(M)),), (_to_device(w),),
                    _to_device(grid), _to_device(m0))
+
+    def with_patterns(self) -> "MagmaData":
+        """The same layout with the input :class:`Patterns` of every bucket
+        (:func:`mtgp.data.input_patterns`, on the host: once per layout)."""
+        from ..data import input_patterns
+
+        pats = []
+        for X, mask in zip(self.X, self.mask):
+            rep, inv, cnt = input_patterns(np.asarray(X), np.asarray(mask))
+            pats.append(Patterns(_to_device(rep), _to_device(inv), _to_device(cnt)))
+        return self._replace(patterns=tuple(pats))
 
     def with_weights(self, weights: np.ndarray) -> "MagmaData":
         """The same layout with other per-individual weights (training order)."""
@@ -235,21 +264,64 @@ def _bucket_sums(ki, common, theta, m0_ext, X, y, mask, idx, w):
     return Pinv * w[:, None, None], r, ll
 
 
+def _pattern_bucket_sums(ki, theta, m0_ext, X, y, mask, idx, w, pat: Patterns):
+    """One bucket under shared HPs, grouped by input pattern p (``pat``):
+    one Cholesky of Psi_p per pattern, and per pattern the individuals'
+    terms of :func:`_bucket_sums` summed first, W_p = sum_{i in p} w_i,
+    sum_{i in p} w_i r_i and Q_p = sum_{i in p} w_i r_i r_i', so that
+    sum_{i in p} w_i log N(y_i; m0(t_i), Psi_p)
+    = -(tr(Psi_p^-1 Q_p) + W_p log|Psi_p|) / 2 + constants.
+    Returns W_p Psi_p^-1 (masked), Psi_p^-1 sum_{i in p} w_i r_i, the grid
+    indices of each pattern and the log-likelihood terms."""
+    G, n = pat.rep.shape[0], X.shape[1]
+    Xp, mp, ip = X[pat.rep], mask[pat.rep], idx[pat.rep]
+    L = jax.vmap(cholesky)(individual_covs(ki, True, theta, Xp, mp))
+    eye_n = jnp.eye(n, dtype=L.dtype)
+    Pinv = jax.vmap(lambda l: cho_solve(l, eye_n))(L) * (mp[:, :, None] * mp[:, None, :])
+    r = (y - m0_ext[idx]) * mask
+    wr = w[:, None] * r
+    W = jax.ops.segment_sum(w, pat.inverse, num_segments=G)
+    rw = jax.ops.segment_sum(wr, pat.inverse, num_segments=G)
+    Q = jax.ops.segment_sum(wr[:, :, None] * r[:, None, :], pat.inverse, num_segments=G)
+    ll = -0.5 * (jnp.sum(Pinv * Q) + jnp.sum(W * jax.vmap(logdet_from_chol)(L))
+                 + jnp.sum(w[:, None] * mask) * LOG_2PI)
+    return Pinv * W[:, None, None], jnp.einsum("gij,gj->gi", Pinv, rw), ip, ll
+
+
+def bucket_patterns(static: MagmaStatic, data: MagmaData, b: int) -> Optional[Patterns]:
+    """The :class:`Patterns` bucket b is computed with (shared HPs, patterns
+    known and grouping pays: :func:`mtgp.data.grouping_pays`), else None
+    (the per-individual formulas). Decided from shapes: static under jit."""
+    from ..data import grouping_pays
+
+    if not static.common or data.patterns is None or data.patterns[b] is None:
+        return None
+    pat = data.patterns[b]
+    return pat if grouping_pays(pat.rep.shape[0], data.X[b].shape[0]) else None
+
+
 def e_step_sums(static: MagmaStatic, theta, data: MagmaData):
     """(S, c, ll): the weighted sums over individuals of Props. 1/4 (see the
     module docstring), accumulated bucket by bucket straight into one
-    (N, N) array (padding goes to the dropped index N)."""
+    (N, N) array (padding goes to the dropped index N). Under shared HPs a
+    bucket with few input patterns is summed per pattern
+    (:func:`_pattern_bucket_sums`: the same sums, one Cholesky per pattern)."""
     m0 = data.m0
     N = m0.shape[0]
     m0_ext = jnp.concatenate([m0, jnp.zeros(1, m0.dtype)])
     S = jnp.zeros((N + 1, N + 1), m0.dtype)
     c = jnp.zeros(N + 1, m0.dtype)
     ll = 0.0
-    for X, y, mask, idx, rows, w in data.buckets:
-        th = bucket_theta(static, theta, rows)
-        Pinv, r, llb = _bucket_sums(static.ki, static.common, th, m0_ext, X, y, mask, idx, w)
-        S = S.at[idx[:, :, None], idx[:, None, :]].add(Pinv)
-        c = c.at[idx].add(jnp.einsum("mij,mj->mi", Pinv, r))
+    for b, (X, y, mask, idx, rows, w) in enumerate(data.buckets):
+        pat = bucket_patterns(static, data, b)
+        if pat is not None:
+            Sb, cb, idx, llb = _pattern_bucket_sums(static.ki, theta, m0_ext, X, y, mask, idx, w, pat)
+        else:
+            th = bucket_theta(static, theta, rows)
+            Sb, r, llb = _bucket_sums(static.ki, static.common, th, m0_ext, X, y, mask, idx, w)
+            cb = jnp.einsum("mij,mj->mi", Sb, r)
+        S = S.at[idx[:, :, None], idx[:, None, :]].add(Sb)
+        c = c.at[idx].add(cb)
         ll = ll + llb
     return symmetrize(S[:N, :N]), c[:N], ll
 
@@ -474,6 +546,59 @@ def common_objective(ki):
             n_points = n_points + jnp.sum(mb)
         return -tot / n_points
     return f
+
+
+def pattern_objective(ki):
+    """-(sum_i L^{t_i}) / (number of points) for shared individual HPs
+    (Prop. 3) on input patterns: with R_p = sum_{i in p} R_i, the sum of the
+    individuals' expected scatters of pattern p (:func:`pattern_moments`),
+    sum_p [n_p log|Psi_p| + tr(Psi_p^-1 R_p)] / 2 over the points: the value
+    of :func:`common_objective`, one Cholesky per pattern instead of one
+    per individual. Arguments: per bucket the patterns' inputs ``X`` and
+    ``mask`` (G_b, n_b), ``R`` (G_b, n_b, n_b) and ``counts`` n_p (G_b,),
+    and the total number of points."""
+    def f(th, X, mask, R, counts, n_points):
+        tot = 0.0
+        for Xb, mb, Rb, cb in zip(X, mask, R, counts):
+            L = jax.vmap(cholesky)(individual_covs(ki, True, th, Xb, mb))
+            logdet = jax.vmap(logdet_from_chol)(L)
+            trace = jnp.trace(jax.vmap(cho_solve)(L, Rb), axis1=1, axis2=2)
+            tot = tot + jnp.sum(cb * logdet + trace)
+        return 0.5 * tot / n_points
+    return f
+
+
+def use_pattern_m_step(data: MagmaData) -> bool:
+    """Whether the shared-HP M step runs on input patterns
+    (:func:`pattern_objective`): patterns known and, over all buckets,
+    grouping pays (:func:`mtgp.data.grouping_pays`)."""
+    from ..data import grouping_pays
+
+    if data.patterns is None or any(p is None for p in data.patterns):
+        return False
+    return grouping_pays(sum(int(p.rep.shape[0]) for p in data.patterns), data.n_individuals)
+
+
+@jax.jit
+def pattern_moments(post: MeanPosterior, data: MagmaData):
+    """The arguments of :func:`pattern_objective` after ``post`` (Magma):
+    per bucket the patterns' X and mask, R_p = sum_{i in p}
+    (y_i - m_hat(t_i))(y_i - m_hat(t_i))' + n_p K_hat(t_p, t_p) (masked) and
+    n_p, and the number of points."""
+    mean_ext = jnp.concatenate([post.mean, jnp.zeros(1, post.mean.dtype)])
+    cov_ext = jnp.pad(post.cov, ((0, 1), (0, 1)))
+    X, mask, R, counts = [], [], [], []
+    for Xb, yb, mb, ib, pat in zip(data.X, data.y, data.mask, data.idx, data.patterns):
+        r = (yb - mean_ext[ib]) * mb
+        G = pat.rep.shape[0]
+        ip = ib[pat.rep]
+        Q = jax.ops.segment_sum(r[:, :, None] * r[:, None, :], pat.inverse, num_segments=G)
+        R.append(Q + pat.counts[:, None, None] * cov_ext[ip[:, :, None], ip[:, None, :]])
+        X.append(Xb[pat.rep])
+        mask.append(mb[pat.rep])
+        counts.append(pat.counts)
+    n_points = sum(jnp.sum(mb) for mb in data.mask)
+    return tuple(X), tuple(mask), tuple(R), tuple(counts), n_points
 
 
 def individual_objective(ki):

@@ -218,14 +218,10 @@ def mixture_moments(data: MagmaData, post: MeanPosterior, tau):
 def input_patterns(data: MagmaData):
     """Per bucket, the individuals with identical inputs and mask (same
     Psi_i under shared individual HPs): ``(rep, inverse, counts)``, numpy
-    arrays with ``X[rep][inverse] == X`` (rows of the bucket)."""
-    out = []
-    for X, mask in zip(data.X, data.mask):
-        X, mask = np.asarray(X), np.asarray(mask)
-        key = np.concatenate([X.reshape(X.shape[0], -1), mask.reshape(mask.shape[0], -1)], axis=1)
-        _, rep, inv, cnt = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
-        out.append((rep, inv.reshape(-1), cnt.astype(np.float64)))
-    return out
+    arrays with ``X[rep][inverse] == X`` (rows of the bucket); the layout's
+    :class:`~mtgp.magma.numerics.Patterns` (:meth:`MagmaData.with_patterns`)."""
+    data = data if data.patterns is not None else data.with_patterns()
+    return [tuple(np.asarray(a) for a in p) for p in data.patterns]
 
 
 @partial(jax.jit, static_argnames=("n_groups",))
@@ -240,40 +236,28 @@ def shared_individual_objective(ki):
     """-sum_i G(Psi_i; R_i) / (number of points) for shared individual HPs
     (Prop. 3 at the moments of :func:`mixture_moments`), one Cholesky per
     input pattern p: sum_p [n_p log|Psi_p| + tr(Psi_p^-1 sum_{i in p} R_i)] / 2
-    (the same value as Magma's ``common_objective`` on every individual)."""
-    def f(th, X, mask, R, counts, n_points):
-        tot = 0.0
-        for Xb, mb, Rb, cb in zip(X, mask, R, counts):
-            L = jax.vmap(cholesky)(mnx.individual_covs(ki, True, th, Xb, mb))
-            logdet = jax.vmap(logdet_from_chol)(L)
-            trace = jnp.trace(jax.vmap(cho_solve)(L, Rb), axis1=1, axis2=2)
-            tot = tot + jnp.sum(cb * logdet + trace)
-        return 0.5 * tot / n_points
-    return f
+    (Magma's :func:`~mtgp.magma.numerics.pattern_objective`; the same value as
+    Magma's ``common_objective`` on every individual)."""
+    return mnx.pattern_objective(ki)
 
 
-_LAYOUT_CACHE: list = []  # [(data, layout)]: the last data set's (one fit's) pattern layout
-
-
-def _pattern_layout(data: MagmaData):
-    """(inverses, n_groups, X, mask, counts, n_points) of :func:`input_patterns`
-    as device arrays, computed once per data set (the VEM calls the M step
-    with the same ``data`` every iteration)."""
-    if _LAYOUT_CACHE and _LAYOUT_CACHE[0][0] is data:
-        return _LAYOUT_CACHE[0][1]
-    pats = input_patterns(data)
-    out = (tuple(jnp.asarray(p[1]) for p in pats), tuple(len(p[0]) for p in pats),
-           tuple(Xb[p[0]] for Xb, p in zip(data.X, pats)), tuple(mb[p[0]] for mb, p in zip(data.mask, pats)),
-           tuple(jnp.asarray(p[2]) for p in pats),
-           jnp.asarray(float(sum(np.asarray(mb).sum() for mb in data.mask))))
-    _LAYOUT_CACHE[:] = [(data, out)]
-    return out
+@jax.jit
+def _pattern_arguments(data: MagmaData, post: MeanPosterior, tau):
+    """The arguments of :func:`shared_individual_objective` from the
+    layout's input patterns (:attr:`MagmaData.patterns`): per bucket the
+    patterns' X and mask, their scatters (:func:`pattern_scatters`) and
+    sizes, and the number of points; one compiled program."""
+    pats = data.patterns
+    R = tuple(jax.ops.segment_sum(Rb, p.inverse, num_segments=p.rep.shape[0])
+              for Rb, p in zip(individual_scatters(data, post, tau), pats))
+    return (tuple(Xb[p.rep] for Xb, p in zip(data.X, pats)), tuple(mb[p.rep] for mb, p in zip(data.mask, pats)),
+            R, tuple(p.counts for p in pats), sum(jnp.sum(mb) for mb in data.mask))
 
 
 def release_pattern_layout() -> None:
-    """Drop the cached pattern layout (and so the reference to its data set):
-    :meth:`MagmaClust.fit` calls it when the fit ends."""
-    _LAYOUT_CACHE.clear()
+    """Nothing to release any more: the pattern layout lives on the fit's
+    :class:`~mtgp.magma.numerics.MagmaData` (kept for callers of the old
+    module-level cache)."""
 
 
 def shared_individual_m_step(static, theta, data: MagmaData, post: MeanPosterior, tau):
@@ -285,10 +269,10 @@ def shared_individual_m_step(static, theta, data: MagmaData, post: MeanPosterior
     ``static``: the Magma static of :attr:`ClustStatic.magma`."""
     from ..optim import minimize_host
 
-    inverses, n_groups, X, mask, counts, n_points = _pattern_layout(data)
-    R = pattern_scatters(data, post, jnp.asarray(tau), inverses, n_groups)
+    if data.patterns is None:  # a backend's data laid out without them
+        data = data.with_patterns()
     return minimize_host(("magmaclust-shared-individual", static.ki), shared_individual_objective(static.ki),
-                         theta, (X, mask, R, counts, n_points), max_iter=static.max_iter).params
+                         theta, _pattern_arguments(data, post, jnp.asarray(tau)), max_iter=static.max_iter).params
 
 
 def individual_m_step(static: ClustStatic, theta, data: MagmaData, post: MeanPosterior, tau, backend=None):
