@@ -3,10 +3,12 @@ process (jit + vmap). See :mod:`mtgp.backends` for the contract."""
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 
-from ..optim import batched_minimize_host, minimize_host
+from ..optim import batched_minimize_host, batched_minimize_inline, minimize_host
 
 __all__ = ["Backend", "Local", "resolve_backend"]
 
@@ -105,13 +107,14 @@ class Local(Backend):
             return minimize_host(("magma-common", static.ki), nx.common_objective(static.ki), theta,
                                  (data.X, data.y, data.mask, moments), max_iter=static.max_iter).params
         for b, ((X, y, mask, _, rows, _), (mh, kh)) in enumerate(zip(data.buckets, moments)):
-            new = batched_minimize_host(("magma-individual", static.ki), nx.individual_objective(static.ki),
-                                        nx.take_rows(theta, rows), (X, y, mask, mh, kh),
-                                        max_iter=static.max_iter, tol=nx.INDIVIDUAL_GTOL).params
+            driver = batched_minimize_inline if _inline_m_step(X.shape) else batched_minimize_host
+            new = driver(("magma-individual", static.ki), nx.individual_objective(static.ki),
+                         nx.take_rows_jit(theta, rows), (X, y, mask, mh, kh),
+                         max_iter=static.max_iter, tol=nx.INDIVIDUAL_GTOL).params
             if n_real is not None:  # padding individuals at the end of the bucket: dropped
                 m = int(n_real[b])
                 rows, new = rows[:m], jax.tree_util.tree_map(lambda a: a[:m], new)
-            theta = nx.put_rows(theta, rows, new)
+            theta = nx.put_rows_jit(theta, rows, new)
         return theta
 
     def responsibility_terms(self, handle, static, theta, post):
@@ -120,6 +123,18 @@ class Local(Backend):
         from ..magmaclust.numerics import expected_terms
 
         return expected_terms(static.ki, bool(static.common), theta, handle, post)
+
+
+#: Different-HP M step: size buckets of at most this many individuals x
+#: points^3 run the in-graph driver (:func:`mtgp.optim.batched_minimize_inline`,
+#: one program), larger ones the host-driven lock-step with compaction
+#: (:func:`mtgp.optim.batched_minimize_host`); see :func:`_inline_m_step`.
+INLINE_M_STEP_MAX_WORK = float(os.environ.get("MTGP_INLINE_WORK", "1e12"))
+
+
+def _inline_m_step(shape) -> bool:
+    """Whether a bucket of shape (M_b, n_b, d) runs the in-graph M step."""
+    return float(shape[0]) * float(shape[1]) ** 3 <= INLINE_M_STEP_MAX_WORK
 
 
 def resolve_backend(backend, clusters: bool = False) -> Backend:

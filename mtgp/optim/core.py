@@ -106,9 +106,14 @@ def accept(f, c, acc, m, tol, ftol):
     (gradient evaluated there). A problem without an acceptable step, or
     already done, stays where it is and is done: the value never increases.
     Stops on gradient norm below ``tol`` or relative decrease below ``ftol``."""
+    return accept_with_grad(c, acc, jax.grad(f)(acc[0]), m, tol, ftol)
+
+
+def accept_with_grad(c, acc, gn, m, tol, ftol):
+    """:func:`accept` with the gradient ``gn`` at ``acc[0]`` already
+    evaluated (the in-graph driver evaluates values and gradients together)."""
     x, v, g, S, Y, rho, k, it, done = c
     xn, vn, moved = acc
-    gn = jax.grad(f)(xn)
     gn = jnp.where(moved, jnp.where(jnp.isfinite(gn), gn, 0.0), g)
     s, y = xn - x, gn - g
     sy = jnp.dot(s, y)
