@@ -79,8 +79,10 @@ class DataOnWorkers:
         prior mean on it (``prior_values(grid)``) and each individual's bucket
         size are computed here and sent back, and each partition is padded
         where it is. Returns (RemoteIndividuals, grid, bucket sizes, handle).
-        The handle holds no copy of the data here: a worker lost during the fit
-        is an error (``keep_copy`` does not apply)."""
+        The handle holds no copy of the data here (``keep_copy`` does not
+        apply): a partition lost with its worker during the fit is recomputed
+        by the scheduler from the frame's graph and the step retried
+        (:meth:`Dask._repair`); one it cannot recompute is a clear error."""
         from ..data import bucket_sizes
         from ..data.partitioned import merge_summaries
         from .dask import _Handle  # (dask.py imports this module)
@@ -105,9 +107,12 @@ class DataOnWorkers:
             futures.append(c.submit(_layout_part, f, len(futures), grid, m0, sz, r, pure=False))
             rows.append(_Rows(r))
             start += n
+        from distributed import wait
+
+        wait(futures)  # laid out: who_has knows where each partition is
         who = c.who_has(futures)
         workers = [next(iter(who.get(f.key, ())), None) for f in futures]
-        handle = _Handle(futures, rows, workers, inds.n_individuals, None)
+        handle = _Handle(futures, rows, workers, inds.n_individuals, None, source="a Dask DataFrame")
         return inds, grid, [int(b) for b in np.unique(sizes)], handle
 
     def predict_individuals(self, predictor, data, level: float = 0.95):
