@@ -108,7 +108,12 @@ class Dask(DataOnWorkers, Backend):
     ----------
     client : distributed.Client
     n_partitions : int or None
-        Number of partitions (default: the number of workers).
+        Number of partitions (default: the number of workers). For a fit
+        from a Dask DataFrame the default is one partition per (non-empty)
+        DataFrame partition, where it is; a number given regroups the
+        individuals into that many partitions (every size bucket cut into
+        contiguous chunks, as for in-memory data; never splitting an
+        individual), moving their data between the workers once.
     keep_copy : bool
         Keep this process' copy of the partitions to re-scatter one whose
         worker died (default True); False: such a failure is an error.

@@ -150,3 +150,25 @@ def test_worker_loss_in_a_frame_fit_is_recomputed_from_the_graph():
         client.cancel([h.futures[1]])  # a partition Dask cannot recompute
         with pytest.raises(RuntimeError, match=r"partition\(s\) \[1\].*could not recompute"):
             backend._repair(h, ConnectionError("worker gone"))
+
+
+@pytest.mark.parametrize("n_partitions", [2, 5])
+def test_frame_fit_honours_n_partitions(client, n_partitions):
+    """Issue 15: Dask(n_partitions=...) regroups a Dask DataFrame's
+    individuals (3 frame partitions here) into that many partitions, whole
+    individuals, each bucket spread over them; the numbers are unchanged."""
+    df = _uneven(M=11)
+    ddf = _by_individual(df, 3)
+    kw = dict(buckets=3, max_iter=2)
+    ref = mtgp.Magma(backend=Dask(client), **kw).fit(ddf)  # one partition per frame partition
+    assert ref._handle.n_partitions == 3
+    got = mtgp.Magma(backend=Dask(client, n_partitions=n_partitions), **kw).fit(ddf)
+    h = got._handle
+    assert h.n_partitions == n_partitions
+    rows = np.concatenate(h.global_rows)
+    assert sorted(rows.tolist()) == list(range(len(ref.ids_)))  # each individual in exactly one
+    assert max(len(r) for r in h.global_rows) - min(len(r) for r in h.global_rows) <= 3  # balanced
+    assert got.ids_ == ref.ids_
+    np.testing.assert_allclose(got.history_, ref.history_, rtol=1e-10)
+    for a, b in zip(_leaves(got.theta_) + _leaves(got.theta0_), _leaves(ref.theta_) + _leaves(ref.theta0_)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
