@@ -157,8 +157,9 @@ class DataOnWorkers:
         pooled grid, HPs, prediction inputs) is broadcast once; ``data`` is an
         :class:`mtgp.data.Individuals` (cut into one contiguous chunk per
         worker and sent) or a Dask DataFrame (each partition, holding whole
-        individuals, validated and predicted where it is). The tables come back
-        and are concatenated in the individuals' order."""
+        individuals, validated and predicted where it is); MagmaClust's
+        predictor (:class:`mtgp.magmaclust.prediction.NewIndividuals`) alike.
+        The tables come back and are concatenated in the individuals' order."""
         import cloudpickle
         import pandas as pd
 
@@ -185,9 +186,11 @@ class DataOnWorkers:
         out = [o for o in c.gather(futs) if o is not None]
         self.bytes_moved += len(pickle.dumps(out, protocol=5))
         check_whole_individuals([o.attrs["hyperparameters"]["ID"].tolist() for o in out], "new individuals")
-        hp = pd.concat([o.attrs["hyperparameters"] for o in out], ignore_index=True)
+        # the per-individual tables of attrs (HPs; MagmaClust's cluster
+        # probabilities) concatenated like the rows
+        attrs = {key: pd.concat([o.attrs[key] for o in out], ignore_index=True) for key in out[0].attrs}
         for o in out:
             o.attrs = {}
         table = pd.concat(out, ignore_index=True)
-        table.attrs["hyperparameters"] = hp
+        table.attrs.update(attrs)
         return table
