@@ -9,14 +9,16 @@ import mtgp
 
 
 def _split(seed=0, M=9, M_new=7):
-    sim = mtgp.simulate(M + M_new, 20, common_grid=False, seed=seed)
-    ids = list(sim.data.ID.unique())
+    """M training individuals; M_new new ones keeping a random 3 to 12 of
+    their 20 points (uneven sizes: padded buckets 8 and 12)."""
+    data = mtgp.simulate(M + M_new, 20, common_grid=False, seed=seed).data
     rng = np.random.default_rng(seed)
-    # uneven sizes (3 to 12 points: padded buckets 8 and 12)
-    cnt = {i: int(rng.integers(3, 13)) for i in ids[M:]}
-    new = sim.data[sim.data.ID.isin(ids[M:])]
-    new = new[new.groupby("ID").cumcount() < new.ID.map(cnt)]
-    return sim.data[sim.data.ID.isin(ids[:M])], new
+    code = data.ID.astype("category").cat.codes.to_numpy()
+    keep = np.ones(len(data), dtype=bool)
+    for k in range(M, M + M_new):
+        rows = np.flatnonzero(code == k)
+        keep[rows] = np.isin(rows, rng.choice(rows, int(rng.integers(3, 13)), replace=False))
+    return data[keep & (code < M)], data[keep & (code >= M)]
 
 
 def _per_individual(model, new, grid, noise=True, level=0.95):
@@ -56,14 +58,13 @@ def test_clust_predict_individuals_equals_predict(shared):
         np.testing.assert_allclose(hp[col], ref_hp[col], rtol=1e-8 if shared else 1e-4)
     if not shared:  # learnt per individual, and given them, exact
         assert hp.noise.nunique() == len(hp)
-        n = len(grid)
         for k, (iid, g) in enumerate(new.groupby("ID", sort=False)):
-            row = hp.iloc[k]
-            theta = {"kernel": {"variance": np.log(row.variance), "lengthscale": np.log(row.lengthscale)},
-                     "log_noise": np.log(row.noise)}
+            theta = {"kernel": {c: np.log(hp.loc[k, c]) for c in ("variance", "lengthscale")},
+                     "log_noise": np.log(hp.loc[k, "noise"])}
             p = model.predict(g.drop(columns="ID"), inputs=grid, hyperparameters=theta)
-            np.testing.assert_allclose(got.Mean[k * n:(k + 1) * n], p.mean, rtol=1e-10, atol=1e-10)
-            np.testing.assert_allclose(got.Var[k * n:(k + 1) * n], p.var, rtol=1e-10, atol=1e-10)
+            mine = got.loc[got.ID == iid, ["Mean", "Var", "P_cluster_0"]].to_numpy()
+            np.testing.assert_allclose(mine[:, :2].T, [p.mean, p.var], rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(mine[0, 2], p.cluster_probabilities[0], rtol=1e-10, atol=1e-12)
 
 
 def test_clust_predict_individuals_oracle_mixture():
