@@ -435,8 +435,8 @@ def cmd_predict(args) -> int:
             individuals = [(i, g.drop(columns=[id_col])) for i, g in new.groupby(id_col, sort=False)]
         else:
             individuals = [(None, new)]
-    if kind == "magma" and args.new is not None:
-        table, preds = _predict_magma_batched(model, individuals, new, id_col, grid, args)
+    if args.new is not None:  # Magma and MagmaClust: one batched call
+        table, preds = _predict_batched(model, individuals, new, id_col, grid, args)
     else:
         table, preds = _predict_each(model, individuals, kind, id_col, grid, args)
     write_table(table, args.out)
@@ -457,12 +457,14 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
-def _predict_magma_batched(model, individuals, new, id_col, grid, args):
-    """Magma with NEW: all new individuals in one batched call
-    (:meth:`mtgp.Magma.predict_individuals`, no loop over individuals).
-    Without --inputs, one grid over the training and all new inputs. The
-    per-individual Predictions (marginal variances) are rebuilt from the
-    table only for --plot / --gif (at most 6 individuals)."""
+def _predict_batched(model, individuals, new, id_col, grid, args):
+    """NEW given: all new individuals in one batched call
+    (:meth:`mtgp.Magma.predict_individuals`, :meth:`mtgp.MagmaClust.predict_individuals`:
+    no loop over individuals; MagmaClust adds P_cluster_k columns). Without
+    --inputs, one grid over the training and all new inputs. For --plot /
+    --gif (at most 6 individuals) the Magma Predictions (marginal
+    variances) are rebuilt from the table; MagmaClust's mixtures are
+    predicted again one by one (their components are not in the table)."""
     import numpy as np
 
     from .distributions import Prediction
@@ -478,14 +480,18 @@ def _predict_magma_batched(model, individuals, new, id_col, grid, args):
         n = len(table) // len(individuals)
         for k, (iid, obs) in enumerate(individuals[:6]):
             rows = table.iloc[k * n:(k + 1) * n]
-            preds.append((iid, obs, Prediction(rows[cols].to_numpy(dtype=float), rows.Mean.to_numpy(),
-                                               np.diag(rows.Var.to_numpy()), cols,
-                                               includes_noise=not args.latent, what="Magma prediction")))
+            Xp = rows[cols].to_numpy(dtype=float)
+            if hasattr(model, "mixture_weights_"):
+                pred = model.predict(obs, inputs=Xp, noise=not args.latent)
+            else:
+                pred = Prediction(Xp, rows.Mean.to_numpy(), np.diag(rows.Var.to_numpy()), cols,
+                                  includes_noise=not args.latent, what="Magma prediction")
+            preds.append((iid, obs, pred))
     return table, preds
 
 
 def _predict_each(model, individuals, kind, id_col, grid, args):
-    """MagmaClust, or a Type II prediction: one call per individual."""
+    """A Type II prediction (no NEW: one individual with no data)."""
     import pandas as pd
 
     frames, preds = [], []

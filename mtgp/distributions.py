@@ -184,6 +184,38 @@ class MultiOutputPrediction(Gaussian):
         return f"MultiOutputPrediction({n} points, {T} outputs, {kind})"
 
 
+def mixture_cdf(means, variances, weights, y) -> np.ndarray:
+    """Pointwise CDF (n,) at ``y`` (n,) of mixtures of normals: component
+    means and variances (K, n), weights (K, n) (or (K, 1)), summing to one
+    over K; a point mass where a variance is 0."""
+    from scipy.special import ndtr
+
+    y = np.asarray(y, dtype=np.float64)
+    sd = np.sqrt(variances)
+    z = np.where(sd > 0, (y[None, :] - means) / np.where(sd > 0, sd, 1.0),
+                 np.where(y[None, :] >= means, np.inf, -np.inf))
+    return np.sum(weights * ndtr(z), axis=0)
+
+
+def mixture_quantile(means, variances, weights, q: float, n_iter: int = 200) -> np.ndarray:
+    """Pointwise q-quantile (n,) of the mixtures of :func:`mixture_cdf`, by
+    bisection (to rounding, at most ``n_iter`` halvings). Many mixtures with
+    their own weights (MagmaClust's batched predictions) are one call."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"q must be in (0, 1), got {q}")
+    sd = np.sqrt(variances)
+    lo = np.min(means - 40.0 * sd, axis=0) - 1e-12
+    hi = np.max(means + 40.0 * sd, axis=0) + 1e-12
+    for _ in range(int(n_iter)):
+        mid = 0.5 * (lo + hi)
+        below = mixture_cdf(means, variances, weights, mid) < q
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+        if np.all(hi - lo <= 4e-16 * np.maximum(np.abs(lo), np.abs(hi))):
+            break
+    return 0.5 * (lo + hi)
+
+
 class MixtureOfGaussians:
     """A mixture of :class:`Prediction` components over one output at the
     same inputs (MagmaClust's predictive, a sibling of :class:`Gaussian`):
@@ -247,29 +279,11 @@ class MixtureOfGaussians:
     def cdf(self, y) -> np.ndarray:
         """Pointwise mixture CDF P(Y_j <= y_j), y shaped like ``mean``
         (a point mass where a component's variance is 0)."""
-        from scipy.special import ndtr
-
-        y = np.asarray(y, dtype=np.float64)
-        sd = np.sqrt(self._vars)
-        z = np.where(sd > 0, (y[None, :] - self._means) / np.where(sd > 0, sd, 1.0),
-                     np.where(y[None, :] >= self._means, np.inf, -np.inf))
-        return self.weights @ ndtr(z)
+        return mixture_cdf(self._means, self._vars, self.weights[:, None], y)
 
     def quantile(self, q: float, n_iter: int = 200) -> np.ndarray:
         """Pointwise q-quantile of the mixture by bisection on :meth:`cdf`."""
-        if not 0.0 < q < 1.0:
-            raise ValueError(f"q must be in (0, 1), got {q}")
-        sd = np.sqrt(self._vars)
-        lo = np.min(self._means - 40.0 * sd, axis=0) - 1e-12
-        hi = np.max(self._means + 40.0 * sd, axis=0) + 1e-12
-        for _ in range(int(n_iter)):
-            mid = 0.5 * (lo + hi)
-            below = self.cdf(mid) < q
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
-            if np.all(hi - lo <= 4e-16 * np.maximum(np.abs(lo), np.abs(hi))):
-                break
-        return 0.5 * (lo + hi)
+        return mixture_quantile(self._means, self._vars, self.weights[:, None], q, n_iter)
 
     def interval(self, level: float = 0.95) -> Tuple[np.ndarray, np.ndarray]:
         """Exact pointwise central interval of the mixture: the

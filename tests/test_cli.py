@@ -191,10 +191,20 @@ def test_magmaclust_predictions_carry_cluster_probabilities(files, tmp_path, cap
                  "--model", "magmaclust", "--n-clusters", "2", "--max-iter", "2", "-q", "-o", out]) == EXIT_OK
     assert "cluster sizes" in capsys.readouterr().err
     pred = tmp_path / "p.csv"
-    assert main(["predict", out, files["new"], "--inputs", "0:24:12", "-o", str(pred)]) == EXIT_OK
+    # issue 15: one batched MagmaClust.predict_individuals call, no per-individual predict
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mtgp.MagmaClust, "predict", lambda *a, **k: pytest.fail("per-individual predict called"))
+        assert main(["predict", out, files["new"], "--inputs", "0:24:12", "-o", str(pred)]) == EXIT_OK
     t = pd.read_csv(pred)
     assert {"P_cluster_0", "P_cluster_1"} <= set(t.columns) and len(t) == 6
     np.testing.assert_allclose(t.P_cluster_0 + t.P_cluster_1, 1.0)
+    model, new = mtgp.MagmaClust.load(out), files["new_frame"]
+    for k, (_, g) in enumerate(new.groupby("child", sort=False)):  # the same numbers as predict
+        ref = model.predict(g[["age", "weight"]].rename(columns={"weight": "Output"}),
+                            inputs=[0.0, 12.0, 24.0])
+        np.testing.assert_allclose(t.Mean[3 * k:3 * k + 3], ref.mean, rtol=1e-8)
+        np.testing.assert_allclose(t.Upper[3 * k:3 * k + 3], ref.interval(0.95)[1], rtol=1e-8)
+        np.testing.assert_allclose(t.P_cluster_1[3 * k], ref.cluster_probabilities[1], rtol=1e-8, atol=1e-12)
     assert main(["info", out]) == EXIT_OK
     assert "mixture_weights" in capsys.readouterr().out
 

@@ -47,6 +47,30 @@ def _layout_part(inds, index, grid, m0, sizes, global_rows):
     return pt.Partition(index, tuple(X), tuple(y), tuple(mask), tuple(idx), tuple(w), grid, m0, global_rows)
 
 
+def _gather_individuals(pieces):
+    """One :class:`~mtgp.data.Individuals` from ``pieces`` = [(validated
+    individuals of a frame partition, positions of those wanted)], in that
+    order (whole individuals: the regrouping of ``Dask(n_partitions=...)``)."""
+    from ..data import Individuals
+
+    pieces = [(inds, np.asarray(k, dtype=np.int64)) for inds, k in pieces if len(k)]
+    first = pieces[0][0]
+    take = lambda attr: [getattr(inds, attr)[j] for inds, k in pieces for j in k]
+    return Individuals(take("ids"), take("inputs"), take("outputs"), first.input_columns)
+
+
+def regroup(sizes, n_parts: int):
+    """Which individuals each of ``n_parts`` partitions gathers: every size
+    bucket (``sizes``, one per individual in frame order) cut into
+    ``n_parts`` contiguous chunks, partition p taking chunk p of each (as
+    :func:`mtgp.backends._partition.split` cuts in-memory data). Returns,
+    per non-empty partition, the individuals' frame-order positions
+    (ascending)."""
+    chunks = [np.array_split(np.flatnonzero(sizes == b), n_parts) for b in np.unique(sizes)]
+    out = [np.sort(np.concatenate([ch[p] for ch in chunks])) for p in range(n_parts)]
+    return [g for g in out if g.size]
+
+
 def _predict_part(box, inds, level):
     return box.value.frame(inds, level)
 
@@ -79,8 +103,10 @@ class DataOnWorkers:
         prior mean on it (``prior_values(grid)``) and each individual's bucket
         size are computed here and sent back, and each partition is padded
         where it is. Returns (RemoteIndividuals, grid, bucket sizes, handle).
-        The handle holds no copy of the data here: a worker lost during the fit
-        is an error (``keep_copy`` does not apply)."""
+        The handle holds no copy of the data here (``keep_copy`` does not
+        apply): a partition lost with its worker during the fit is recomputed
+        by the scheduler from the frame's graph and the step retried
+        (:meth:`Dask._repair`); one it cannot recompute is a clear error."""
         from ..data import bucket_sizes
         from ..data.partitioned import merge_summaries
         from .dask import _Handle  # (dask.py imports this module)
@@ -94,20 +120,34 @@ class DataOnWorkers:
         inds, grid = merge_summaries(summaries)
         m0 = np.asarray(prior_values(grid), dtype=np.float64)
         sizes = bucket_sizes(inds.counts, max_buckets)
-        futures, rows, start = [], [], 0
-        for f, s in zip(inds_f, summaries):
-            if s is None:
-                continue
-            n = len(s["ids"])
-            sz = sizes[start:start + n]
-            r = np.concatenate([start + np.flatnonzero(sz == b) for b in np.unique(sz)])
+        kept = [(f, len(s["ids"])) for f, s in zip(inds_f, summaries) if s is not None]
+        starts = np.cumsum([0] + [n for _, n in kept])
+        if self.n_partitions is None or int(self.n_partitions) == len(kept):
+            groups = [np.arange(starts[j], starts[j + 1]) for j in range(len(kept))]  # as they are
+        else:
+            if int(self.n_partitions) < 1:
+                raise ValueError(f"n_partitions must be >= 1, got {self.n_partitions}")
+            groups = regroup(sizes, int(self.n_partitions))
+        part_of = np.repeat(np.arange(len(kept)), [n for _, n in kept])
+        futures, rows = [], []
+        for g in groups:
+            sz = sizes[g]
+            r = np.concatenate([g[sz == b] for b in np.unique(sz)])
+            js = np.unique(part_of[g])
+            if len(js) == 1 and len(g) == kept[js[0]][1]:  # one whole frame partition
+                src = kept[js[0]][0]
+            else:  # whole individuals gathered from several frame partitions (moved between workers)
+                pieces = [(kept[j][0], g[part_of[g] == j] - starts[j]) for j in js]
+                src = c.submit(_gather_individuals, pieces, pure=False)
             self._send((grid, m0, sz, r))
-            futures.append(c.submit(_layout_part, f, len(futures), grid, m0, sz, r, pure=False))
+            futures.append(c.submit(_layout_part, src, len(futures), grid, m0, sz, r, pure=False))
             rows.append(_Rows(r))
-            start += n
+        from distributed import wait
+
+        wait(futures)  # laid out: who_has knows where each partition is
         who = c.who_has(futures)
         workers = [next(iter(who.get(f.key, ())), None) for f in futures]
-        handle = _Handle(futures, rows, workers, inds.n_individuals, None)
+        handle = _Handle(futures, rows, workers, inds.n_individuals, None, source="a Dask DataFrame")
         return inds, grid, [int(b) for b in np.unique(sizes)], handle
 
     def predict_individuals(self, predictor, data, level: float = 0.95):
@@ -117,8 +157,9 @@ class DataOnWorkers:
         pooled grid, HPs, prediction inputs) is broadcast once; ``data`` is an
         :class:`mtgp.data.Individuals` (cut into one contiguous chunk per
         worker and sent) or a Dask DataFrame (each partition, holding whole
-        individuals, validated and predicted where it is). The tables come back
-        and are concatenated in the individuals' order."""
+        individuals, validated and predicted where it is); MagmaClust's
+        predictor (:class:`mtgp.magmaclust.prediction.NewIndividuals`) alike.
+        The tables come back and are concatenated in the individuals' order."""
         import cloudpickle
         import pandas as pd
 
@@ -145,9 +186,11 @@ class DataOnWorkers:
         out = [o for o in c.gather(futs) if o is not None]
         self.bytes_moved += len(pickle.dumps(out, protocol=5))
         check_whole_individuals([o.attrs["hyperparameters"]["ID"].tolist() for o in out], "new individuals")
-        hp = pd.concat([o.attrs["hyperparameters"] for o in out], ignore_index=True)
+        # the per-individual tables of attrs (HPs; MagmaClust's cluster
+        # probabilities) concatenated like the rows
+        attrs = {key: pd.concat([o.attrs[key] for o in out], ignore_index=True) for key in out[0].attrs}
         for o in out:
             o.attrs = {}
         table = pd.concat(out, ignore_index=True)
-        table.attrs["hyperparameters"] = hp
+        table.attrs.update(attrs)
         return table

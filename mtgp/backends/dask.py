@@ -33,7 +33,11 @@ Worker failure: a partition whose worker died is scattered again from this
 process' copy (``keep_copy=True``, the default: the data were laid out here
 anyway) to a live worker and the step is recomputed, at most ``retries``
 times; with ``keep_copy=False`` the fit stops with a ``RuntimeError`` naming
-the partition. Every sum checks that each individual was counted exactly
+the partition. A fit from a Dask DataFrame keeps no copy here: each
+partition is a task of the frame's graph, which the scheduler recomputes on
+a live worker (reading that partition again), and the step is retried; a
+partition it cannot recompute stops the fit with a ``RuntimeError`` naming
+it. Every sum checks that each individual was counted exactly
 once, so a lost partition never gives a silently wrong sum.
 """
 
@@ -81,12 +85,15 @@ class _Handle:
     """What :meth:`Dask.prepare` returns: the partitions' futures (one per
     worker), their training-order rows, and this process' copies."""
 
-    def __init__(self, futures, parts, workers, n_individuals, copies):
+    def __init__(self, futures, parts, workers, n_individuals, copies, source=None):
         self.futures = futures
         self.global_rows = [p.global_rows for p in parts]
         self.workers = workers
         self.n_individuals = n_individuals
-        self.copies = copies  # None when keep_copy=False
+        self.copies = copies  # None when keep_copy=False or for data laid out on the workers
+        # "a Dask DataFrame" when each partition is a task of that frame's
+        # graph (:meth:`Dask.prepare_frame`), which Dask recomputes when lost
+        self.source = source
 
     @property
     def n_partitions(self) -> int:
@@ -101,7 +108,12 @@ class Dask(DataOnWorkers, Backend):
     ----------
     client : distributed.Client
     n_partitions : int or None
-        Number of partitions (default: the number of workers).
+        Number of partitions (default: the number of workers). For a fit
+        from a Dask DataFrame the default is one partition per (non-empty)
+        DataFrame partition, where it is; a number given regroups the
+        individuals into that many partitions (every size bucket cut into
+        contiguous chunks, as for in-memory data; never splitting an
+        individual), moving their data between the workers once.
     keep_copy : bool
         Keep this process' copy of the partitions to re-scatter one whose
         worker died (default True); False: such a failure is an error.
@@ -142,10 +154,25 @@ class Dask(DataOnWorkers, Backend):
 
     # ------------------------------------------------- running one step
     def _repair(self, handle, err) -> bool:
-        """Re-scatter partitions whose data are gone; False if none is."""
+        """Re-scatter partitions whose data are gone; False if none is.
+        Partitions laid out from a Dask DataFrame (``handle.source``) are
+        tasks of its graph: the scheduler recomputes a lost one (reading
+        its partition again) when the retried step needs it; one it cannot
+        recompute is a clear error."""
         lost = [k for k, f in enumerate(handle.futures) if f.status != "finished"]
         if not lost:
             return False
+        if handle.source is not None:
+            dead = [k for k in lost if handle.futures[k].status in ("error", "cancelled")]
+            if dead:
+                raise RuntimeError(
+                    f"Dask backend: partition(s) {dead} of the individuals (laid out on the workers from "
+                    f"{handle.source}) were lost with their worker ({type(err).__name__}: {err}) and Dask "
+                    "could not recompute them from the DataFrame's graph (status "
+                    f"{sorted({handle.futures[k].status for k in dead})}); the fit cannot continue: fit "
+                    "again (the source must still be readable, e.g. its Parquet files), or give more "
+                    "workers / memory so that none is lost") from err
+            return True  # lost, being recomputed by the scheduler: the step is retried
         if handle.copies is None:
             raise RuntimeError(
                 f"Dask backend: partition(s) {lost} of the individuals were lost (their worker died: "

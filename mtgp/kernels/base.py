@@ -174,7 +174,10 @@ class _Leaf(Kernel):
         return None
 
     def init_params(self):
-        return {p: jnp.log(jnp.asarray(getattr(self, p), dtype=jnp.float64)) for p in self.param_names}
+        # the log on the host (numpy) then one transfer: an eager jnp.log
+        # compiled a small program per parameter shape on a first fit (issue 15)
+        return {p: jax.device_put(np.log(np.asarray(getattr(self, p), dtype=np.float64)))
+                for p in self.param_names}
 
     def with_params(self, params):
         new = copy.copy(self)

@@ -407,36 +407,11 @@ class Magma(Estimator):
         the pooled grid, the HPs and the prediction inputs are sent there.
         """
         self._check_is_fitted()
-        remote = is_dask_frame(new_data)
-        inds = None
-        if not remote:
-            inds = to_individuals(new_data, self.input_columns_, what="new individuals",
-                                  warned=self.__dict__.setdefault("_unused_warned", set()))
-            if inds.input_dim != len(self.input_columns_):
-                raise DataError(
-                    f"new individuals: inputs have dimension {inds.input_dim} but the model was "
-                    f"trained on {len(self.input_columns_)}-dimensional inputs {self.input_columns_}")
-        if inputs is not None:
-            Xp = self._inputs(inputs, "prediction inputs")
-        elif remote:
-            col = self.input_columns_[0]
-            span = (new_data[col].min(), new_data[col].max()) if len(self.input_columns_) == 1 else None
-            import dask
-
-            Xp = default_prediction_grid(self, None, span=None if span is None else dask.compute(*span))
-        else:
-            Xp = self._default_grid(inds)
         learn = None if self.common_hp else pr.population_starts(self.theta_, self.new_individual_hp)
-        predictor = pr.NewIndividuals(self._static, self.theta0_, self.theta_ if self.common_hp else None,
-                                      self.posterior_, self.grid_, self._prior, Xp, self.input_columns_,
-                                      noise=noise, learn=learn, max_iter=int(self.m_step_max_iter) * 2,
-                                      batch_size=batch_size)
-        if hasattr(self.backend_, "predict_individuals"):
-            return self.backend_.predict_individuals(predictor, new_data if remote else inds, level=level)
-        if remote:
-            return self.predict_individuals(new_data.compute(), inputs=Xp, noise=noise, level=level,
-                                            batch_size=batch_size)
-        return predictor.frame(inds, level)
+        return batched_predictions(self, self.backend_, new_data, inputs, level, lambda Xp: pr.NewIndividuals(
+            self._static, self.theta0_, self.theta_ if self.common_hp else None, self.posterior_, self.grid_,
+            self._prior, Xp, self.input_columns_, noise=noise, learn=learn,
+            max_iter=int(self.m_step_max_iter) * 2, batch_size=batch_size))
 
     # ------------------------------------------------------- save / load
     def save(self, path) -> str:
@@ -453,6 +428,40 @@ class Magma(Estimator):
         from .io import load_magma
 
         return load_magma(cls, path)
+
+
+def batched_predictions(model, backend, new_data, inputs, level, make_predictor) -> pd.DataFrame:
+    """``predict_individuals`` of the Magma family: the new individuals
+    validated (or a Dask DataFrame left where it is), the prediction inputs
+    (``inputs`` or :func:`default_prediction_grid`), then
+    ``make_predictor(Xp)``'s ``frame`` run here, or on the workers of a
+    ``backend`` that has ``predict_individuals`` (:class:`mtgp.backends.Dask`);
+    a Dask DataFrame on another backend is collected here first."""
+    remote = is_dask_frame(new_data)
+    inds = None
+    if not remote:
+        inds = to_individuals(new_data, model.input_columns_, what="new individuals",
+                              warned=model.__dict__.setdefault("_unused_warned", set()))
+        if inds.input_dim != len(model.input_columns_):
+            raise DataError(
+                f"new individuals: inputs have dimension {inds.input_dim} but the model was "
+                f"trained on {len(model.input_columns_)}-dimensional inputs {model.input_columns_}")
+    if inputs is not None:
+        Xp = model._inputs(inputs, "prediction inputs")
+    elif remote:
+        col = model.input_columns_[0]
+        span = (new_data[col].min(), new_data[col].max()) if len(model.input_columns_) == 1 else None
+        import dask
+
+        Xp = default_prediction_grid(model, None, span=None if span is None else dask.compute(*span))
+    else:
+        Xp = model._default_grid(inds)
+    predictor = make_predictor(Xp)
+    if hasattr(backend, "predict_individuals"):
+        return backend.predict_individuals(predictor, new_data if remote else inds, level=level)
+    if remote:
+        return batched_predictions(model, None, new_data.compute(), Xp, level, lambda _: predictor)
+    return predictor.frame(inds, level)
 
 
 def default_prediction_grid(model, inds_new, span=None) -> np.ndarray:

@@ -226,6 +226,42 @@ def _batch_size(n_members: int, n_obs: int, n_pred: int, n_grid: int, batch_size
     return padded_size(b, minimum=1)
 
 
+def predict_buckets(inds, prior, batch, n_pred: int, n_grid: int, batch_size=None):
+    """Run ``batch(X, y, m0, mask)`` (B new individuals padded to one size:
+    ``X`` (B, n, d), ``y``, ``m0`` (prior mean), ``mask`` (B, n)) over the
+    individuals of ``inds`` (an :class:`mtgp.data.Individuals`): each one's
+    observations are padded to :func:`mtgp.data.padded_size` of its count
+    (masked, exact), individuals of one padded size form a bucket, run as
+    batches of :func:`_batch_size` (``n_pred``, ``n_grid``: the sizes it
+    weighs; the last batch is filled with copies of its first individual,
+    whose results are dropped). ``batch`` returns a pytree of arrays with a
+    leading batch axis; the result is that pytree over the M individuals
+    (numpy), in the order of ``inds``. Shared by :class:`NewIndividuals`
+    and MagmaClust's batched prediction."""
+    from ..data import Individuals, pad_individuals
+
+    counts = inds.counts
+    sizes = np.array([padded_size(c) for c in counts], dtype=np.int64)
+    pieces = []
+    for s in np.unique(sizes):  # one bucket per padded size
+        rows = np.flatnonzero(sizes == s)
+        sub = Individuals([inds.ids[k] for k in rows], [inds.inputs[k] for k in rows],
+                          [inds.outputs[k] for k in rows], inds.input_columns)
+        pad = pad_individuals(sub, [np.zeros(counts[k], dtype=np.int64) for k in rows], 0, size=int(s))
+        m0 = np.zeros_like(pad.y)
+        m0[pad.mask > 0] = prior(np.concatenate(sub.inputs, axis=0))
+        B = _batch_size(len(rows), int(s), n_pred, n_grid, batch_size)
+        for start in range(0, len(rows), B):  # batches of B individuals (the last padded)
+            sel = np.arange(start, start + B)
+            sel = np.where(sel < len(rows), sel, start)
+            out = batch(jnp.asarray(pad.X[sel]), jnp.asarray(pad.y[sel]), jnp.asarray(m0[sel]),
+                        jnp.asarray(pad.mask[sel]))
+            k = min(B, len(rows) - start)
+            pieces.append((rows[start:start + k], jax.tree_util.tree_map(lambda a: np.asarray(a)[:k], out)))
+    back = np.argsort(np.concatenate([r for r, _ in pieces]))  # to the order of inds
+    return jax.tree_util.tree_map(lambda *a: np.concatenate(a)[back], *[p for _, p in pieces])
+
+
 class NewIndividuals:
     """Batched Sec. 4 prediction of many new individuals at the same inputs,
     from a fitted Magma's state only: the hyper-posterior of mu0 on the
@@ -254,52 +290,34 @@ class NewIndividuals:
         self.max_iter = int(max_iter)
         self.batch_size = batch_size
 
+    def _device_state(self):
+        """(k0, ki, theta0, theta, post, grid, learn) as device arrays."""
+        theta0, theta, post, grid = (jax.tree_util.tree_map(jnp.asarray, t)
+                                     for t in (self.theta0, self.theta, self.post, self.grid))
+        learn = None if self.learn is None else jax.tree_util.tree_map(jnp.asarray, self.learn)
+        return self.static.k0, self.static.ki, theta0, theta, post, grid, learn
+
+    def _prediction_inputs(self):
+        """(n, Xp padded to :func:`mtgp.data.padded_size`, prior mean there)."""
+        n_pad = padded_size(len(self.Xp))
+        return (len(self.Xp), jnp.asarray(pad_rows(self.Xp, n_pad)),
+                jnp.asarray(pad_rows(self.prior(self.Xp), n_pad)))
+
     def predict(self, inds):
         """Means (M, n_p), variances (M, n_p) (clipped at 0) and the HPs used
         (log scale, batched over the M individuals of ``inds``, an
         :class:`mtgp.data.Individuals`), in the order of ``inds``."""
         from ..config import float64_scope
-        from ..data import Individuals, pad_individuals
 
         with float64_scope():
-            n = len(self.Xp)
-            n_pad = padded_size(n)
-            Xp = jnp.asarray(pad_rows(self.Xp, n_pad))
-            m0_p = jnp.asarray(pad_rows(self.prior(self.Xp), n_pad))
-            k0, ki = self.static.k0, self.static.ki
-            theta0, theta, post, grid = (jax.tree_util.tree_map(jnp.asarray, t)
-                                         for t in (self.theta0, self.theta, self.post, self.grid))
-            learn = None if self.learn is None else jax.tree_util.tree_map(jnp.asarray, self.learn)
-            counts = inds.counts
-            sizes = np.array([padded_size(c) for c in counts], dtype=np.int64)
-            M = len(counts)
-            mean, var = np.empty((M, n)), np.empty((M, n))
-            thetas, jitter = [], 0.0
-            for s in np.unique(sizes):  # one bucket per padded size
-                rows = np.flatnonzero(sizes == s)
-                sub = Individuals([inds.ids[k] for k in rows], [inds.inputs[k] for k in rows],
-                                  [inds.outputs[k] for k in rows], inds.input_columns)
-                pad = pad_individuals(sub, [np.zeros(counts[k], dtype=np.int64) for k in rows], 0, size=int(s))
-                m0 = np.zeros_like(pad.y)
-                m0[pad.mask > 0] = self.prior(np.concatenate(sub.inputs, axis=0))
-                B = _batch_size(len(rows), int(s), n_pad, len(self.grid), self.batch_size)
-                for start in range(0, len(rows), B):  # batches of B individuals (the last padded)
-                    sel = np.arange(start, start + B)
-                    sel = np.where(sel < len(rows), sel, start)
-                    mu, vv, jit_o, th = predict_batch_jit(
-                        k0, ki, self.noise, self.max_iter, theta0, theta, post, grid, Xp, m0_p,
-                        jnp.asarray(pad.X[sel]), jnp.asarray(pad.y[sel]), jnp.asarray(m0[sel]),
-                        jnp.asarray(pad.mask[sel]), learn=learn)
-                    k = min(B, len(rows) - start)
-                    out = rows[start:start + k]
-                    mean[out] = np.asarray(mu)[:k, :n]
-                    var[out] = np.asarray(vv)[:k, :n]
-                    jitter = max(jitter, float(np.max(np.asarray(jit_o)[:k])))
-                    thetas.append((out, jax.tree_util.tree_map(lambda a: np.asarray(a)[:k], th)))
-            back = np.argsort(np.concatenate([out for out, _ in thetas]))  # to the order of inds
-            theta_all = jax.tree_util.tree_map(lambda *a: np.concatenate(a)[back], *[t for _, t in thetas])
-        report_jitter(np.asarray(jitter), "Magma.predict_individuals (new individuals' covariances)")
-        return mean, np.clip(var, 0.0, None), theta_all
+            n, Xp, m0_p = self._prediction_inputs()
+            k0, ki, theta0, theta, post, grid, learn = self._device_state()
+            batch = lambda X, y, m0, mk: predict_batch_jit(k0, ki, self.noise, self.max_iter, theta0, theta,
+                                                           post, grid, Xp, m0_p, X, y, m0, mk, learn=learn)
+            mu, vv, jit_o, theta_all = predict_buckets(inds, self.prior, batch, Xp.shape[0], len(self.grid),
+                                                       self.batch_size)
+        report_jitter(np.asarray(np.max(jit_o)), "Magma.predict_individuals (new individuals' covariances)")
+        return mu[:, :n], np.clip(vv[:, :n], 0.0, None), theta_all
 
     def frame(self, inds, level: float = 0.95):
         """The tidy table of :meth:`mtgp.Magma.predict_individuals` for
@@ -307,18 +325,23 @@ class NewIndividuals:
         interval of probability ``level``), one row per (individual,
         prediction input); ``attrs["hyperparameters"]`` one row per
         individual (positive scale)."""
-        import pandas as pd
-
         from ..distributions import _normal_quantile
 
         mean, var, theta = self.predict(inds)
-        M, n = mean.shape
         z = _normal_quantile(level)
         sd = np.sqrt(var)
+        return self.table(inds, mean, var, mean - z * sd, mean + z * sd, theta)
+
+    def table(self, inds, mean, var, lower, upper, theta):
+        """The tidy table of :meth:`frame` from the (M, n_p) arrays and the
+        batched HPs."""
+        import pandas as pd
+
+        M, n = mean.shape
         df = pd.DataFrame(np.tile(self.Xp, (M, 1)), columns=self.input_columns)
         df.insert(0, "ID", np.repeat(np.asarray(inds.ids, dtype=object), n))
         df["Mean"], df["Var"] = mean.reshape(-1), var.reshape(-1)
-        df["Lower"], df["Upper"] = (mean - z * sd).reshape(-1), (mean + z * sd).reshape(-1)
+        df["Lower"], df["Upper"] = lower.reshape(-1), upper.reshape(-1)
         hp = {"ID": list(inds.ids)}
         for name, v in self.static.ki.kernel.with_params(theta["kernel"]).hyperparameters().items():
             v = np.asarray(v).reshape(M, -1)

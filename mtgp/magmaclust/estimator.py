@@ -29,8 +29,10 @@ from ..distributions import MixtureOfGaussians, Prediction
 from ..exceptions import DataError
 from ..kernels import SE, Kernel
 from ..linalg import LOG_2PI
-from ..magma.estimator import (_check_kernel, _flat_hp, _positive_scalar, default_prediction_grid,
-                               new_individual_hp, new_individual_inputs, used_hyperparameters)
+from ..magma.estimator import (_check_kernel, _flat_hp, _positive_scalar, batched_predictions,
+                               default_prediction_grid, new_individual_hp, new_individual_inputs,
+                               used_hyperparameters)
+from ..magma.prediction import population_starts
 from ..magma.numerics import MagmaData
 from ..means import PriorMean
 from ..optim import check_n_init, perturbed_starts
@@ -431,6 +433,40 @@ class MagmaClust(Estimator):
         out.hyperparameters = used_hyperparameters(self._static.ki.kernel, theta_star)
         return out
 
+
+    @config.float64
+    def predict_individuals(self, new_data, inputs=None, noise: bool = True, level: float = 0.95,
+                            batch_size: Optional[int] = None) -> pd.DataFrame:
+        """Predict many new individuals at once (note, Sec. 4, batched): the
+        same numbers as :meth:`predict` on each (to rounding; with its
+        default ``cluster_probabilities="integrated"``), computed as vmapped
+        batches of individuals of similar size, each one's K components at
+        once, with no Python loop over them (:meth:`mtgp.Magma.predict_individuals`'s
+        buckets and batches).
+
+        new_data, inputs, level, batch_size : as
+            :meth:`mtgp.Magma.predict_individuals` (a Dask DataFrame on the
+            :class:`~mtgp.backends.Dask` backend is predicted on the workers).
+        noise : as in :meth:`predict`.
+
+        Returns the tidy DataFrame of :meth:`mtgp.Magma.predict_individuals`
+        (``ID``, input column(s), ``Mean``, ``Var``, ``Lower``, ``Upper``), its
+        values those of each individual's mixture (:class:`mtgp.MixtureOfGaussians`:
+        moments, exact pointwise quantiles), then ``P_cluster_0`` ...
+        ``P_cluster_{K-1}`` (the individual's cluster probabilities tau_*k,
+        repeated on its rows). ``attrs["cluster_probabilities"]``: one row per
+        individual (ID, then one column per cluster); ``attrs["hyperparameters"]``:
+        its individual HPs (positive scale), the trained ones if shared,
+        otherwise learnt as in :meth:`predict` (all individuals' L-BFGS runs in
+        lock-step). Marginal variances only: use :meth:`predict` for one
+        individual's covariance and components.
+        """
+        self._check_is_fitted()
+        learn = None if self.shared_individual_hp else population_starts(self.theta_, "map")
+        return batched_predictions(self, self.backend, new_data, inputs, level, lambda Xp: pr.NewIndividuals(
+            self._static, self.theta0_, self.theta_ if self.shared_individual_hp else None, self.posterior_,
+            self.mixture_weights_, self.grid_, self._prior, Xp, self.input_columns_, noise=noise, learn=learn,
+            max_iter=int(self.m_step_max_iter) * 2, batch_size=batch_size))
 
 def select_n_clusters(data, n_clusters=range(1, 7), **kwargs):
     """Fit :class:`MagmaClust` for each K in ``n_clusters`` (other arguments

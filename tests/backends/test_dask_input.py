@@ -121,3 +121,54 @@ def test_default_grid_of_new_individuals_on_workers_is_the_local_one(client):
     assert ref.Input.max() == pytest.approx(new.Input.max())
     np.testing.assert_allclose(got.Input, ref.Input, rtol=0, atol=0)
     np.testing.assert_allclose(got.Mean, ref.Mean, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_worker_loss_in_a_frame_fit_is_recomputed_from_the_graph():
+    """Issue 15: a fit from a Dask DataFrame keeps no copy here; a partition
+    lost with its worker is recomputed by the scheduler from the frame's
+    graph and the step gives the same sums; one Dask cannot recompute is a
+    clear error naming the partition (not the keep_copy message)."""
+    from test_dask_backend import _kill_first_worker
+
+    df = _uneven()
+    m = mtgp.Magma(common_hp=True, buckets=3).fit(df, optimize=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        backend = Dask(client)
+        _, _, _, h = backend.prepare_frame(_by_individual(df, 3), ["Input"], 3, lambda g: np.zeros(len(g)))
+        assert h.copies is None and None not in h.workers
+        ref = backend.e_step_sums(h, m._static, m.theta_)
+        _kill_first_worker(backend, h)
+        assert h.futures[0].status != "finished"
+        # what a step that failed with the worker does: repair (nothing to
+        # re-scatter, the scheduler recomputes), then the same sums
+        assert backend._repair(h, ConnectionError("worker gone")) is True
+        got = backend.e_step_sums(h, m._static, m.theta_)
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+        client.cancel([h.futures[1]])  # a partition Dask cannot recompute
+        with pytest.raises(RuntimeError, match=r"partition\(s\) \[1\].*could not recompute"):
+            backend._repair(h, ConnectionError("worker gone"))
+
+
+@pytest.mark.parametrize("n_partitions", [2, 5])
+def test_frame_fit_honours_n_partitions(client, n_partitions):
+    """Issue 15: Dask(n_partitions=...) regroups a Dask DataFrame's
+    individuals (3 frame partitions here) into that many partitions, whole
+    individuals, each bucket spread over them; the numbers are unchanged."""
+    df = _uneven(M=11)
+    ddf = _by_individual(df, 3)
+    kw = dict(buckets=3, max_iter=2)
+    ref = mtgp.Magma(backend=Dask(client), **kw).fit(ddf)  # one partition per frame partition
+    assert ref._handle.n_partitions == 3
+    got = mtgp.Magma(backend=Dask(client, n_partitions=n_partitions), **kw).fit(ddf)
+    h = got._handle
+    assert h.n_partitions == n_partitions
+    rows = np.concatenate(h.global_rows)
+    assert sorted(rows.tolist()) == list(range(len(ref.ids_)))  # each individual in exactly one
+    assert max(len(r) for r in h.global_rows) - min(len(r) for r in h.global_rows) <= 3  # balanced
+    assert got.ids_ == ref.ids_
+    np.testing.assert_allclose(got.history_, ref.history_, rtol=1e-10)
+    for a, b in zip(_leaves(got.theta_) + _leaves(got.theta0_), _leaves(ref.theta_) + _leaves(ref.theta0_)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)

@@ -106,3 +106,33 @@ def test_dask_magmaclust_equals_local(client, shared):
     np.testing.assert_allclose(a.mean, b.mean, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(a.cov, b.cov, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(a.cluster_probabilities, b.cluster_probabilities, rtol=1e-10, atol=1e-10)
+
+
+def test_dask_magmaclust_predict_individuals_on_workers(client):
+    """Issue 15: MagmaClust.predict_individuals on the Dask backend (new
+    individuals as pandas, cut per worker, or as a Dask DataFrame, predicted
+    where its partitions are) equals the same model's batched prediction
+    here, cluster probabilities included."""
+    import copy
+
+    dd = pytest.importorskip("dask.dataframe")
+    df = three_groups(M=15)
+    train, new = df[df.ID < "i10"], df[df.ID >= "i10"]
+    backend = Dask(client)
+    das = mtgp.MagmaClust(backend=backend, **_kw(True)).fit(train)
+    loc = copy.copy(das)
+    loc.backend = None
+    x = np.linspace(0, 10, 9)
+    ref = loc.predict_individuals(new, inputs=x)
+    parts = dd.concat([dd.from_pandas(new[new.ID.isin(g)], npartitions=1)
+                       for g in np.array_split(new.ID.unique(), 2)])
+    before = backend.bytes_moved
+    for data in (new, parts):
+        got = das.predict_individuals(data, inputs=x)
+        assert got.ID.tolist() == ref.ID.tolist() and list(got.columns) == list(ref.columns)
+        for col in ("Mean", "Var", "Lower", "Upper", "P_cluster_0", "P_cluster_2"):
+            np.testing.assert_allclose(got[col], ref[col], rtol=1e-10, atol=1e-10)
+        pd.testing.assert_frame_equal(got.attrs["cluster_probabilities"], ref.attrs["cluster_probabilities"],
+                                      rtol=1e-10, atol=1e-10)
+        assert got.attrs["hyperparameters"].ID.tolist() == ref.attrs["hyperparameters"].ID.tolist()
+    assert backend.bytes_moved > before
