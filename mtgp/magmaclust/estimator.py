@@ -52,10 +52,13 @@ KMEANS_VECTOR_MAX = 200_000
 INIT_CANDIDATES = ("min-mean-max", "standardised", "curves")
 
 #: VEM iterations that each distinct candidate partition of ``init="auto"``
-#: runs before the one with the best ELBO is continued (the first iteration
-#: keeps tau at the candidate: its ELBO is that of the partition itself with
-#: hyper-parameters fitted to it)
-SCREEN_ITER = 1
+#: runs before the one with the best ELBO is continued. 0 (default): the
+#: candidates are compared by the collapsed ELBO at the initial
+#: hyper-parameters with q(mu) optimal for the partition (one E step each);
+#: 1: after the first iteration (tau kept at the partition, HPs fitted to
+#: it), the same choice on the peer benchmark's 13 data sets at M = 60 but
+#: 35% more CPU (docs/results/magmaclust_peer.md)
+SCREEN_ITER = 0
 
 #: "curves" features on uneven 1-D grids: each curve interpolated at this
 #: many points (at most the pooled grid's size) over the pooled range
@@ -210,9 +213,9 @@ class MagmaClust(Estimator):
         distinct partitions of :func:`initial_partitions` (k-means on each
         curve's (min, mean, max) as MagmaClustR, on standardised (min, max,
         mean, sd) as mimosa-ml, on the curves on a common grid as the paper
-        code) each run ``SCREEN_ITER`` VEM iteration(s) (tau kept at the
-        partition: its ELBO with HPs fitted to it), and the best ELBO is
-        continued (``fit_info_["init"]``); "kmeans": MagmaClustR's start
+        code) are compared by their ELBO at the initial HPs (one E step
+        each; ``SCREEN_ITER``) and the best one is run
+        (``fit_info_["init"]``); "kmeans": MagmaClustR's start
         only (k-means on (min, mean, max), 50 restarts).
     n_init, random_state : several starts (start 0: as ``init``, with the
         given HPs; start s > 0: MagmaClustR's k-means with another seed and
@@ -333,9 +336,10 @@ class MagmaClust(Estimator):
 
     def _run_start(self, backend, handle, static, p0, data_, cands, optimize, bar, s, tried):
         """The VEM of one start. Several candidate partitions: each runs
-        ``SCREEN_ITER`` iterations, the best ELBO is continued from where it
-        stopped (the same iterations as one run from it). Appends one dict
-        per candidate to ``tried``."""
+        ``SCREEN_ITER`` iterations (0: its ELBO after the E step at the
+        initial HPs), the best ELBO is continued from where it stopped (the
+        same iterations as one run from it). Appends one dict per candidate
+        to ``tried``."""
         kw = dict(tol=float(self.tol), optimize=bool(optimize), bar=bar)
         max_iter = int(self.max_iter)
         first = min(SCREEN_ITER, max_iter) if len(cands) > 1 else max_iter
@@ -349,7 +353,7 @@ class MagmaClust(Estimator):
         res = runs[j]
         if res.n_iter < max_iter and not res.converged and np.isfinite(res.history[-1]) and len(cands) > 1:
             more = em.run_em(backend, handle, static, res.params, data_, res.tau, max_iter=max_iter - res.n_iter,
-                             freeze_first=False, **kw)
+                             freeze_first=bool(self.freeze_first) and res.n_iter == 0, **kw)
             res = more._replace(history=list(res.history) + list(more.history[1:]),
                                 n_iter=res.n_iter + more.n_iter)
         return res

@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import mtgp
 from mtgp.data import to_individuals
-from mtgp.magmaclust.estimator import (_canonical, _curve_features, initial_partitions,
+from mtgp.magmaclust.estimator import (SCREEN_ITER, _canonical, _curve_features, initial_partitions,
                                        kmeans_responsibilities)
 
 from test_magmaclust_api import two_groups  # noqa: E402 (rootdir-less test folder)
@@ -51,11 +51,11 @@ def test_auto_start_continues_the_candidate_with_the_best_elbo():
     m = mtgp.MagmaClust(3, **KW).fit(df)
     tried = m.fit_info_["init"]
     assert [t["candidate"] for t in tried] == ["min-mean-max", "standardised", "curves"]
-    assert all(t["start"] == 0 and t["n_iter"] == 1 for t in tried)
+    assert all(t["start"] == 0 and t["n_iter"] == SCREEN_ITER for t in tried)
     chosen = [t for t in tried if t["chosen"]]
     assert len(chosen) == 1 and chosen[0]["elbo"] == max(t["elbo"] for t in tried)
     assert np.all(np.diff(m.history_) >= -1e-8 * abs(m.elbo_))
-    # the chosen screening run, continued, is one VEM run from that partition
+    # the chosen candidate, continued, is one VEM run from that partition
     tau = dict(initial_partitions(to_individuals(df, None), 3, random_state=0))[chosen[0]["candidate"]]
     ref = mtgp.MagmaClust(3, init_responsibilities=tau, **KW).fit(df)
     np.testing.assert_allclose(m.history_, ref.history_, rtol=1e-10)
