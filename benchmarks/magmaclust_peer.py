@@ -67,6 +67,7 @@ PEER_PACKAGE = "mimosa-ml==0.5.0a0"
 DEFAULT_VENV = HERE / ".mimosa-venv"
 PEER_CHECK = "import importlib.metadata as m; import mimosa; print(m.version('mimosa-ml'))"
 N_OBS, K = 20, 3
+PEER_START = "mtgp from mimosa-ml's partition"
 Z95 = 1.959963984540054
 NOTES = (
     "\n## Notes\n\n"
@@ -76,9 +77,13 @@ NOTES = (
     "They count different iterations on the same data; the `mtgp tol 1e-05` rows (when run) are mtgp at a 100x "
     "tighter tolerance (more iterations; about the same ARI and MSE: the differences with the peer are not a "
     "matter of stopping early).\n"
-    "- Initial clusters: mtgp follows MagmaClustR (hard k-means, 50 restarts, on each individual's (min, mean, "
-    "max)); mimosa-ml runs soft k-means on standardised (min, max, mean, sd). The two VEMs then reach different "
-    "local optima on some data sets (different ARI), which is most of the spread between the libraries' MSE.\n"
+    "- Initial clusters: mtgp's default start (`init=\"auto\"`) tries the distinct partitions of hard k-means (50 "
+    "restarts) on each curve's (min, mean, max) (MagmaClustR), on the standardised (min, max, mean, sd) (mimosa-ml's "
+    "features) and on the curves themselves (the paper code's features on a common grid); each runs one VEM "
+    "iteration with tau kept at the partition, and the best ELBO is continued (never the test MSE). mimosa-ml runs "
+    "soft k-means on standardised (min, max, mean, sd). Where both end at the same ARI, the MSE differences come "
+    "from the fitted hyper-parameters, not the partition: the ELBO table (`--peer-start`) fits mtgp from "
+    "mimosa-ml's own final partition.\n"
     "- M = 6000: `magmaclust_peer_M6000.md` (a separate run, `--sizes 6000:1 --name magmaclust_peer_M6000`).\n")
 
 
@@ -101,7 +106,9 @@ def _fits(files):
         yield f, d, M, N, _init(d)
 
 
-def _worker_mtgp(files, tol=1e-3):
+def _worker_mtgp(files, tol=1e-3, starts=None):
+    """mtgp's fits; ``starts``: {file: labels}, each fit started from these
+    hard labels (``init_responsibilities``) instead of mtgp's own start."""
     sys.path.insert(0, str(ROOT))
     import warnings
 
@@ -117,15 +124,18 @@ def _worker_mtgp(files, tol=1e-3):
                            "Output": d["Y"].ravel()})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            tau0 = None if starts is None else np.eye(K)[np.asarray(starts[f])]
             m = mtgp.MagmaClust(n_clusters=K, mean_kernel=SE(variance=h["level_var"], lengthscale=h["lengthscale"]),
                                 individual_kernel=SE(variance=h["var"], lengthscale=h["lengthscale"]),
-                                noise=h["noise"], max_iter=25, tol=tol, random_state=0).fit(df)
+                                noise=h["noise"], max_iter=25, tol=tol, random_state=0,
+                                init_responsibilities=tau0).fit(df)
         fit_s, fit_cpu = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
         p = m.predict(pd.DataFrame({"Input": d["xo"], "Output": d["yo"]}), inputs=d["xt"])
         pred_s = time.perf_counter() - t
+        chosen = [t["candidate"] for t in m.fit_info_["init"] if t["chosen"] and t["start"] == 0]
         out.append({"file": f, "fit_s": fit_s, "fit_cpu_s": fit_cpu, "predict_s": pred_s, "n_iter": m.n_iter_,
-                    "labels": m.clusters_.to_numpy().tolist(), "tau": p.cluster_probabilities.tolist(),
+                    "elbo": m.elbo_, "start": chosen[0], "labels": m.clusters_.to_numpy().tolist(), "tau": p.cluster_probabilities.tolist(),
                     "means": [c.mean.tolist() for c in p.components], "vars": [c.var.tolist() for c in p.components]})
     return out
 
@@ -236,7 +246,9 @@ def _worker_mimosa(files):
 
 def worker(argv):
     lib, out_json, files = argv[0], argv[1], argv[2:]
-    if lib.startswith("mtgp"):  # "mtgp" or "mtgp:TOL"
+    if lib.startswith("mtgp="):  # "mtgp=LABELS.json": from these partitions
+        res = _worker_mtgp(files, starts=json.loads(Path(lib[5:]).read_text()))
+    elif lib.startswith("mtgp"):  # "mtgp" or "mtgp:TOL"
         res = _worker_mtgp(files, *(float(v) for v in lib.split(":")[1:]))
     else:
         res = _worker_mimosa(files)
@@ -320,6 +332,34 @@ def per_data_set(df):
     return out + "\n"
 
 
+def elbo_table(df):
+    """Markdown: per data set, mtgp's final ELBO and chosen start, and (with
+    --peer-start) the ELBO mtgp reaches from mimosa-ml's final partition, with
+    both MSEs: where the peer predicts better, is it a better optimum of the
+    same objective?"""
+    import _common as C
+
+    acc = df[(df.fit > 0) & df.library.isin(["mtgp", PEER_START])]
+    if PEER_START not in set(acc.library):
+        return ""
+    rows, better = [], 0
+    for (M, f), g in acc.groupby(["M", "file"], sort=True):
+        by = {r.library: r for r in g.itertuples()}
+        a, b = by["mtgp"], by[PEER_START]
+        peer = df[(df.fit > 0) & (df.library == "mimosa-ml") & (df.M == M) & (df.file == f)]
+        better += int(b.elbo > a.elbo + 1e-6 * abs(a.elbo))
+        rows.append([M, f, a.start, f"{a.elbo:.3f}", f"{b.elbo:.3f}", f"{b.elbo - a.elbo:+.3f}",
+                     f"{a.ARI:.2f} / {b.ARI:.2f}", f"{a.MSE:.3g} / {b.MSE:.3g}",
+                     f"{peer.MSE.iloc[0]:.3g}" if len(peer) else ""])
+    return ("\n## ELBO: mtgp's start against mimosa-ml's partition\n\n"
+            "mtgp's exact ELBO after its fit (start chosen by ELBO among the candidates), and after a fit started "
+            "from mimosa-ml's final partition (same HP initialisation and VEM; `--peer-start`).\n\n"
+            + C.md_table(["M", "data set", "mtgp start", "ELBO mtgp", "ELBO from peer's partition", "difference",
+                          "ARI mtgp / from peer's", "MSE mtgp / from peer's", "MSE mimosa-ml"], rows)
+            + f"\n\n- Data sets where mimosa-ml's partition leads mtgp to a higher ELBO (by more than 1e-6 "
+            f"relative): {better} of {len(rows)}.\n")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_worker":
@@ -334,6 +374,8 @@ def main(argv=None):
     p.add_argument("--timeout", type=int, default=3600, help="per worker process (s)")
     p.add_argument("--mtgp-tol", type=float, nargs="*", default=[],
                    help="extra mtgp rows with these VEM tolerances (the peer's rule at a tighter threshold)")
+    p.add_argument("--peer-start", action="store_true",
+                   help="also fit mtgp from mimosa-ml's final partition (its ELBO: is mtgp's own start worse?)")
     p.add_argument("--out", default=None)
     p.add_argument("--name", default=None, help="page name (default magmaclust_peer[_quick])")
     a = p.parse_args(argv)
@@ -364,7 +406,19 @@ def main(argv=None):
                 for j, run in enumerate(res["runs"]):
                     rows.append({"library": lib, "M": M, "file": Path(run["file"]).stem, "fit": j,
                                  "cold": j == 0, "fit_s": run["fit_s"], "fit_cpu_s": run["fit_cpu_s"], "predict_s": run["predict_s"],
-                                 "n_iter": run["n_iter"], **scores(run)})
+                                 "n_iter": run["n_iter"], "elbo": run.get("elbo", np.nan), "start": run.get("start", ""),
+                                 **scores(run)})
+                if lib == "mimosa-ml" and a.peer_start:  # mtgp from the peer's final partitions
+                    lab = Path(folder) / f"peer_labels_M{M}.json"
+                    lab.write_text(json.dumps({r["file"]: r["labels"] for r in res["runs"]}))
+                    print(f"  M = {M}: mtgp from mimosa-ml's partition ...", flush=True)
+                    pres = run_worker(sys.executable, f"mtgp={lab}", files, folder, a.timeout,
+                                      {"MTGP_CACHE_DIR": tempfile.mkdtemp(dir=folder)})
+                    for j, run in enumerate(pres["runs"]):
+                        rows.append({"library": PEER_START, "M": M, "file": Path(run["file"]).stem, "fit": j,
+                                     "cold": j == 0, "fit_s": run["fit_s"], "fit_cpu_s": run["fit_cpu_s"],
+                                     "predict_s": run["predict_s"], "n_iter": run["n_iter"], "elbo": run["elbo"],
+                                     "start": "mimosa-ml's partition", **scores(run)})
     wall = time.perf_counter() - t0
     df = pd.DataFrame(rows)
     out = C.out_dir(a.out)
@@ -395,7 +449,7 @@ def main(argv=None):
     page += ("\nARI, MSE and CIC95: mean (sd) over the data sets; cold: the first fit of a fresh process, "
              "compilation included; warm: the median of the later fits in the same process. CPU: the process's CPU "
              "time during the fit (all its threads; less sensitive to the other jobs than the wall time).\n")
-    page += "\n## Per data set\n\n" + per_data_set(df)
+    page += "\n## Per data set\n\n" + per_data_set(df) + elbo_table(df)
     page += NOTES
     (out / f"{name}.md").write_text(page)
     return df

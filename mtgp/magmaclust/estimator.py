@@ -47,29 +47,56 @@ VANISHING_COUNT = 1e-3
 
 #: above this many (individual, start) pairs the k-means start runs in
 #: scikit-learn, one start at a time (the vectorised one holds all starts'
-#: distances at once)
+#: (individual, cluster) distances at once)
 KMEANS_VECTOR_MAX = 200_000
+
+#: the initial partitions that ``init="auto"`` tries (:func:`initial_partitions`)
+INIT_CANDIDATES = ("min-mean-max", "standardised", "curves")
+
+#: VEM iterations that each distinct candidate partition of ``init="auto"``
+#: runs before the one with the best ELBO is continued. 0 (default): the
+#: candidates are compared by the collapsed ELBO at the initial
+#: hyper-parameters with q(mu) optimal for the partition (one E step each);
+#: 1: after the first iteration (tau kept at the partition, HPs fitted to
+#: it), the same choice on the peer benchmark's 13 data sets at M = 60 but
+#: 35% more CPU (docs/results/magmaclust_peer.md)
+SCREEN_ITER = 0
+
+#: k-means restarts of the candidates other than MagmaClustR's (which keeps
+#: the package's 50): at M = 600 each 50-restart k-means costs about 0.1 s
+#: CPU, a sixth of the fit
+CANDIDATE_N_INIT = 10
+
+#: "curves" features on uneven 1-D grids: each curve interpolated at this
+#: many points (at most the pooled grid's size) over the pooled range
+CURVE_POINTS = 30
 
 
 def _kmeans_vectorised(X, K: int, n_init: int, random_state=None, max_iter: int = 300):
     """Labels (M,) of the best of ``n_init`` k-means runs (k-means++ seeding,
     Lloyd iterations until the centres stop moving), all runs at once in
-    numpy: on (M, 3) features the per-run overheads of a library call are
-    most of the cost."""
+    numpy: on (M, d) features with small d the per-run overheads of a
+    library call are most of the cost."""
     M, d = X.shape
     rng = np.random.default_rng(random_state)
     S = int(n_init)
+    xx = np.sum(X * X, axis=1)
+
+    def dist2(C):  # (S, M, K') squared distances, without an (S, M, K', d) array
+        return np.maximum(xx[None, :, None] - 2.0 * np.einsum("md,skd->smk", X, C)
+                          + np.sum(C * C, axis=-1)[:, None, :], 0.0)
+
     C = np.empty((S, K, d))
     C[:, 0] = X[rng.integers(M, size=S)]
-    D = np.sum((X[None] - C[:, :1]) ** 2, axis=-1)  # (S, M) squared distance to the nearest centre
+    D = dist2(C[:, :1])[..., 0]  # (S, M) squared distance to the nearest centre
     for j in range(1, K):
         tot = D.sum(axis=1, keepdims=True)
         p = np.where(tot > 0, D / np.where(tot > 0, tot, 1.0), 1.0 / M)
         idx = np.minimum((np.cumsum(p, axis=1) < rng.random((S, 1))).sum(axis=1), M - 1)
         C[:, j] = X[idx]
-        D = np.minimum(D, np.sum((X[None] - C[:, j:j + 1]) ** 2, axis=-1))
+        D = np.minimum(D, dist2(C[:, j:j + 1])[..., 0])
     for _ in range(int(max_iter)):
-        lab = np.argmin(np.sum((X[None, :, None, :] - C[:, None]) ** 2, axis=-1), axis=2)
+        lab = np.argmin(dist2(C), axis=2)
         onehot = (lab[..., None] == np.arange(K)).astype(float)  # (S, M, K)
         cnt = onehot.sum(axis=1)
         new = np.where(cnt[..., None] > 0, np.einsum("smk,md->skd", onehot, X) / np.maximum(cnt, 1)[..., None], C)
@@ -77,32 +104,102 @@ def _kmeans_vectorised(X, K: int, n_init: int, random_state=None, max_iter: int 
         C = new
         if moved == 0.0:
             break
-    d2 = np.sum((X[None, :, None, :] - C[:, None]) ** 2, axis=-1)
+    d2 = dist2(C)
     lab = np.argmin(d2, axis=2)
     inertia = np.take_along_axis(d2, lab[..., None], axis=2)[..., 0].sum(axis=1)
     return lab[int(np.argmin(inertia))]
+
+
+def _kmeans_labels(feats: np.ndarray, K: int, random_state=None, n_init: int = 50) -> np.ndarray:
+    """Labels (M,) of the best of ``n_init`` k-means runs on ``feats`` (M, d):
+    vectorised in numpy (:func:`_kmeans_vectorised`) up to
+    ``KMEANS_VECTOR_MAX`` individual-runs, else scikit-learn's KMeans on one
+    OpenMP thread (its threads' start-up and spin-waits cost far more than
+    the work on small features: 14 s wall instead of 0.15 s at M = 600 on a
+    loaded 2-core machine)."""
+    if feats.shape[0] * int(n_init) <= KMEANS_VECTOR_MAX:
+        return _kmeans_vectorised(feats, int(K), int(n_init), random_state)
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return KMeans(n_clusters=int(K), n_init=int(n_init), random_state=random_state).fit(feats).labels_
 
 
 def kmeans_responsibilities(outputs: Sequence[np.ndarray], n_clusters: int, random_state=None,
                             n_init: int = 50) -> np.ndarray:
     """Hard (0/1) initial responsibilities (M, K) by k-means on each
     individual's (min, mean, max) of its outputs (MagmaClustR's
-    ``ini_kmeans``, nstart 50): the best of ``n_init`` runs, all vectorised
-    in numpy (:func:`_kmeans_vectorised`; scikit-learn's KMeans on one
-    OpenMP thread above ``KMEANS_VECTOR_MAX`` individual-runs: its threads'
-    start-up and spin-waits cost far more than the work on (M, 3) features,
-    14 s wall instead of 0.15 s at M = 600 on a loaded 2-core machine)."""
+    ``ini_kmeans``, nstart 50): the best of ``n_init`` runs
+    (:func:`_kmeans_labels`)."""
     feats = np.array([[np.min(y), np.mean(y), np.max(y)] for y in outputs])
     K = int(n_clusters)
-    if feats.shape[0] * int(n_init) <= KMEANS_VECTOR_MAX:
-        labels = _kmeans_vectorised(feats, K, int(n_init), random_state)
-    else:
-        from sklearn.cluster import KMeans
-        from threadpoolctl import threadpool_limits
+    return np.eye(K)[_kmeans_labels(feats, K, random_state, n_init)]
 
-        with threadpool_limits(limits=1):
-            labels = KMeans(n_clusters=K, n_init=int(n_init), random_state=random_state).fit(feats).labels_
-    return np.eye(K)[labels]
+
+def _standardised_summaries(outputs) -> np.ndarray:
+    """(min, max, mean, sd) of each curve, each column standardised over the
+    individuals (mimosa-ml's k-means features; a constant column is 0)."""
+    F = np.array([[np.min(y), np.max(y), np.mean(y), np.std(y)] for y in outputs])
+    sd = F.std(axis=0)
+    return (F - F.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def _curve_features(inds) -> Optional[np.ndarray]:
+    """Each curve as a vector: its outputs when every individual has the same
+    inputs (the paper code's k-means features), else, for 1-D inputs, the
+    curve linearly interpolated (constant beyond its ends) at
+    ``CURVE_POINTS`` points over the pooled range; None for uneven
+    multi-dimensional inputs."""
+    X0 = inds.inputs[0]
+    if all(X.shape == X0.shape and np.array_equal(X, X0) for X in inds.inputs):
+        return np.stack([np.asarray(y, dtype=np.float64) for y in inds.outputs])
+    if inds.input_dim != 1:
+        return None
+    lo = min(float(X.min()) for X in inds.inputs)
+    hi = max(float(X.max()) for X in inds.inputs)
+    n = len(np.unique(np.concatenate([X[:, 0] for X in inds.inputs])))
+    t = np.linspace(lo, hi, max(2, min(CURVE_POINTS, n)))
+    out = []
+    for X, y in zip(inds.inputs, inds.outputs):
+        order = np.argsort(X[:, 0], kind="stable")
+        out.append(np.interp(t, X[order, 0], np.asarray(y, dtype=np.float64)[order]))
+    return np.stack(out)
+
+
+def _canonical(labels: np.ndarray) -> tuple:
+    """Labels renumbered by first appearance: equal for two partitions that
+    differ only by the clusters' names."""
+    first = {}
+    return tuple(first.setdefault(int(v), len(first)) for v in labels)
+
+
+def initial_partitions(inds, n_clusters: int, random_state=None, n_init: int = 50,
+                       n_init_other: int = CANDIDATE_N_INIT) -> List[tuple]:
+    """The distinct candidate initial partitions of ``init="auto"``: hard
+    k-means on (1) each curve's (min, mean, max) (MagmaClustR's
+    ``ini_kmeans``; best of ``n_init`` runs), (2) the standardised (min,
+    max, mean, sd) (mimosa-ml's features), (3) the curves themselves on a
+    common grid (:func:`_curve_features`; the paper code's features on
+    common grids) (2, 3: best of ``n_init_other`` runs).
+    Returns [(name, tau (M, K))], the first one first, without repeats (the
+    same partition up to the clusters' names is kept once, under its first
+    name)."""
+    K = int(n_clusters)
+    feats = {"min-mean-max": np.array([[np.min(y), np.mean(y), np.max(y)] for y in inds.outputs]),
+             "standardised": _standardised_summaries(inds.outputs),
+             "curves": _curve_features(inds)}
+    out, seen = [], set()
+    for name in INIT_CANDIDATES:
+        F = feats[name]
+        if F is None or len(F) < K:
+            continue
+        labels = _kmeans_labels(F, K, random_state, n_init if name == INIT_CANDIDATES[0] else n_init_other)
+        key = _canonical(labels)
+        if key not in seen:
+            seen.add(key)
+            out.append((name, np.eye(K)[labels]))
+    return out
 
 
 class MagmaClust(Estimator):
@@ -121,11 +218,20 @@ class MagmaClust(Estimator):
         on the pooled grid), fixed.
     max_iter, tol : at most ``max_iter`` VEM iterations; stop when the relative
         ELBO change is below ``tol`` (MagmaClustR: 25 and 1e-3).
-    n_init, random_state : several starts (start 0: k-means with the given
-        HPs; start s > 0: k-means with another seed and HPs perturbed by
-        :func:`mtgp.optim.perturbed_starts`); the best final ELBO is kept.
+    init : how start 0 partitions the individuals. "auto" (default): the
+        distinct partitions of :func:`initial_partitions` (k-means on each
+        curve's (min, mean, max) as MagmaClustR, on standardised (min, max,
+        mean, sd) as mimosa-ml, on the curves on a common grid as the paper
+        code) are compared by their ELBO at the initial HPs (one E step
+        each; ``SCREEN_ITER``) and the best one is run
+        (``fit_info_["init"]``); "kmeans": MagmaClustR's start
+        only (k-means on (min, mean, max), 50 restarts).
+    n_init, random_state : several starts (start 0: as ``init``, with the
+        given HPs; start s > 0: MagmaClustR's k-means with another seed and
+        HPs perturbed by :func:`mtgp.optim.perturbed_starts`); the best
+        final ELBO is kept.
     init_responsibilities : optional (M, K) array (rows in training order,
-        summing to one), replacing k-means for every start.
+        summing to one), replacing ``init`` for every start.
     freeze_first : keep tau at its start in the first iteration (the
         package's rule, robust to poor initial HPs).
     m_step_max_iter : L-BFGS iterations per M-step problem.
@@ -150,15 +256,16 @@ class MagmaClust(Estimator):
     mean_kernels_ : one fitted mean kernel per cluster; individual_kernel_,
         noise_, hyperparameters_ as Magma.
     fit_info_ : n_iter, converged, history, fit_time, n_init, best_start,
-        elbo_per_start, empty_clusters, vanishing_clusters, bucket_sizes,
-        elbo_package.
+        elbo_per_start, init (one dict per tried partition: start,
+        candidate, n_iter, elbo after them, chosen), empty_clusters,
+        vanishing_clusters, bucket_sizes, elbo_package.
     """
 
     def __init__(self, n_clusters: int = 3, mean_kernel: Optional[Kernel] = None,
                  individual_kernel: Optional[Kernel] = None, shared_mean_hp: bool = True,
                  shared_individual_hp: bool = True, noise: float = 1.0, prior_mean=0.0,
-                 max_iter: int = 25, tol: float = 1e-3, n_init: int = 1, random_state=None,
-                 init_responsibilities=None, freeze_first: bool = True, m_step_max_iter: int = 50,
+                 max_iter: int = 25, tol: float = 1e-3, init: str = "auto", n_init: int = 1,
+                 random_state=None, init_responsibilities=None, freeze_first: bool = True, m_step_max_iter: int = 50,
                  input_columns: Optional[Sequence[str]] = None, buckets: Optional[int] = 4,
                  verbose: Optional[bool] = None, backend=None):
         self.n_clusters = n_clusters
@@ -170,6 +277,7 @@ class MagmaClust(Estimator):
         self.prior_mean = prior_mean
         self.max_iter = max_iter
         self.tol = tol
+        self.init = init
         self.n_init = n_init
         self.random_state = random_state
         self.init_responsibilities = init_responsibilities
@@ -190,6 +298,8 @@ class MagmaClust(Estimator):
         if not self.tol > 0:
             raise ValueError(f"tol must be positive, got {self.tol}")
         check_n_init(self.n_init)
+        if self.init not in ("auto", "kmeans"):
+            raise ValueError(f"init must be 'auto' or 'kmeans', got {self.init!r}")
         _positive_scalar(self.noise, "noise")
         k0 = _check_kernel(self.mean_kernel if self.mean_kernel is not None else SE(), "mean_kernel")
         ki = _check_kernel(self.individual_kernel if self.individual_kernel is not None else SE(),
@@ -215,20 +325,47 @@ class MagmaClust(Estimator):
         return tau
 
     def _starts(self, params, inds, K):
+        """[(candidates [(name, tau0)], initial params)], one per start."""
         n = int(self.n_init)
         hp = perturbed_starts((params.theta0, params.theta), n, self.random_state)
         rng = np.random.default_rng(self.random_state)
         out = []
         for s in range(n):
             if self.init_responsibilities is not None:
-                tau = self._check_tau(self.init_responsibilities, inds.n_individuals, K)
+                cands = [("given", self._check_tau(self.init_responsibilities, inds.n_individuals, K))]
             elif K == 1:
-                tau = np.ones((inds.n_individuals, 1))
+                cands = [("one cluster", np.ones((inds.n_individuals, 1)))]
+            elif s == 0 and self.init == "auto":
+                cands = initial_partitions(inds, K, self.random_state)
             else:
                 seed = self.random_state if s == 0 else int(rng.integers(2**31 - 1))
-                tau = kmeans_responsibilities(inds.outputs, K, seed, n_init=50 if s == 0 else 1)
-            out.append((tau, params._replace(theta0=hp[s][0], theta=hp[s][1])))
+                cands = [("min-mean-max", kmeans_responsibilities(inds.outputs, K, seed, n_init=50 if s == 0 else 1))]
+            out.append((cands, params._replace(theta0=hp[s][0], theta=hp[s][1])))
         return out
+
+    def _run_start(self, backend, handle, static, p0, data_, cands, optimize, bar, s, tried):
+        """The VEM of one start. Several candidate partitions: each runs
+        ``SCREEN_ITER`` iterations (0: its ELBO after the E step at the
+        initial HPs), the best ELBO is continued from where it stopped (the
+        same iterations as one run from it). Appends one dict per candidate
+        to ``tried``."""
+        kw = dict(tol=float(self.tol), optimize=bool(optimize), bar=bar)
+        max_iter = int(self.max_iter)
+        first = min(SCREEN_ITER, max_iter) if len(cands) > 1 else max_iter
+        runs = [em.run_em(backend, handle, static, p0, data_, tau0, max_iter=first,
+                          freeze_first=bool(self.freeze_first), **kw) for _, tau0 in cands]
+        ends = [r.history[-1] if np.isfinite(r.history[-1]) else -np.inf for r in runs]
+        j = int(np.argmax(ends))  # the first one on ties
+        for k, ((name, _), r) in enumerate(zip(cands, runs)):
+            tried.append({"start": s, "candidate": name, "n_iter": r.n_iter, "elbo": float(r.history[-1]),
+                          "chosen": k == j})
+        res = runs[j]
+        if res.n_iter < max_iter and not res.converged and np.isfinite(res.history[-1]) and len(cands) > 1:
+            more = em.run_em(backend, handle, static, res.params, data_, res.tau, max_iter=max_iter - res.n_iter,
+                             freeze_first=bool(self.freeze_first) and res.n_iter == 0, **kw)
+            res = more._replace(history=list(res.history) + list(more.history[1:]),
+                                n_iter=res.n_iter + more.n_iter)
+        return res
 
     def _layout(self, inds, k0, ki):
         """Pooled grid, size buckets, prior mean, the data pytree, the static model."""
@@ -260,16 +397,14 @@ class MagmaClust(Estimator):
         backend = resolve_backend(self.backend, clusters=True)
         handle = backend.prepare(data_)
         params0 = self._initial_params(k0, ki, K, M)
-        best, per_start = None, []
+        best, per_start, tried = None, [], []
         n_starts = int(self.n_init)
         try:
             with progress(int(self.max_iter) * n_starts, "MagmaClust VEM", self.verbose) as bar:
-                for s, (tau0, p0) in enumerate(self._starts(params0, inds, K)):
+                for s, (cands, p0) in enumerate(self._starts(params0, inds, K)):
                     if n_starts > 1:
                         bar.note(f"MagmaClust VEM, start {s + 1}/{n_starts}")
-                    res = em.run_em(backend, handle, static, p0, data_, tau0, max_iter=int(self.max_iter),
-                                    tol=float(self.tol), freeze_first=bool(self.freeze_first),
-                                    optimize=bool(optimize), bar=bar)
+                    res = self._run_start(backend, handle, static, p0, data_, cands, optimize, bar, s, tried)
                     per_start.append(res.history[-1])
                     if best is None or (np.isfinite(res.history[-1])
                                         and not res.history[-1] <= best[1].history[-1]):
@@ -297,7 +432,7 @@ class MagmaClust(Estimator):
         N = grid.shape[0]
         info = {"n_iter": res.n_iter, "converged": res.converged, "history": np.array(res.history),
                 "fit_time": time.perf_counter() - t_start, "n_init": int(self.n_init), "best_start": s,
-                "elbo_per_start": per_start, "empty_clusters": empty,
+                "elbo_per_start": per_start, "init": tried, "empty_clusters": empty,
                 "vanishing_clusters": [k for k in range(K) if em.EMPTY_COUNT <= counts[k] < VANISHING_COUNT],
                 "bucket_sizes": list(buckets.sizes),
                 "elbo_package": float(res.history[-1]) - K * N / 2.0 * (1.0 + LOG_2PI)}

@@ -26,13 +26,15 @@ from .numerics import ClustParams
 
 FORMAT = "mtgp.MagmaClust/1"
 
-_PARAMS = ("n_clusters", "shared_mean_hp", "shared_individual_hp", "noise", "max_iter", "tol", "n_init",
-           "random_state", "freeze_first", "m_step_max_iter", "buckets")
+_PARAMS = ("n_clusters", "shared_mean_hp", "shared_individual_hp", "noise", "max_iter", "tol", "init",
+           "n_init", "random_state", "freeze_first", "m_step_max_iter", "buckets")
 
 
 def _json(x):
     if isinstance(x, (list, tuple)):
         return [_json(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _json(v) for k, v in x.items()}
     return _jsonable(x)
 
 
