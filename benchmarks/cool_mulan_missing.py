@@ -35,6 +35,7 @@ uniformly at random, keeping at least 2 observed entries per output.
     python3 benchmarks/cool_mulan_missing.py --peer-python /path/to/venv/bin/python   # with GPyTorch
     python3 benchmarks/cool_mulan_missing.py --datasets oes10 scm20d --max-train 200   # capped training rows
     python3 benchmarks/cool_mulan_missing.py --merge a/cool_mulan_missing_raw.csv b/...   # page from runs made apart
+                                                                  # (a later file's rows replace an earlier one's)
 """
 
 from __future__ import annotations
@@ -285,6 +286,23 @@ def run(items, max_iter, models, peer_py, warm=False):
     return rows, versions
 
 
+def merge_runs(frames):
+    """The rows of several runs: a (dataset, split, removed, model) row of a
+    later run replaces an earlier one (a model refitted after a change);
+    rows without a warm time (runs made before ``--warm``) get their fit
+    time as warm time for the models with nothing to compile (scikit-learn,
+    GPyTorch), as ``run`` records it."""
+    import pandas as pd
+
+    df = pd.concat(frames, ignore_index=True)
+    df = df.drop_duplicates(subset=["dataset", "split", "removed", "model"], keep="last").reset_index(drop=True)
+    if "fit_s_warm" not in df:
+        df["fit_s_warm"] = np.nan
+    nothing_to_compile = df.model.isin([INDEP, PEER]) & df.fit_s_warm.isna()
+    df.loc[nothing_to_compile, "fit_s_warm"] = df.loc[nothing_to_compile, "fit_s"]
+    return df
+
+
 def report(df, out, elapsed, args, peer_note, sources=None):
     import pandas as pd
 
@@ -362,7 +380,7 @@ def main(argv=None):
     args.max_iter = args.max_iter or (20 if args.quick else 200)
     t0 = time.perf_counter()
     if args.merge:
-        df = pd.concat([pd.read_csv(f) for f in args.merge], ignore_index=True)
+        df = merge_runs([pd.read_csv(f) for f in args.merge])
         return report(df, out, time.perf_counter() - t0, args, "as in the merged runs (see above)",
                       sources=list(args.merge))
     from mtgp.datasets import MTR_DATASETS

@@ -82,6 +82,17 @@ def output_variances(Y) -> np.ndarray:
     return np.nanvar(Y, axis=0) if np.isnan(Y).any() else np.var(Y, axis=0)
 
 
+def output_covariance(Y) -> np.ndarray:
+    """Empirical (T, T) covariance of the outputs, pairwise over the rows
+    where both outputs are observed (NaN = missing; 0 where two outputs share
+    fewer than two rows). Used for starting values only."""
+    Y = np.asarray(Y, dtype=float)
+    obs = np.isfinite(Y)
+    Z = np.where(obs, Y - np.nanmean(Y, axis=0), 0.0)
+    n = obs.T.astype(float) @ obs.astype(float)
+    return np.where(n >= 2, (Z.T @ Z) / np.maximum(n, 1.0), 0.0)
+
+
 def apply_mask(mask, free, fixed):
     return jax.tree_util.tree_map(lambda m, a, b: b if m else a, mask, free, fixed)
 

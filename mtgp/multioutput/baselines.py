@@ -15,10 +15,15 @@ paper's "task").
 
 The joint likelihood (eq. 4) of ICM and Sigma-MT is evaluated exactly in
 O(N^3 + T^3) by :func:`~mtgp.multioutput.algebra.mtgp_log_likelihood`.
-Both take ``min_noise_variance`` (default 0: the models as published): a
-floor added to Sigma's diagonal, relative to each output's variance. When
-the data let Sigma become singular, eq. (4) is unbounded and without a floor
-the fit follows it (a ``DegenerateOutputsWarning`` says so).
+Both take ``min_noise_variance`` (default 1e-4, as :class:`CoolMTGP`; 0
+gives the models as published): a floor added to Sigma's diagonal, relative
+to each output's variance. When the data let Sigma become singular, eq. (4)
+is unbounded or grows towards Sigma's boundary and without a floor the fit
+follows it (a ``DegenerateOutputsWarning`` says so): on edm with 10% of the
+outputs removed, Std-MT without a floor drives one output's noise to 1e-15
+of its variance (exact log-likelihood -109.0 against -170.1 at the floor
+1e-4) and predicts the removed entries with RMSE 1.21 against 0.87 at the
+floor, which is also GPyTorch's (its noise constraint ``GreaterThan(1e-4)``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from jax.flatten_util import ravel_pytree
 
 from ..linalg import cho_solve, cholesky, gaussian_logpdf, mask_padded, report_jitter, safe_cholesky, tri_solve
 from ..compile import cached_jit
-from .base import MultiOutputGP, apply_mask, minimize_from_starts, output_variances, store_params
+from .base import (MultiOutputGP, apply_mask, minimize_from_starts, output_covariance, output_variances,
+                   store_params)
 from .algebra import masked_log_likelihood, mtgp_log_likelihood, observed_index, observed_values
 
 __all__ = ["IndependentGPs", "ICM", "StructuredNoiseMTGP"]
@@ -44,7 +50,7 @@ class _JointMTGP(MultiOutputGP):
 
     _saved_attributes = ("params_", "n_iter_")
 
-    def _structure(self, T):  # -> (init builder, cov function)
+    def _structure(self, Y, b0, s20, rng):  # -> (start of the C/Sigma parameters, cov function)
         raise NotImplementedError
 
     def _key(self):
@@ -53,7 +59,7 @@ class _JointMTGP(MultiOutputGP):
     def _fit_core(self, X, Y):
         kernel, mask, theta0, b0, s20 = self._start(X, Y)
         rng = np.random.default_rng(self.random_state)
-        extra0, covs = self._structure(Y.shape[1], b0, s20, rng)
+        extra0, covs = self._structure(Y, b0, s20, rng)
         x0 = {"kernel": theta0, **extra0}
         floor_value = float(getattr(self, "min_noise_variance", 0.0))
         if not (np.isfinite(floor_value) and floor_value >= 0.0):
@@ -92,6 +98,30 @@ class _JointMTGP(MultiOutputGP):
         return info
 
 
+def _leading_factors(Y, b0, P, rng):
+    """Start of a rank-P factor A (T, P) of C = A A^T: the P leading
+    eigenvectors of the outputs' empirical covariance S (pairwise over
+    observed rows, :func:`~mtgp.multioutput.base.output_covariance`), scaled
+    so that A A^T is the signal share b0 / var of S's rank-P part (eigenvalues
+    floored at 1% of the largest: no zero column, a saddle of A -> A A^T).
+    The outputs' correlations thus start with the signs and sizes the data
+    show, instead of a random draw that may set correlated outputs against
+    each other (slump: a random A needed 107 L-BFGS iterations to the optimum
+    that this start reaches within 50). Columns beyond T, and data with no
+    covariance, fall back to a random draw of variance b0 / P."""
+    T = Y.shape[1]
+    A0 = rng.normal(size=(T, P)) * np.sqrt(b0 / P)[:, None]
+    S = output_covariance(Y)
+    lam, V = np.linalg.eigh(S)
+    lam, V = lam[::-1][:P], V[:, ::-1][:, :P]
+    if not (np.all(np.isfinite(lam)) and lam[0] > 0):
+        return A0
+    share = float(np.sum(b0) / np.trace(S)) if np.trace(S) > 0 else 1.0
+    k = lam.shape[0]
+    A0[:, :k] = V * np.sqrt(share * np.maximum(lam, 1e-2 * lam[0]))[None, :]
+    return A0
+
+
 def _chol_from(off, logdiag):
     return jnp.tril(off, -1) + jnp.diag(jnp.exp(logdiag))
 
@@ -103,25 +133,26 @@ class ICM(_JointMTGP):
 
     Parameters: ``kernel`` (default SE(); its overall variance is held fixed,
     C absorbs the scale), ``rank`` P, ``diagonal``, ``normalize_y``,
-    ``max_iter``, ``tol``, ``random_state`` (initial A and perturbed
-    starts), ``min_noise_variance`` (floor of each sigma_t^2 relative to the
-    output's variance; default 0), ``n_init`` (starts: the default one, then
+    ``max_iter``, ``tol``, ``random_state`` (perturbed starts; initial A
+    only for columns beyond T), ``min_noise_variance`` (floor of each sigma_t^2 relative to the
+    output's variance; default 1e-4, 0: the published model), ``n_init``
+    (starts: the default one, from the data's output covariance, then
     perturbations of the log-scale parameters; the best objective is kept).
     """
 
     def __init__(self, kernel=None, rank: int = 1, diagonal: bool = False, normalize_y: bool = False,
                  max_iter: int = 200, tol: float = 1e-6, random_state: Optional[int] = 0,
-                 min_noise_variance: float = 0.0, n_init: int = 1):
+                 min_noise_variance: float = 1e-4, n_init: int = 1):
         store_params(self, locals())
 
     def _key(self):
         return (int(self.rank), bool(self.diagonal))
 
-    def _structure(self, T, b0, s20, rng):
-        P = int(self.rank)
+    def _structure(self, Y, b0, s20, rng):
+        T, P = Y.shape[1], int(self.rank)
         if P < 1:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
-        A0 = rng.normal(size=(T, P)) * np.sqrt(b0 / P)[:, None]
+        A0 = _leading_factors(Y, b0, P, rng)
         x0 = {"A": jnp.asarray(A0), "log_s2": jnp.log(jnp.asarray(s20))}
         if self.diagonal:
             x0["log_kappa"] = jnp.log(jnp.asarray(0.1 * b0))
@@ -144,19 +175,20 @@ class StructuredNoiseMTGP(_JointMTGP):
     parameters). ``rank=P``: the paper's low-rank forms C = A_c A_c^T + c^2 I,
     Sigma = A_s A_s^T + s^2 I (2TP + 2 parameters). ``min_noise_variance``
     adds a floor to Sigma's diagonal, relative to each output's variance
-    (default 0, the published model). ``n_init`` and ``random_state``: as
+    (default 1e-4; 0: the published model). ``n_init`` and ``random_state``: as
     for :class:`ICM`.
     """
 
     def __init__(self, kernel=None, rank: Optional[int] = None, normalize_y: bool = False,
                  max_iter: int = 200, tol: float = 1e-6, random_state: Optional[int] = 0,
-                 min_noise_variance: float = 0.0, n_init: int = 1):
+                 min_noise_variance: float = 1e-4, n_init: int = 1):
         store_params(self, locals())
 
     def _key(self):
         return None if self.rank is None else int(self.rank)
 
-    def _structure(self, T, b0, s20, rng):
+    def _structure(self, Y, b0, s20, rng):
+        T = Y.shape[1]
         if self.rank is None:
             x0 = {
                 "Lc_off": jnp.zeros((T, T)), "Lc_logdiag": 0.5 * jnp.log(jnp.asarray(b0)),
