@@ -160,9 +160,9 @@ def convmt_rows(python, name, files, folder, timeout):
 def report(df, names, kernels, out, elapsed, max_iter=None, sources=None, note=None):
     """Markdown page, raw CSV and figure from the per-fit rows."""
     models_order = [m for m in MODELS if m in set(df["model"])]
-    splits = df.groupby(["dataset", "kernel"])["split"].nunique()
+    splits = df.groupby(["dataset", "kernel", "model"])["split"].nunique()
     split_text = (f"{splits.min()} random 80/20 split(s)" if splits.min() == splits.max()
-                  else f"{splits.min()}-{splits.max()} random 80/20 splits (per data set: see the raw CSV)")
+                  else f"{splits.min()}-{splits.max()} random 80/20 splits (per data set and model: see the raw CSV)")
     parts = []
     for kname in kernels:
         d = df[df.kernel == kname]
@@ -171,7 +171,7 @@ def report(df, names, kernels, out, elapsed, max_iter=None, sources=None, note=N
         tab = (d.groupby(["dataset", "model"])["rmse"].agg(["mean", "std"]).reset_index()
                .assign(cell=lambda x: x["mean"].map("{:.2f}".format) + " ± " + x["std"].fillna(0).map("{:.2f}".format))
                .pivot(index="dataset", columns="model", values="cell").reindex([n for n in names if n in set(d.dataset)])
-               [[m for m in models_order if m in set(d.model)]].reset_index())
+               [[m for m in models_order if m in set(d.model)]].fillna("not run").reset_index())
         if kname == "se":
             tab["paper Cool-MT (SE)"] = [f"{PAPER_COOL_SE.get(n, float('nan')):.2f}" for n in tab["dataset"]]
         n_fail = int(d["rmse"].isna().sum())
@@ -179,6 +179,7 @@ def report(df, names, kernels, out, elapsed, max_iter=None, sources=None, note=N
                   "" if not n_fail else f"\n{n_fail} fit(s) failed (NaN rows in the raw CSV) and are left out.", ""]
     ftime = (df.groupby(["dataset", "kernel", "model"])["fit_s"].median().unstack("model")[models_order]
              .reset_index())
+    ftime = ftime.astype(object).where(ftime.notna(), "not run")
     budget = f"max_iter = {max_iter}" if max_iter else "as in the merged runs"
     md = [page_header("Cool-MTGP, Sec. 5.3: Mulan multi-target regression", elapsed=elapsed)]
     if sources:
