@@ -6,24 +6,31 @@ independent GPs, Std-MT with P = 1 (rank-1 C = a a^T, and rank 1 plus a
 free diagonal, the form of Bonilla et al. and GPyTorch's IndexKernel; the
 paper writes C ~ U lambda U^T + sigma^2 I), Sigma-MT (free-form) and Cool-MT
 (approximate, as in the paper). The paper's Cool-MT SE figures (Table 3,
-NOTES.md) are printed beside ours.
+NOTES.md) are printed beside ours. Conv-MT (``--convmt-python``, MOGPTK's
+CONV model in its own virtualenv, see ``cool_convmt_peer.py``: inducing
+points at 50% of the training size, 200 Adam iterations) has Gaussian
+smoothing kernels only and is reported in the SE table.
 
     python3 benchmarks/cool_mulan.py                       # 9 sets, 10 splits, both kernels
     python3 benchmarks/cool_mulan.py --quick               # CI: slump, 1 split, budget 20
     python3 benchmarks/cool_mulan.py --datasets slump edm --splits 3 --kernels se
     python3 benchmarks/cool_mulan.py --datasets enb --models "Std-MT (P=1 + diag)"
     python3 benchmarks/cool_mulan.py --merge a/cool_mulan_raw.csv b/cool_mulan_raw.csv   # page from runs made apart
+    python3 benchmarks/cool_mulan.py --datasets slump --splits 2 --models Conv-MT --convmt-python /tmp/convmt/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 
 import numpy as np
 import pandas as pd
 
 from _common import md_table, out_dir, page_header
+from cool_convmt_peer import run_convmt
 
 from mtgp.datasets import MTR_DATASETS, load_mtr
 from mtgp.kernels import SE, Linear
@@ -33,7 +40,7 @@ PAPER_COOL_SE = {"andro": 0.42, "enb": 0.13, "edm": 0.72, "slump": 0.63, "oes10"
                  "atp1d": 0.41, "atp7d": 0.56, "scm20d": 0.28}
 
 
-MODELS = ("Indep. GPs", "Std-MT (P=1)", "Std-MT (P=1 + diag)", "Sigma-MT", "Cool-MT")
+MODELS = ("Indep. GPs", "Std-MT (P=1)", "Std-MT (P=1 + diag)", "Sigma-MT", "Conv-MT", "Cool-MT")
 
 
 def split(X, Y, seed, max_train=800, max_test=200):
@@ -74,6 +81,8 @@ def main(argv=None):
                     help="write the page from raw CSVs of earlier runs (no fitting)")
     ap.add_argument("--models", nargs="*", default=None, choices=MODELS, help="fit only these models")
     ap.add_argument("--note", default=None, help="a paragraph for the page (e.g. how the merged runs were made)")
+    ap.add_argument("--convmt-python", default=None, help="MOGPTK's virtualenv: adds Conv-MT (SE table)")
+    ap.add_argument("--convmt-timeout", type=float, default=3600, help="seconds per data set for Conv-MT")
     args = ap.parse_args(argv)
     out = out_dir(args.out)
     t0 = time.perf_counter()
@@ -89,7 +98,10 @@ def main(argv=None):
         return report(df, names, kernels, out, time.perf_counter() - t0,
                       sources=[str(f) for f in args.merge], note=args.note)
     rows = []
+    tmp = tempfile.TemporaryDirectory()
+    conv = args.convmt_python and (not args.models or "Conv-MT" in args.models)
     for name in names:
+        conv_files = {}
         Xd, Yd = load_mtr(name)
         X, Y = Xd.to_numpy(float), Yd.to_numpy(float)
         keep = X.std(0) > 0
@@ -116,23 +128,50 @@ def main(argv=None):
                         rmse = np.nan
                     rows.append(dict(dataset=name, kernel=kname, split=s, model=mname, rmse=rmse,
                                      fit_s=time.perf_counter() - t1))
+            if conv:
+                conv_files[s] = os.path.join(tmp.name, f"{name}_{s}.npz")
+                np.savez(conv_files[s], Xtr=Xtr, Ytr=Ytr, Xte=Xte, Yte=Yte)
             print(f"{name} split {s} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if conv:
+            rows += convmt_rows(args.convmt_python, name, conv_files, tmp.name, args.convmt_timeout)
+    tmp.cleanup()
     return report(pd.DataFrame(rows), names, kernels, out, time.perf_counter() - t0, max_iter=max_iter)
+
+
+def convmt_rows(python, name, files, folder, timeout):
+    """Conv-MT (MOGPTK, its own process) on every split of one data set:
+    rows for the SE table (NaN RMSE for a failed fit)."""
+    t = time.perf_counter()
+    res = {r["file"]: r for r in run_convmt(python, list(files.values()), folder, timeout)["runs"]}
+    rows = []
+    for s, f in files.items():
+        r = res.get(str(f), {})
+        rmse = np.nan
+        if "mean" in r:
+            Yte = np.load(f)["Yte"]
+            rmse = float(np.mean(np.sqrt(np.mean((np.asarray(r["mean"]) - Yte) ** 2, axis=0))))
+        else:
+            print(f"  {name} se Conv-MT split {s}: failed ({r.get('error', 'no result')})")
+        rows.append(dict(dataset=name, kernel="se", split=s, model="Conv-MT", rmse=rmse, fit_s=r.get("fit_s", np.nan)))
+    print(f"{name} Conv-MT done ({time.perf_counter() - t:.0f} s)", flush=True)
+    return rows
 
 
 def report(df, names, kernels, out, elapsed, max_iter=None, sources=None, note=None):
     """Markdown page, raw CSV and figure from the per-fit rows."""
     models_order = [m for m in MODELS if m in set(df["model"])]
-    splits = df.groupby(["dataset", "kernel"])["split"].nunique()
+    splits = df.groupby(["dataset", "kernel", "model"])["split"].nunique()
     split_text = (f"{splits.min()} random 80/20 split(s)" if splits.min() == splits.max()
-                  else f"{splits.min()}-{splits.max()} random 80/20 splits (per data set: see the raw CSV)")
+                  else f"{splits.min()}-{splits.max()} random 80/20 splits (per data set and model: see the raw CSV)")
     parts = []
     for kname in kernels:
         d = df[df.kernel == kname]
+        if not len(d):
+            continue
         tab = (d.groupby(["dataset", "model"])["rmse"].agg(["mean", "std"]).reset_index()
                .assign(cell=lambda x: x["mean"].map("{:.2f}".format) + " ± " + x["std"].fillna(0).map("{:.2f}".format))
                .pivot(index="dataset", columns="model", values="cell").reindex([n for n in names if n in set(d.dataset)])
-               [models_order].reset_index())
+               [[m for m in models_order if m in set(d.model)]].fillna("not run").reset_index())
         if kname == "se":
             tab["paper Cool-MT (SE)"] = [f"{PAPER_COOL_SE.get(n, float('nan')):.2f}" for n in tab["dataset"]]
         n_fail = int(d["rmse"].isna().sum())
@@ -140,6 +179,7 @@ def report(df, names, kernels, out, elapsed, max_iter=None, sources=None, note=N
                   "" if not n_fail else f"\n{n_fail} fit(s) failed (NaN rows in the raw CSV) and are left out.", ""]
     ftime = (df.groupby(["dataset", "kernel", "model"])["fit_s"].median().unstack("model")[models_order]
              .reset_index())
+    ftime = ftime.astype(object).where(ftime.notna(), "not run")
     budget = f"max_iter = {max_iter}" if max_iter else "as in the merged runs"
     md = [page_header("Cool-MTGP, Sec. 5.3: Mulan multi-target regression", elapsed=elapsed)]
     if sources:
