@@ -278,7 +278,7 @@ def make_data(M, seed, folder):
 
 
 def run_worker(python, lib, files, folder, timeout, env_extra=None):
-    out = Path(folder) / f"{lib}_{Path(files[0]).stem}.json"
+    out = Path(folder) / f"{lib.split('=')[0]}{'_peerstart' if '=' in lib else ''}_{Path(files[0]).stem}.json"
     env = dict(_ENV0, **(env_extra or {}))
     if lib.startswith("mtgp"):
         env["PYTHONPATH"] = str(ROOT)
