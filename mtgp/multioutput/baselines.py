@@ -107,7 +107,9 @@ def _leading_factors(Y, b0, P, rng):
     The outputs' correlations thus start with the signs and sizes the data
     show, instead of a random draw that may set correlated outputs against
     each other (slump: a random A needed 107 L-BFGS iterations to the optimum
-    that this start reaches within 50). Columns beyond T, and data with no
+    that this start reaches within 50). It is a start, not a guarantee: on
+    andro at 30% removed it leads into a worse basin than a random draw
+    (docs/results/cool_mulan_missing.md). Columns beyond T, and data with no
     covariance, fall back to a random draw of variance b0 / P."""
     T = Y.shape[1]
     A0 = rng.normal(size=(T, P)) * np.sqrt(b0 / P)[:, None]
@@ -134,8 +136,9 @@ class ICM(_JointMTGP):
     Parameters: ``kernel`` (default SE(); its overall variance is held fixed,
     C absorbs the scale), ``rank`` P, ``diagonal``, ``normalize_y``,
     ``max_iter``, ``tol``, ``random_state`` (perturbed starts; initial A
-    only for columns beyond T), ``min_noise_variance`` (floor of each sigma_t^2 relative to the
-    output's variance; default 1e-4, 0: the published model), ``n_init``
+    only for columns beyond T), ``min_noise_variance`` (floor of each
+    sigma_t^2 relative to the output's variance; default 1e-4, 0: the
+    published model), ``n_init``
     (starts: the default one, from the data's output covariance, then
     perturbations of the log-scale parameters; the best objective is kept).
     """
