@@ -116,7 +116,9 @@ def _worker_mtgp(files, hp, once):
     import mtgp
     from mtgp.kernels import SE
     if os.environ.get("MTGP_CACHE_DIR"):  # the persistent cache is opt-in (issue 11): opt in as a user would
-        assert mtgp.config.enable_compilation_cache(os.environ["MTGP_CACHE_DIR"], force=True)
+        if mtgp.config.enable_compilation_cache(os.environ["MTGP_CACHE_DIR"], force=True) is None:
+            print("magma_peer: this JAX has no persistent compilation cache; the 'disk cache filled' "
+                  "row is a second cold start", file=sys.stderr)
     common = hp == "common"
     out = []
     for k, f in enumerate(files):
