@@ -222,7 +222,7 @@ class NewIndividuals(MagmaNewIndividuals):
             lp = cx.log_pi(jnp.asarray(self.pi))
             batch = lambda X, y, m0, mk: predict_batch_jit(k0, ki, self.noise, self.max_iter, theta0, theta, post,
                                                            lp, grid, Xp, m_p, X, y, m0, mk, learn=learn)
-            # the K components weigh as K individuals in the batch size
+            # K components per individual: K times the prediction inputs in the batch-size rule (an upper bound)
             mean, var, tau, th = predict_buckets(inds, self.prior, batch, Xp.shape[0] * len(self.pi),
                                                  len(self.grid), self.batch_size)
         return mean[:, :, :n], np.clip(var[:, :, :n], 0.0, None), tau, th
