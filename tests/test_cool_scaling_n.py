@@ -25,7 +25,8 @@ def _rows():
                              ("MOGPTK", "Conv-MT", 2.5, 1e-4)]:
         for n in Ns:
             t = c * n ** b
-            rows.append(dict(N=n, library=lib, model=model, fit_cold_s=2 * t, fit_warm_s=t, mse=0.4, n_iter=50))
+            rows.append(dict(N=n, library=lib, model=model, fit_cold_s=2 * t, fit_warm_s=t, mse=0.4, n_iter=50,
+                             fit_warm_cpu_s=t / 2))
     return pd.DataFrame(rows)
 
 
@@ -71,6 +72,8 @@ def test_merged_page(tmp_path):
     text = (tmp_path / "cool_scaling_n.md").read_text()
     assert "## Scaling exponents" in text and "MOGPTK Conv-MT" in text and "a note" in text
     assert "loaded" in text and (tmp_path / "cool_scaling_n.png").exists()
+    assert "## CPU time of the warm fit" in text and "exponent b (CPU time)" in text
+    assert "LBL, MTLp2A" in text  # the outputs, also when merged
 
 
 def test_convmt_peer_that_cannot_run_is_an_error(tmp_path):
