@@ -5,7 +5,6 @@ and a peer that cannot run reported as an error instead of raising."""
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -67,8 +66,7 @@ def test_budget_predicts_cubic_growth():
 def test_merged_page(tmp_path):
     csv = tmp_path / "rows.csv"
     _rows().to_csv(csv, index=False)
-    args = SimpleNamespace(quick=False, note="a note", max_iter=50)
-    sc.report(pd.read_csv(csv), tmp_path, "cool_scaling_n", args, 0.0, ["(merged)"], sources=[str(csv)])
+    sc.main(["--merge", str(csv), "--out", str(tmp_path), "--note", "a note"])
     text = (tmp_path / "cool_scaling_n.md").read_text()
     assert "## Scaling exponents" in text and "MOGPTK Conv-MT" in text and "a note" in text
     assert "loaded" in text and (tmp_path / "cool_scaling_n.png").exists()
