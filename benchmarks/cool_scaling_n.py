@@ -95,7 +95,7 @@ def wide(df, value):
     t = t[[c for c in ORDER if c in t.columns]]
     t.columns = [f"{lib} {model}" for lib, model in t.columns]
     t.index = t.index.astype(int).astype(str)
-    return t.reset_index()
+    return t.reset_index().astype(object).where(lambda x: x.notna(), "-")
 
 
 def exponents(df, n_min=500, value="fit_warm_s"):
