@@ -95,7 +95,7 @@ def wide(df, value):
     t = t[[c for c in ORDER if c in t.columns]]
     t.columns = [f"{lib} {model}" for lib, model in t.columns]
     t.index = t.index.astype(int).astype(str)
-    return t.reset_index()
+    return t.reset_index().astype(object).where(lambda x: x.notna(), "-")
 
 
 def exponents(df, n_min=500, value="fit_warm_s"):
@@ -197,7 +197,8 @@ def main(argv=None):
     if args.merge:
         df = pd.concat([pd.read_csv(f) for f in args.merge], ignore_index=True)
         df = df.drop_duplicates(["N", "library", "model"], keep="last")
-        return report(df, out, stem, args, time.perf_counter() - t0, ["(merged)"], sources=args.merge)
+        names = [str(c) for c in load_mtr("scm20d")[1].columns[:N_OUTPUTS]]
+        return report(df, out, stem, args, time.perf_counter() - t0, names, sources=args.merge)
     sizes = args.sizes or ([100, 200] if args.quick else [250, 500, 1000, 2000, 4000])
     libs = set(args.libraries)
     X, Y, names = data()
@@ -251,10 +252,10 @@ def report(df, out, stem, args, elapsed, names, notes=None, skipped=(), sizes=No
         md.append(args.note + "\n")
     if not final and not sources:
         md.append(f"**Partial: written after each N; the run was still going (sizes asked: {sizes}).**\n")
-    if notes:
-        md.append(f"Outputs {', '.join(names)}; {N_TEST} test rows; L-BFGS budget {args.max_iter} iterations for "
-                  f"mtgp and GPyTorch; Conv-MT {CONV_ITERS} Adam iterations, inducing points 50% of N per output. "
-                  f"GPyTorch: {notes['GPyTorch']}. Conv-MT: {notes['MOGPTK']}.\n")
+    versions = f" GPyTorch: {notes['GPyTorch']}. Conv-MT: {notes['MOGPTK']}." if notes else ""
+    md.append(f"Outputs {', '.join(names)}; {N_TEST} test rows; L-BFGS budget {args.max_iter} iterations for "
+              f"mtgp and GPyTorch; Conv-MT {CONV_ITERS} Adam iterations, inducing points 50% of N per output."
+              f"{versions}\n")
     md.append(f"Load average at the end of the run: {load}. **A loaded, shared machine (2 cores, other jobs "
               "running): the times are loaded timings, their ratios and slopes more than their values.** "
               "Test MSE on standardised outputs, averaged over outputs. Raw rows: "

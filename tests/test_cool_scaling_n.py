@@ -5,7 +5,6 @@ and a peer that cannot run reported as an error instead of raising."""
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,8 @@ def _rows():
                              ("MOGPTK", "Conv-MT", 2.5, 1e-4)]:
         for n in Ns:
             t = c * n ** b
-            rows.append(dict(N=n, library=lib, model=model, fit_cold_s=2 * t, fit_warm_s=t, mse=0.4, n_iter=50))
+            rows.append(dict(N=n, library=lib, model=model, fit_cold_s=2 * t, fit_warm_s=t, mse=0.4, n_iter=50,
+                             fit_warm_cpu_s=t / 2))
     return pd.DataFrame(rows)
 
 
@@ -66,11 +66,12 @@ def test_budget_predicts_cubic_growth():
 def test_merged_page(tmp_path):
     csv = tmp_path / "rows.csv"
     _rows().to_csv(csv, index=False)
-    args = SimpleNamespace(quick=False, note="a note", max_iter=50)
-    sc.report(pd.read_csv(csv), tmp_path, "cool_scaling_n", args, 0.0, ["(merged)"], sources=[str(csv)])
+    sc.main(["--merge", str(csv), "--out", str(tmp_path), "--note", "a note"])
     text = (tmp_path / "cool_scaling_n.md").read_text()
     assert "## Scaling exponents" in text and "MOGPTK Conv-MT" in text and "a note" in text
     assert "loaded" in text and (tmp_path / "cool_scaling_n.png").exists()
+    assert "## CPU time of the warm fit" in text and "exponent b (CPU time)" in text
+    assert "LBL, MTLp2A" in text  # the outputs, also when merged
 
 
 def test_convmt_peer_that_cannot_run_is_an_error(tmp_path):
