@@ -38,7 +38,7 @@ from ..means import PriorMean
 from ..optim import check_n_init, perturbed_starts
 from . import em
 from . import prediction as pr
-from .numerics import ClustParams, ClustStatic, release_pattern_layout
+from .numerics import ClustParams, ClustStatic
 
 #: a cluster whose responsibilities sum to less than this (but is not empty)
 #: is reported as vanishing
@@ -399,18 +399,15 @@ class MagmaClust(Estimator):
         params0 = self._initial_params(k0, ki, K, M)
         best, per_start, tried = None, [], []
         n_starts = int(self.n_init)
-        try:
-            with progress(int(self.max_iter) * n_starts, "MagmaClust VEM", self.verbose) as bar:
-                for s, (cands, p0) in enumerate(self._starts(params0, inds, K)):
-                    if n_starts > 1:
-                        bar.note(f"MagmaClust VEM, start {s + 1}/{n_starts}")
-                    res = self._run_start(backend, handle, static, p0, data_, cands, optimize, bar, s, tried)
-                    per_start.append(res.history[-1])
-                    if best is None or (np.isfinite(res.history[-1])
-                                        and not res.history[-1] <= best[1].history[-1]):
-                        best = (s, res)
-        finally:
-            release_pattern_layout()  # the fit's cached layout holds its data
+        with progress(int(self.max_iter) * n_starts, "MagmaClust VEM", self.verbose) as bar:
+            for s, (cands, p0) in enumerate(self._starts(params0, inds, K)):
+                if n_starts > 1:
+                    bar.note(f"MagmaClust VEM, start {s + 1}/{n_starts}")
+                res = self._run_start(backend, handle, static, p0, data_, cands, optimize, bar, s, tried)
+                per_start.append(res.history[-1])
+                if best is None or (np.isfinite(res.history[-1])
+                                    and not res.history[-1] <= best[1].history[-1]):
+                    best = (s, res)
         s, res = best
         if not np.isfinite(res.history[-1]):
             raise FloatingPointError(

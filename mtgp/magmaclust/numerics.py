@@ -215,23 +215,6 @@ def mixture_moments(data: MagmaData, post: MeanPosterior, tau):
     return tuple(zip(data.y, individual_scatters(data, post, tau)))
 
 
-def input_patterns(data: MagmaData):
-    """Per bucket, the individuals with identical inputs and mask (same
-    Psi_i under shared individual HPs): ``(rep, inverse, counts)``, numpy
-    arrays with ``X[rep][inverse] == X`` (rows of the bucket); the layout's
-    :class:`~mtgp.magma.numerics.Patterns` (:meth:`MagmaData.with_patterns`)."""
-    data = data if data.patterns is not None else data.with_patterns()
-    return [tuple(np.asarray(a) for a in p) for p in data.patterns]
-
-
-@partial(jax.jit, static_argnames=("n_groups",))
-def pattern_scatters(data: MagmaData, post: MeanPosterior, tau, inverses, n_groups):
-    """Per bucket, sum_{i in p} R_i for each input pattern p
-    (:func:`input_patterns`): (G_b, n, n)."""
-    return tuple(jax.ops.segment_sum(R, inv, num_segments=g)
-                 for R, inv, g in zip(individual_scatters(data, post, tau), inverses, n_groups))
-
-
 def shared_individual_objective(ki):
     """-sum_i G(Psi_i; R_i) / (number of points) for shared individual HPs
     (Prop. 3 at the moments of :func:`mixture_moments`), one Cholesky per
@@ -245,19 +228,13 @@ def shared_individual_objective(ki):
 def _pattern_arguments(data: MagmaData, post: MeanPosterior, tau):
     """The arguments of :func:`shared_individual_objective` from the
     layout's input patterns (:attr:`MagmaData.patterns`): per bucket the
-    patterns' X and mask, their scatters (:func:`pattern_scatters`) and
+    patterns' X and mask, their summed scatters and
     sizes, and the number of points; one compiled program."""
     pats = data.patterns
     R = tuple(jax.ops.segment_sum(Rb, p.inverse, num_segments=p.rep.shape[0])
               for Rb, p in zip(individual_scatters(data, post, tau), pats))
     return (tuple(Xb[p.rep] for Xb, p in zip(data.X, pats)), tuple(mb[p.rep] for mb, p in zip(data.mask, pats)),
             R, tuple(p.counts for p in pats), sum(jnp.sum(mb) for mb in data.mask))
-
-
-def release_pattern_layout() -> None:
-    """Nothing to release any more: the pattern layout lives on the fit's
-    :class:`~mtgp.magma.numerics.MagmaData` (kept for callers of the old
-    module-level cache)."""
 
 
 def shared_individual_m_step(static, theta, data: MagmaData, post: MeanPosterior, tau):
