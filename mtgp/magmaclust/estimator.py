@@ -126,13 +126,24 @@ def _kmeans_labels(feats: np.ndarray, K: int, random_state=None, n_init: int = 5
         return KMeans(n_clusters=int(K), n_init=int(n_init), random_state=random_state).fit(feats).labels_
 
 
+def curve_summaries(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """(min, mean, max, sd) of each individual's outputs, (M, 4), computed
+    on the concatenated outputs at once (``np.ufunc.reduceat``)."""
+    sizes = np.array([len(y) for y in outputs])
+    y = np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in outputs])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    mean = np.add.reduceat(y, starts) / sizes
+    var = np.add.reduceat((y - np.repeat(mean, sizes)) ** 2, starts) / sizes
+    return np.stack([np.minimum.reduceat(y, starts), mean, np.maximum.reduceat(y, starts), np.sqrt(var)], axis=1)
+
+
 def kmeans_responsibilities(outputs: Sequence[np.ndarray], n_clusters: int, random_state=None,
                             n_init: int = 50) -> np.ndarray:
     """Hard (0/1) initial responsibilities (M, K) by k-means on each
     individual's (min, mean, max) of its outputs (MagmaClustR's
     ``ini_kmeans``, nstart 50): the best of ``n_init`` runs
     (:func:`_kmeans_labels`)."""
-    feats = np.array([[np.min(y), np.mean(y), np.max(y)] for y in outputs])
+    feats = curve_summaries(outputs)[:, :3]
     K = int(n_clusters)
     return np.eye(K)[_kmeans_labels(feats, K, random_state, n_init)]
 
@@ -140,7 +151,7 @@ def kmeans_responsibilities(outputs: Sequence[np.ndarray], n_clusters: int, rand
 def _standardised_summaries(outputs) -> np.ndarray:
     """(min, max, mean, sd) of each curve, each column standardised over the
     individuals (mimosa-ml's k-means features; a constant column is 0)."""
-    F = np.array([[np.min(y), np.max(y), np.mean(y), np.std(y)] for y in outputs])
+    F = curve_summaries(outputs)[:, [0, 2, 1, 3]]
     sd = F.std(axis=0)
     return (F - F.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
@@ -186,7 +197,7 @@ def initial_partitions(inds, n_clusters: int, random_state=None, n_init: int = 5
     same partition up to the clusters' names is kept once, under its first
     name)."""
     K = int(n_clusters)
-    feats = {"min-mean-max": np.array([[np.min(y), np.mean(y), np.max(y)] for y in inds.outputs]),
+    feats = {"min-mean-max": curve_summaries(inds.outputs)[:, :3],
              "standardised": _standardised_summaries(inds.outputs),
              "curves": _curve_features(inds)}
     out, seen = [], set()

@@ -195,6 +195,14 @@ def predict_batch_jit(k0, ki, include_noise, max_iter, theta0, theta, post, lp, 
     return jax.vmap(one)(Xo, yo, m_o, mask_o)
 
 
+def _mixture_moments(mean_k, var_k, tau):
+    """Pointwise moments of each individual's mixture: means (M, n) =
+    sum_k tau_k mean_k and variances sum_k tau_k (var_k + (mean_k - mean)^2)."""
+    mean = np.einsum("mk,mkn->mn", tau, mean_k)
+    var = np.einsum("mk,mkn->mn", tau, var_k + (mean_k - mean[:, None, :]) ** 2)
+    return mean, np.clip(var, 0.0, None)
+
+
 class NewIndividuals(MagmaNewIndividuals):
     """Batched prediction of many new individuals by a fitted MagmaClust
     (:meth:`mtgp.MagmaClust.predict_individuals`): Magma's
@@ -231,9 +239,7 @@ class NewIndividuals(MagmaNewIndividuals):
         """The mixtures' moments: means (M, n_p), variances (M, n_p)
         (sum_k tau_k (var_k + (mean_k - mean)^2)) and the HPs used."""
         mean_k, var_k, tau, th = self.components(inds)
-        mean = np.einsum("mk,mkn->mn", tau, mean_k)
-        var = np.einsum("mk,mkn->mn", tau, var_k + (mean_k - mean[:, None, :]) ** 2)
-        return mean, np.clip(var, 0.0, None), th
+        return (*_mixture_moments(mean_k, var_k, tau), th)
 
     def frame(self, inds, level: float = 0.95):
         """The table of :meth:`mtgp.MagmaClust.predict_individuals`: Magma's
@@ -250,8 +256,7 @@ class NewIndividuals(MagmaNewIndividuals):
             raise ValueError(f"level must be in (0, 1), got {level}")
         mean_k, var_k, tau, th = self.components(inds)
         M, K, n = mean_k.shape
-        mean = np.einsum("mk,mkn->mn", tau, mean_k)
-        var = np.clip(np.einsum("mk,mkn->mn", tau, var_k + (mean_k - mean[:, None, :]) ** 2), 0.0, None)
+        mean, var = _mixture_moments(mean_k, var_k, tau)
         # (K, M n) columns: every (individual, input) a mixture of its own weights
         flat = lambda a: np.moveaxis(a, 1, 0).reshape(K, M * n)
         w = flat(np.repeat(tau[:, :, None], n, axis=2))
