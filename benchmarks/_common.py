@@ -76,6 +76,15 @@ def machine() -> str:
             + ("" if "gpu" in platforms or "cuda" in platforms else "; no GPU"))
 
 
+def load_note() -> str:
+    """The load averages at the end of a run and what they mean for its times."""
+    averages = os.getloadavg()
+    quiet = max(averages) <= (os.cpu_count() or 1)
+    return (f"load average at the end {' '.join(f'{x:.2f}' for x in averages)} ("
+            + ("at most one job per core: times are representative of this machine"
+               if quiet else "loaded machine: times are inflated and indicative only") + ")")
+
+
 def page_header(title, cmd=None, quick=False, extra="", elapsed=None) -> str:
     """Title, the command that produced the page (default: this process's,
     see :func:`command_line`), date, machine, wall time (``elapsed`` seconds,

@@ -184,12 +184,10 @@ def report(name, spec, res, info, splits, ks, quick, n_train, n_test, seed, wall
     caps = ("" if n_train is None and n_test is None else
             f" Capped with --n-train {n_train} / --n-test {n_test} per group (random subsets of the split), so "
             "not the authors' full sets.") + fitted
-    import os
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     extra = (f"Data: `mtgp.datasets.{spec['loader']}()` ({df.ID.nunique()} individuals, {len(df)} rows). "
              f"Split 60% / 40% at random (seed {seed}); {sp}.{caps} First ceil(60%) of each testing individual's "
              f"points observed, the rest predicted. Wall time {wall:.0f} s (cached (group, K) results not "
-             f"recomputed), load average {load} (2 shared cores: times are indicative only). Per-individual "
+             f"recomputed), {C.load_note()}. Per-individual "
              f"numbers: `magmaclust_{name}{'_quick' if quick else ''}_runs.csv`.")
     page = C.page_header(f"MagmaClust on the {name} data (JMLR 2023 protocol)", C.command_line(), quick, extra)
     page += "\n## Summary\n\n" + stab + "\n"

@@ -23,7 +23,8 @@ M = 50 individuals train; the last one observes its first 20 points and its
 last 10 are predicted.
 
 Methods (prior mean 0, SE kernels, H_oo / Common HP everywhere, as the
-paper): MagmaClust with K = 3 (k-means start on (min, mean, max), 25 VEM
+paper): MagmaClust with K = 3 (the default start ``init="auto"``, of which
+MagmaClustR's k-means on (min, mean, max) is one candidate; 25 VEM
 iterations at most, relative tolerance 1e-3: MagmaClustR's defaults), Magma,
 and a GP on the new individual's 20 points. Initial hyper-parameters:
 data-driven, the rule of ``_common.init_values`` used by every Magma
@@ -263,16 +264,13 @@ def report(df, args, wall, folder, quick, out):
     times = C.md_table(["", "Magma fit (s)", "MagmaClust K = 3 fit (s)", "VEM iterations", "GP (s)"],
                        [["median", f"{df.Magma_fit_s.median():.2f}", f"{df.MagmaClust_fit_s.median():.2f}",
                          f"{df.MagmaClust_iter.median():.0f}", f"{df.GP_s.median():.2f}"]])
-    import os
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     extra = (f"**{n} data sets** (seeds {int(df.seed.min())}..{int(df.seed.max())}) of the paper's scheme "
              f"(M = {args.M} training individuals, N = 30 common inputs, K = {args.K}, H_oo; "
              "`simulate_clusters` in the script). "
              + ("not the paper's 100: the run was limited by the time available on a 2-core machine shared "
                 "with other jobs; rerun the same command to add data sets (per-data-set cache). "
                 if n < 100 and not quick else "")
-             + f"Wall time of this run {wall:.0f} s; load average at the end {load} (loaded machine: timings "
-             f"are indicative only). Per-data-set numbers: `{Path(out_name(quick, 'runs.csv')).name}`.")
+             + f"Wall time of this run {wall:.0f} s; {C.load_note()}. Per-data-set numbers: `{Path(out_name(quick, 'runs.csv')).name}`.")
     page = C.page_header("MagmaClust on the JMLR simulation study", C.command_line(), quick, extra)
     page += ("\n## Prediction of the new individual's last 10 points: mean (sd) over data sets\n\n"
              "Authors: the paper code's committed `res_pred_Hoo_M50.csv` (MAGMACLUST.md Sec. 5.2; the GP row "
@@ -286,14 +284,15 @@ def report(df, args, wall, folder, quick, out):
              f"MAGMACLUST.md Sec. 3.2 (H_oo: 4 + K). True K chosen in **{rate:.0f}%** of the data sets. "
              "The authors' selection rates could not be recomputed (their files are not in the snapshot; "
              "their design differs: 50 data sets per true K in 1..5, M = 100 or 50).\n\n" + sel_tab + "\n")
-    page += "\n## Times (this machine, loaded)\n\n" + times + "\n"
+    page += "\n## Times (this machine)\n\n" + times + "\n"
     page += ("\n## Differences from the paper's protocol\n\n"
              "- Initial hyper-parameters: data-driven (`_common.init_values`: variance of the mean process = "
              "mean square of the outputs, individual variance = output variance, lengthscale = range / 5, "
              "noise = 5% of the output variance), the same for Magma and MagmaClust; the paper code used fixed "
              "(1, 1, 0.2) in its parametrisation.\n"
              "- MagmaClust: the package's rules (tau frozen in the first iteration, at most 25 iterations, "
-             "tolerance 1e-3, k-means with 50 restarts); the paper code updated tau from the first iteration "
+             "tolerance 1e-3, start `init=\"auto\"`: the best by ELBO of k-means partitions on three curve "
+             "summaries, MagmaClustR's (min, mean, max) among them); the paper code updated tau from the first iteration "
              "and stopped at 1e-2 / 15 iterations.\n"
              "- Cluster probabilities of the new individual: the exact posterior given q(mu) (the paper code's "
              "integrated form).\n")
