@@ -472,9 +472,9 @@ def _initial_values(kernel, Xtr, Ytr, P):
     from mtgp.multioutput import ICM
     from mtgp.multioutput.base import MultiOutputGP
 
-    T = Ytr.shape[1]
     b0, s20 = MultiOutputGP._init_scales(kernel, Xtr, Ytr)
-    x0, _ = ICM(kernel, rank=P, diagonal=True)._structure(T, b0, s20, np.random.default_rng(0))
+    # the data start of ICM(start="both"); GPyTorch gets that one start
+    x0, _ = ICM(kernel, rank=P, diagonal=True)._structure(np.asarray(Ytr), b0, s20, np.random.default_rng(0))
     return {"std_A": np.asarray(x0["A"]), "std_kappa": np.exp(np.asarray(x0["log_kappa"])), "std_s2": s20,
             # StructuredNoiseMTGP starts at C = diag(b0), Sigma = diag(s20): B B^T + diag(v) with v = 0.1 b0
             "sig_B": np.diag(np.sqrt(0.9 * b0)), "sig_v": 0.1 * b0, "sig_F": np.diag(np.sqrt(s20))}

@@ -98,3 +98,33 @@ def test_noise_free_output_stops_at_the_floor(cls):
     assert floored._Sigma[0, 0] >= 1e-4 * var0 * (1 - 1e-9)
     free = cls(SE(lengthscale=1.0), max_iter=200, min_noise_variance=0.0, **kw).fit(X, Y)
     assert free._Sigma[0, 0] < 1e-5 * var0
+
+
+def test_icm_both_starts_keeps_the_better_of_the_two_single_start_fits():
+    """``start="both"`` (default) is exactly the better likelihood of the
+    ``"data"`` and ``"random"`` fits, and says which one it kept."""
+    X, Ym = _correlated(N=30, seed=3, frac=0.3)
+    k = SE(lengthscale=np.sqrt(3.0))
+    fits = {s: ICM(k, rank=1, diagonal=True, max_iter=15, start=s, random_state=1).fit(X, Ym)
+            for s in ("data", "random", "both")}
+    obj = {s: f.fit_info_["objective"] for s, f in fits.items()}
+    assert "start" not in fits["data"].fit_info_
+    both = fits["both"].fit_info_
+    assert both["start_objectives"] == pytest.approx({"data": obj["data"], "random": obj["random"]}, rel=1e-12)
+    kept = "random" if obj["random"] < obj["data"] else "data"
+    assert both["start"] == kept
+    assert obj["both"] == pytest.approx(min(obj["data"], obj["random"]), rel=1e-12)
+    np.testing.assert_allclose(fits["both"].output_covariance_, fits[kept].output_covariance_, rtol=1e-10)
+    # the two starts differ (the random A is not the data's leading factor)
+    assert obj["data"] != obj["random"]
+
+
+def test_icm_random_start_is_seeded_and_start_is_validated():
+    X, Ym = _correlated(N=20, frac=0.0)
+    a = ICM(SE(), rank=1, max_iter=3, start="random", random_state=5).fit(X, Ym)
+    b = ICM(SE(), rank=1, max_iter=3, start="random", random_state=5).fit(X, Ym)
+    c = ICM(SE(), rank=1, max_iter=3, start="random", random_state=6).fit(X, Ym)
+    np.testing.assert_array_equal(a.output_covariance_, b.output_covariance_)
+    assert not np.allclose(a.output_covariance_, c.output_covariance_)
+    with pytest.raises(ValueError, match="start must be"):
+        ICM(start="eigen").fit(X, Ym)
