@@ -56,8 +56,11 @@ class _JointMTGP(MultiOutputGP):
     def _key(self):
         raise NotImplementedError
 
-    def _alternative_start(self, Y, b0, s20):  # -> C/Sigma parameters of a second start, or None
-        return None
+    #: name of the start that ``_structure`` returns (``fit_info_["start"]``)
+    _first_start = "default"
+
+    def _extra_starts(self, Y, b0, s20, x0) -> dict:  # -> {name: C/Sigma start parameters} fitted besides x0
+        return {}
 
     def _fit_core(self, X, Y):
         kernel, mask, theta0, b0, s20 = self._start(X, Y)
@@ -93,18 +96,16 @@ class _JointMTGP(MultiOutputGP):
         args = (theta0, jnp.asarray(X), data, floor)
         res, best, info = minimize_from_starts(key, obj, x0, args, self.max_iter, self.tol, self.n_init,
                                                self.random_state)
-        alternative = self._alternative_start(Y, b0, s20)
-        if alternative is not None:  # a second, structurally different start; the better likelihood is kept
-            alt = {"kernel": theta0, **alternative}
-            res_alt, best_alt, info_alt = minimize_from_starts(key, obj, alt, args, self.max_iter, self.tol,
-                                                               self.n_init, self.random_state)
-            objectives = {"data": float(res.value), "random": float(res_alt.value)}
-            if np.isfinite(objectives["random"]) and not objectives["random"] >= objectives["data"]:
-                res, best, info = res_alt, best_alt, info_alt
-                info["start"] = "random"
-            else:
-                info["start"] = "data"
-            info["start_objectives"] = objectives
+        extra = self._extra_starts(Y, b0, s20, extra0)
+        if extra:  # structurally different starts, each with the full budget; the lowest objective is kept
+            kept, objectives = self._first_start, {self._first_start: float(res.value)}
+            for name, start in extra.items():
+                r = minimize_from_starts(key, obj, {"kernel": theta0, **start}, args, self.max_iter, self.tol,
+                                         self.n_init, self.random_state)
+                objectives[name] = float(r[0].value)
+                if np.isfinite(objectives[name]) and not objectives[name] >= objectives[kept]:
+                    kept, (res, best, info) = name, r
+            info = dict(info, start=kept, start_objectives=objectives)
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
         C, S = covs(p)
@@ -128,7 +129,7 @@ def _leading_factors(Y, b0, P, rng):
     (docs/results/cool_mulan_missing.md). Columns beyond T, and data with no
     covariance, fall back to a random draw of variance b0 / P."""
     T = Y.shape[1]
-    A0 = rng.normal(size=(T, P)) * np.sqrt(b0 / P)[:, None]
+    A0 = _random_factors(T, P, b0, rng)
     S = output_covariance(Y)
     lam, V = np.linalg.eigh(S)
     lam, V = lam[::-1][:P], V[:, ::-1][:, :P]
@@ -138,6 +139,11 @@ def _leading_factors(Y, b0, P, rng):
     k = lam.shape[0]
     A0[:, :k] = V * np.sqrt(share * np.maximum(lam, 1e-2 * lam[0]))[None, :]
     return A0
+
+
+def _random_factors(T, P, b0, rng):
+    """A random factor A (T, P) of C = A A^T: N(0, b0_t / P) entries."""
+    return rng.normal(size=(T, P)) * np.sqrt(b0 / P)[:, None]
 
 
 def _chol_from(off, logdiag):
@@ -189,24 +195,27 @@ class ICM(_JointMTGP):
     def _key(self):
         return (int(self.rank), bool(self.diagonal))
 
-    def _random_factors(self, T, b0):
-        """A random start of A (T, P): N(0, b0_t / P) entries, seeded by ``random_state``."""
-        P = int(self.rank)
-        return np.random.default_rng(self.random_state).normal(size=(T, P)) * np.sqrt(b0 / P)[:, None]
+    @property
+    def _first_start(self):
+        return "random" if self.start == "random" else "data"
 
-    def _alternative_start(self, Y, b0, s20):
+    def _random_start(self, T, b0):
+        """The random A, seeded by ``random_state`` alone (the same draw whatever else used the rng)."""
+        return _random_factors(T, int(self.rank), b0, np.random.default_rng(self.random_state))
+
+    def _extra_starts(self, Y, b0, s20, x0):
         if self.start != "both":
-            return None
-        x0 = {"A": jnp.asarray(self._random_factors(Y.shape[1], b0)), "log_s2": jnp.log(jnp.asarray(s20))}
-        if self.diagonal:
-            x0["log_kappa"] = jnp.log(jnp.asarray(0.1 * b0))
-        return x0
+            return {}
+        A = self._random_start(Y.shape[1], b0)
+        if np.array_equal(A, np.asarray(x0["A"])):  # the data start fell back to this same draw
+            return {}
+        return {"random": dict(x0, A=jnp.asarray(A))}
 
     def _structure(self, Y, b0, s20, rng):
         T, P = Y.shape[1], int(self.rank)
         if P < 1:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
-        A0 = self._random_factors(T, b0) if self.start == "random" else _leading_factors(Y, b0, P, rng)
+        A0 = self._random_start(T, b0) if self.start == "random" else _leading_factors(Y, b0, P, rng)
         x0 = {"A": jnp.asarray(A0), "log_s2": jnp.log(jnp.asarray(s20))}
         if self.diagonal:
             x0["log_kappa"] = jnp.log(jnp.asarray(0.1 * b0))
