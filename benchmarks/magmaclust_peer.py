@@ -179,7 +179,8 @@ def _mimosa_parameters(h):
     from mimosa import Parameters
 
     return Parameters(cluster_mean=ZeroMean(),
-                      cluster_kernel=VarianceKernel(h["level_var"]) * SEKernel(length_scale=h["lengthscale"]),
+                      cluster_kernel=VarianceKernel(h["level_var"])
+                      * SEKernel(length_scale=h.get("mean_lengthscale", h["lengthscale"])),
                       task_kernel=VarianceKernel(h["var"]) * SEKernel(length_scale=h["lengthscale"]),
                       noise_kernel=WhiteNoiseKernel(noise=h["noise"]))
 

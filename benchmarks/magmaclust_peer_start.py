@@ -46,18 +46,6 @@ def _scaled(h, scale, what="variance"):
     return dict(h, mean_lengthscale=h["lengthscale"] * scale)
 
 
-def _mimosa_parameters(h):
-    """``magmaclust_peer._mimosa_parameters`` with the mean processes' own lengthscale."""
-    from kernax import SEKernel, VarianceKernel, WhiteNoiseKernel, ZeroMean
-
-    from mimosa import Parameters
-
-    return Parameters(cluster_mean=ZeroMean(),
-                      cluster_kernel=VarianceKernel(h["level_var"]) * SEKernel(length_scale=h["mean_lengthscale"]),
-                      task_kernel=VarianceKernel(h["var"]) * SEKernel(length_scale=h["lengthscale"]),
-                      noise_kernel=WhiteNoiseKernel(noise=h["noise"]))
-
-
 def _worker_mtgp(jobs, what):
     sys.path.insert(0, str(P.ROOT))
     import warnings
@@ -92,7 +80,6 @@ def _worker_mtgp(jobs, what):
 
 def _worker_mimosa(jobs, what):
     P.mimosa_import()
-    P._mimosa_parameters = _mimosa_parameters
     out = []
     for f, scale in jobs:
         d = dict(np.load(f))
