@@ -39,7 +39,8 @@ from ..linalg import cho_solve, cholesky, gaussian_logpdf, mask_padded, report_j
 from ..compile import cached_jit
 from .base import (MultiOutputGP, apply_mask, minimize_from_starts, output_covariance, output_variances,
                    store_params)
-from .algebra import masked_log_likelihood, mtgp_log_likelihood, observed_index, observed_values
+from .algebra import (coregional_cost_ratio, coregional_masked_log_likelihood, masked_log_likelihood,
+                      mtgp_log_likelihood, observed_index, observed_values)
 
 __all__ = ["IndependentGPs", "ICM", "StructuredNoiseMTGP"]
 
@@ -62,6 +63,12 @@ class _JointMTGP(MultiOutputGP):
     def _extra_starts(self, Y, b0, s20, x0) -> dict:  # -> {name: C/Sigma start parameters} fitted besides x0
         return {}
 
+    def _factored_masked_likelihood(self, Y):
+        """With missing outputs: a function (K, params, noise floor, Y0, W) ->
+        exact log-likelihood of the observed entries that uses the model's
+        structure, or None for the dense observed-entry form."""
+        return None
+
     def _fit_core(self, X, Y):
         kernel, mask, theta0, b0, s20 = self._start(X, Y)
         rng = np.random.default_rng(self.random_state)
@@ -72,7 +79,16 @@ class _JointMTGP(MultiOutputGP):
             raise ValueError(f"min_noise_variance must be >= 0, got {floor_value!r}")
         floor = jnp.asarray(floor_value * output_variances(Y))
 
-        if np.isnan(Y).any():  # missing outputs: eq. (4) of the observed entries (dense in them)
+        factored = self._factored_masked_likelihood(Y) if np.isnan(Y).any() else None
+        if factored is not None:  # missing outputs, model structure used: no |O| x |O| matrix
+            def obj(p, theta0, X, data, floor):
+                Y0, W = data
+                theta = apply_mask(mask, p["kernel"], theta0)
+                return -factored(kernel.evaluate(theta, X, X), p, floor, Y0, W) / jnp.sum(W)
+
+            data = (jnp.asarray(np.nan_to_num(Y, nan=0.0)), jnp.asarray(~np.isnan(Y), dtype=float))
+            variant = "masked coregional"
+        elif np.isnan(Y).any():  # missing outputs: eq. (4) of the observed entries (dense in them)
             def obj(p, theta0, X, data, floor):
                 y_o, i_o, t_o = data
                 theta = apply_mask(mask, p["kernel"], theta0)
@@ -82,7 +98,7 @@ class _JointMTGP(MultiOutputGP):
 
             i_o, t_o = observed_index(Y)
             data = (jnp.asarray(observed_values(Y)), jnp.asarray(i_o), jnp.asarray(t_o))
-            variant = "masked"
+            variant = "masked dense"
         else:
             def obj(p, theta0, X, Y, floor):
                 theta = apply_mask(mask, p["kernel"], theta0)
@@ -106,6 +122,7 @@ class _JointMTGP(MultiOutputGP):
                 if np.isfinite(objectives[name]) and not objectives[name] >= objectives[kept]:
                     kept, (res, best, info) = name, r
             info = dict(info, start=kept, start_objectives=objectives)
+        info = dict(info, likelihood=variant)
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
         C, S = covs(p)
@@ -210,6 +227,22 @@ class ICM(_JointMTGP):
         if np.array_equal(A, np.asarray(x0["A"])):  # the data start fell back to this same draw
             return {}
         return {"random": dict(x0, A=jnp.asarray(A))}
+
+    def _factored_masked_likelihood(self, Y):
+        """:func:`~mtgp.multioutput.algebra.coregional_masked_log_likelihood`
+        (O(T N^3 + (P N)^3), the latent-process form of C = A A^T + diag) where
+        its flop count is below the dense O(|O|^3) form's: many outputs at few
+        rank (T = 16 at N = 100, 10% missing: 22x faster per gradient); the
+        dense form otherwise (two outputs at N = 614)."""
+        N, T = Y.shape
+        if coregional_cost_ratio(N, T, int(self.rank), int((~np.isnan(Y)).sum())) >= 1.0:
+            return None
+
+        def loglik(K, p, floor, Y0, W):
+            kappa = jnp.exp(p["log_kappa"]) if "log_kappa" in p else jnp.zeros(Y0.shape[1], K.dtype)
+            return coregional_masked_log_likelihood(K, p["A"], kappa, jnp.exp(p["log_s2"]) + floor, Y0, W)
+
+        return loglik
 
     def _structure(self, Y, b0, s20, rng):
         T, P = Y.shape[1], int(self.rank)

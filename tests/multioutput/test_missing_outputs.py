@@ -18,7 +18,8 @@ from mtgp import config
 from mtgp.exceptions import DataError
 from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP
 from mtgp.multioutput.algebra import (EigenPredictor, MaskedPredictor, condition_on_row_outputs,
-                                      masked_log_likelihood, observed_index, observed_values)
+                                      coregional_masked_log_likelihood, masked_log_likelihood, observed_index,
+                                      observed_values)
 from mtgp.testing import dense_masked_log_likelihood, dense_masked_predict
 
 
@@ -70,6 +71,66 @@ def test_masked_log_likelihood_and_gradient_match_dense():
     g2 = jax.grad(dense, argnums=(0, 1, 2))(jnp.asarray(K), jnp.asarray(C), jnp.asarray(S))
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-9)
+
+
+@config.float64
+@pytest.mark.parametrize("rank,diagonal", [(1, True), (2, True), (1, False)])
+def test_coregional_masked_log_likelihood_matches_dense(rank, diagonal):
+    """ICM's latent-process form (Woodbury over F, T per-output blocks) equals
+    the dense observed-entry likelihood, value and gradient, with a row that
+    has nothing observed, an output observed once and a singular K (a
+    repeated input: the form never inverts K)."""
+    rng = np.random.default_rng(7 + rank)
+    N, T = 10, 4
+    X = rng.normal(size=(N, 2))
+    X[1] = X[0]
+    Ym = rng.normal(size=(N, T))
+    Ym[rng.random(Ym.shape) < 0.3] = np.nan
+    Ym[2] = np.nan
+    Ym[:, 3] = np.nan
+    Ym[5, 3] = 0.7
+    K = jnp.asarray(np.exp(-0.5 * np.sum((X[:, None] - X[None]) ** 2, -1)))
+    A = jnp.asarray(rng.normal(size=(T, rank)))
+    kappa = jnp.asarray(rng.uniform(0.05, 0.5, size=T) if diagonal else np.zeros(T))
+    s2 = jnp.asarray(rng.uniform(0.01, 0.2, size=T))
+    i_o, t_o = observed_index(Ym)
+    y_o = jnp.asarray(observed_values(Ym))
+    Y0, W = jnp.asarray(np.nan_to_num(Ym)), jnp.asarray(~np.isnan(Ym), dtype=float)
+
+    def dense(K, A, kappa, s2):
+        return masked_log_likelihood(K, A @ A.T + jnp.diag(kappa), jnp.diag(s2), y_o, i_o, t_o)
+
+    def factored(K, A, kappa, s2):
+        return coregional_masked_log_likelihood(K, A, kappa, s2, Y0, W)
+
+    C = np.asarray(A @ A.T + jnp.diag(kappa))
+    assert abs(float(factored(K, A, kappa, s2)) - dense_masked_log_likelihood(np.asarray(K), C, np.diag(s2), Ym)) \
+        < 1e-9
+    g1 = jax.grad(dense, argnums=(0, 1, 2, 3))(K, A, kappa, s2)
+    g2 = jax.grad(factored, argnums=(0, 1, 2, 3))(K, A, kappa, s2)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-8)
+    # not positive definite: NaN as the dense form, not a wrong number
+    assert np.isnan(float(factored(K, A, kappa, -s2 - 5.0)))
+
+
+def test_icm_coregional_route_equals_dense_route(monkeypatch):
+    """ICM with missing outputs fits through the factored likelihood where it
+    is the cheaper, and reaches what the dense route reaches."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30, 2))
+    F = np.sin(2 * X[:, :1])
+    Ym = F * rng.normal(size=(1, 6)) + 0.2 * rng.normal(size=(30, 6))
+    Ym[rng.random(Ym.shape) < 0.2] = np.nan
+    model = ICM(diagonal=True, max_iter=40).fit(X, Ym)
+    assert model.fit_info_["likelihood"] == "masked coregional"
+    monkeypatch.setattr(ICM, "_factored_masked_likelihood", lambda self, Y: None)
+    dense = ICM(diagonal=True, max_iter=40).fit(X, Ym)
+    assert dense.fit_info_["likelihood"] == "masked dense"
+    assert model.log_marginal_likelihood_ == pytest.approx(dense.log_marginal_likelihood_, abs=1e-6)
+    np.testing.assert_allclose(model.output_covariance_, dense.output_covariance_, atol=1e-5)
+    Xs = rng.normal(size=(5, 2))
+    np.testing.assert_allclose(model.predict(Xs).mean, dense.predict(Xs).mean, atol=1e-5)
 
 
 @config.float64
