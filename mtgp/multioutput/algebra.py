@@ -33,8 +33,8 @@ from ..linalg import (LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from
 __all__ = [
     "EigenPredictor",
     "MaskedPredictor",
-    "coregional_masked_log_likelihood",
     "condition_on_row_outputs",
+    "coregional_masked_log_likelihood",
     "make_predictor",
     "masked_log_likelihood",
     "mtgp_log_likelihood",
