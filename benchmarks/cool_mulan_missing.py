@@ -417,6 +417,14 @@ def _same_model_lines(ok, std, tol, title):
                  for (d, f), x, y, w in zip(both.index, a, b, bad) if w]
         lines.append(f"- {claim}: {int((~bad).sum())} of {len(both)} cells"
                      + (f"; {failed} " + ", ".join(where) if where else "") + ".")
+    per_set = ok[ok.model.isin([std, PEER])].pivot_table(index="dataset", columns="model", values="rmse_removed")
+    if std in per_set and PEER in per_set:
+        a, b = per_set[std], per_set[PEER]
+        bad = a > b + tol
+        lines.append(f"- Per data set (mean over its fractions and splits), RMSE on the removed entries at most "
+                     f"GPyTorch's (+{tol}): {int((~bad).sum())} of {len(a)} sets"
+                     + ("; not on " + ", ".join(f"{d} ({x:.3f} against {y:.3f})" for d, x, y, w
+                                                 in zip(a.index, a, b, bad) if w) if bad.any() else "") + ".")
     if lines and title:
         lines = [f"{std}:\n"] + lines
     return lines + [""] if lines else []
@@ -467,7 +475,7 @@ def report(df, out, elapsed, args, peer_note, sources=None):
             md += [f"## {label}\n", md_table(tab, ".3f" if "rmse" in metric else ".1f" if "cov" in metric else ".2f"), ""]
     md += same_model_summary(ok)
     text = "\n".join(md)
-    stem = "cool_mulan_missing"
+    stem = args.name
     (out / f"{stem}.md").write_text(text + "\n")
     df.to_csv(out / f"{stem}_raw.csv", index=False)
     print(text)
@@ -502,6 +510,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="*", default=None, metavar="CSV")
     ap.add_argument("--note", default=None)
+    ap.add_argument("--name", default="cool_mulan_missing", help="file name of the page (and of its _raw.csv)")
     args = ap.parse_args(argv)
     out = out_dir(args.out)
     args.max_iter = args.max_iter or (20 if args.quick else 200)
