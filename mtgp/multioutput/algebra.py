@@ -33,6 +33,7 @@ from ..linalg import (LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from
 __all__ = [
     "EigenPredictor",
     "MaskedPredictor",
+    "complement_masked_log_likelihood",
     "condition_on_row_outputs",
     "coregional_masked_log_likelihood",
     "make_predictor",
@@ -310,6 +311,90 @@ def coregional_masked_log_likelihood(K, A, kappa, s2, Y0, W):
     n_obs = jnp.sum(W)
     ll = -0.5 * (quad + jnp.sum(logdet_from_chol(Lb)) + logdet_cap + n_obs * LOG_2PI)
     return jnp.where(sign > 0, ll, jnp.nan)
+
+
+def _complement_parts(K, C, Sigma, Y0, m_i, m_t):
+    """Forward of :func:`complement_masked_log_likelihood` and what its
+    gradient needs."""
+    N, T = Y0.shape
+    L = cholesky(Sigma)
+    s, U, lam, Q, D = _factorise(K, C, L)
+    Minv = tri_solve(L, Q, trans=True)  # L^-T Q: A^-1 = (Minv (x) U) diag(1/D) (Minv (x) U)^T
+    Y0 = Y0.at[m_i, m_t].set(0.0)
+    Yt = _whiten(Y0, U, L, Q)
+    Alpha0 = U @ ((Yt / D) @ Minv.T)  # unvec(A^-1 vec Y0), (N, T)
+    # columns of A^-1 at the missing entries, each as an (N, T) matrix
+    H = U[m_i][:, :, None] * Minv[m_t][:, None, :] / D[None]  # (|M|, N, T)
+    Pm = jnp.einsum("is,ksr,tr->kit", U, H, Minv)
+    P_mm = Pm[:, m_i, m_t]  # (A^-1)_MM
+    Lm = cholesky(P_mm)
+    b = Alpha0[m_i, m_t]
+    wb = tri_solve(Lm, b)
+    quad = jnp.sum(Y0 * Alpha0) - jnp.sum(wb**2)
+    logdet = N * logdet_from_chol(L) + jnp.sum(jnp.log(D)) + logdet_from_chol(Lm)
+    n_obs = N * T - m_i.shape[0]
+    ll = -0.5 * (quad + logdet + n_obs * LOG_2PI)
+    return ll, (K, C, s, U, lam, Q, D, L, Minv, Alpha0, Pm, Lm, b)
+
+
+@jax.custom_vjp
+def complement_masked_log_likelihood(K, C, Sigma, Y0, m_i, m_t):
+    """log N(y_O | 0, A_OO) through the eigen route of the complete data
+    (module docstring) and the |M| missing entries (rows ``m_i``, outputs
+    ``m_t``; ``Y0`` holds anything there): O(N^3 + T^3 + |M| N^2 T + |M|^3)
+    instead of O(|O|^3), the cheaper form when few entries are missing.
+    Equal to :func:`masked_log_likelihood` (tests).
+
+    With P = A^-1 (the full NT x NT inverse, never formed: eigen factors),
+    ``|A_OO| = |A| |P_MM|`` and ``A_OO^-1 = P_OO - P_OM P_MM^-1 P_MO``, so with
+    y0 = y_O padded with zeros and b = (P y0)_M
+
+        y_O^T A_OO^-1 y_O = y0^T P y0 - b^T P_MM^-1 b,
+        log |A_OO|        = log |A| + log |P_MM|.
+
+    Reverse-mode gradients are analytic (custom VJP, as
+    :func:`mtgp_log_likelihood`: no derivative of an eigendecomposition):
+    the gradient w.r.t. the full covariance is
+    0.5 (a a^T - P + P_:M P_MM^-1 P_M:) with a = A_OO^-1 y_O padded with zeros.
+    NaN when Sigma or P_MM is not positive definite."""
+    return _complement_parts(K, C, Sigma, Y0, m_i, m_t)[0]
+
+
+def _complement_fwd(K, C, Sigma, Y0, m_i, m_t):
+    ll, res = _complement_parts(K, C, Sigma, Y0, m_i, m_t)
+    return ll, (res, m_i, m_t)
+
+
+def _complement_bwd(saved, g):
+    (K, C, s, U, lam, Q, D, L, Minv, Alpha0, Pm, Lm, b), m_i, m_t = saved
+    # a = A_OO^-1 y_O padded: A^-1 y0 - P_:M P_MM^-1 b (zero at the missing entries)
+    Alpha = (Alpha0 - jnp.einsum("k,kit->it", cho_solve(Lm, b), Pm)).at[m_i, m_t].set(0.0)  # 0 there up to round-off
+    R = tri_solve(Lm, Pm.reshape(Pm.shape[0], -1)).reshape(Pm.shape)  # columns of P_:M Lm^-T, (|M|, N, T)
+
+    def minv_diag(d):  # Minv diag(d) Minv^T
+        return (Minv * d[None, :]) @ Minv.T
+
+    inv_sum_lam = jnp.sum(lam[None, :] / D, axis=1)
+    gK = 0.5 * (Alpha @ C @ Alpha.T - (U * inv_sum_lam[None, :]) @ U.T
+                + jnp.einsum("kit,tu,kju->ij", R, C, R))
+    gC = 0.5 * (Alpha.T @ K @ Alpha - minv_diag(jnp.sum(s[:, None] / D, axis=0))
+                + jnp.einsum("kit,ij,kju->tu", R, K, R))
+    gS = 0.5 * (Alpha.T @ Alpha - minv_diag(jnp.sum(1.0 / D, axis=0)) + jnp.einsum("kit,kiu->tu", R, R))
+    return (g * symmetrize(gK), g * symmetrize(gC), g * symmetrize(gS), -g * Alpha, None, None)
+
+
+complement_masked_log_likelihood.defvjp(_complement_fwd, _complement_bwd)
+
+
+def complement_cost_ratio(N, T, n_missing):
+    """Rough cost ratio of :func:`complement_masked_log_likelihood` to the
+    dense :func:`masked_log_likelihood` (value and gradient): eigen
+    decompositions of N x N and T x T, the |M| columns of A^-1 and a
+    Cholesky of |M| x |M|, against one Cholesky of |O| x |O| and its
+    gradient; coefficients from timings at T = 2, N = 614 (10-50% missing:
+    0.2 / 0.7 / 4.8 measured, 0.21 / 0.74 / 3.0 predicted)."""
+    m = float(n_missing)
+    return (4.0 * N**3 + 5.0 * m * N**2 * T + m**3) / max(5.0 * float(N * T - n_missing) ** 3, 1.0)
 
 
 def coregional_cost_ratio(N, T, P, n_obs):

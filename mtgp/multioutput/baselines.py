@@ -39,8 +39,9 @@ from ..linalg import cho_solve, cholesky, gaussian_logpdf, mask_padded, report_j
 from ..compile import cached_jit
 from .base import (MultiOutputGP, apply_mask, minimize_from_starts, output_covariance, output_variances,
                    store_params)
-from .algebra import (coregional_cost_ratio, coregional_masked_log_likelihood, masked_log_likelihood,
-                      mtgp_log_likelihood, observed_index, observed_values)
+from .algebra import (complement_cost_ratio, complement_masked_log_likelihood, coregional_cost_ratio,
+                      coregional_masked_log_likelihood, masked_log_likelihood, mtgp_log_likelihood, observed_index,
+                      observed_values)
 
 __all__ = ["IndependentGPs", "ICM", "StructuredNoiseMTGP"]
 
@@ -64,10 +65,22 @@ class _JointMTGP(MultiOutputGP):
         return {}
 
     def _factored_masked_likelihood(self, Y):
-        """With missing outputs: a function (K, params, noise floor, Y0, W) ->
-        exact log-likelihood of the observed entries that uses the model's
-        structure, or None for the dense observed-entry form."""
+        """With missing outputs: ``(loglik, cost)``, a function (K, params,
+        noise floor, Y0, W) -> exact log-likelihood of the observed entries
+        that uses the model's structure and its cost relative to the dense
+        form; None where the model has no such structure."""
         return None
+
+    @staticmethod
+    def _masked_costs(Y, factored):
+        """Relative cost (dense = 1) of each exact form of the observed
+        entries' likelihood that applies; the fit takes the cheapest."""
+        N, T = Y.shape
+        costs = {"masked dense": 1.0,
+                 "masked complement": complement_cost_ratio(N, T, int(np.isnan(Y).sum()))}
+        if factored is not None:
+            costs["masked coregional"] = factored[1]
+        return costs
 
     def _fit_core(self, X, Y):
         kernel, mask, theta0, b0, s20 = self._start(X, Y)
@@ -79,16 +92,33 @@ class _JointMTGP(MultiOutputGP):
             raise ValueError(f"min_noise_variance must be >= 0, got {floor_value!r}")
         floor = jnp.asarray(floor_value * output_variances(Y))
 
-        factored = self._factored_masked_likelihood(Y) if np.isnan(Y).any() else None
-        if factored is not None:  # missing outputs, model structure used: no |O| x |O| matrix
+        variant = "eigen"
+        if np.isnan(Y).any():  # missing outputs: the cheapest exact form of eq. (4) on the observed entries
+            factored = self._factored_masked_likelihood(Y)
+            costs = self._masked_costs(Y, factored)
+            variant = min(costs, key=costs.get)
+        if variant == "masked coregional":  # the model's latent processes: no |O| x |O| matrix
+            loglik = factored[0]
+
             def obj(p, theta0, X, data, floor):
                 Y0, W = data
                 theta = apply_mask(mask, p["kernel"], theta0)
-                return -factored(kernel.evaluate(theta, X, X), p, floor, Y0, W) / jnp.sum(W)
+                return -loglik(kernel.evaluate(theta, X, X), p, floor, Y0, W) / jnp.sum(W)
 
             data = (jnp.asarray(np.nan_to_num(Y, nan=0.0)), jnp.asarray(~np.isnan(Y), dtype=float))
-            variant = "masked coregional"
-        elif np.isnan(Y).any():  # missing outputs: eq. (4) of the observed entries (dense in them)
+        elif variant == "masked complement":  # the complete-data eigen route and the few missing entries
+            def obj(p, theta0, X, data, floor):
+                Y0, m_i, m_t = data
+                theta = apply_mask(mask, p["kernel"], theta0)
+                K = kernel.evaluate(theta, X, X)
+                C, S = covs(p)
+                n_obs = Y0.shape[0] * Y0.shape[1] - m_i.shape[0]
+                return -complement_masked_log_likelihood(K, C, S + jnp.diag(floor), Y0, m_i, m_t) / n_obs
+
+            m_i, m_t = np.nonzero(np.isnan(Y))
+            data = (jnp.asarray(np.nan_to_num(Y, nan=0.0)), jnp.asarray(m_i.astype(np.int32)),
+                    jnp.asarray(m_t.astype(np.int32)))
+        elif variant == "masked dense":  # the observed entries' covariance, dense
             def obj(p, theta0, X, data, floor):
                 y_o, i_o, t_o = data
                 theta = apply_mask(mask, p["kernel"], theta0)
@@ -98,7 +128,6 @@ class _JointMTGP(MultiOutputGP):
 
             i_o, t_o = observed_index(Y)
             data = (jnp.asarray(observed_values(Y)), jnp.asarray(i_o), jnp.asarray(t_o))
-            variant = "masked dense"
         else:
             def obj(p, theta0, X, Y, floor):
                 theta = apply_mask(mask, p["kernel"], theta0)
@@ -106,7 +135,7 @@ class _JointMTGP(MultiOutputGP):
                 C, S = covs(p)
                 return -mtgp_log_likelihood(K, C, S + jnp.diag(floor), Y) / (Y.shape[0] * Y.shape[1])
 
-            data, variant = jnp.asarray(Y), "eigen"
+            data = jnp.asarray(Y)
 
         key = (type(self).__name__, self._key(), kernel.structure(), variant)
         args = (theta0, jnp.asarray(X), data, floor)
@@ -230,19 +259,17 @@ class ICM(_JointMTGP):
 
     def _factored_masked_likelihood(self, Y):
         """:func:`~mtgp.multioutput.algebra.coregional_masked_log_likelihood`
-        (O(T N^3 + (P N)^3), the latent-process form of C = A A^T + diag) where
-        its flop count is below the dense O(|O|^3) form's: many outputs at few
-        rank (T = 16 at N = 100, 10% missing: 22x faster per gradient); the
-        dense form otherwise (two outputs at N = 614)."""
+        (O(T N^3 + (P N)^3), the latent-process form of C = A A^T + diag) and
+        its cost relative to the dense O(|O|^3) form: low for many outputs at
+        a low rank (T = 16 at N = 100, 10% missing: 22x faster per gradient),
+        above 1 for two outputs at N = 614."""
         N, T = Y.shape
-        if coregional_cost_ratio(N, T, int(self.rank), int((~np.isnan(Y)).sum())) >= 1.0:
-            return None
 
         def loglik(K, p, floor, Y0, W):
             kappa = jnp.exp(p["log_kappa"]) if "log_kappa" in p else jnp.zeros(Y0.shape[1], K.dtype)
             return coregional_masked_log_likelihood(K, p["A"], kappa, jnp.exp(p["log_s2"]) + floor, Y0, W)
 
-        return loglik
+        return loglik, coregional_cost_ratio(N, T, int(self.rank), int((~np.isnan(Y)).sum()))
 
     def _structure(self, Y, b0, s20, rng):
         T, P = Y.shape[1], int(self.rank)

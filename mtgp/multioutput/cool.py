@@ -59,8 +59,8 @@ from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_
 from ..compile import cached_jit
 from .base import (MultiOutputGP, _deprecated_alias, apply_mask, best_of_starts, deprecated_function,
                    minimize, output_variances, run_info, store_params)
-from .algebra import (MaskedPredictor, eigen_log_likelihood, masked_log_likelihood,
-                      observed_index, observed_values)
+from .algebra import (MaskedPredictor, complement_cost_ratio, complement_masked_log_likelihood, eigen_log_likelihood,
+                      masked_log_likelihood, observed_index, observed_values)
 
 __all__ = [
     "CoolMTGP",
@@ -490,15 +490,21 @@ def _refined_covariances(p, floor):
     return p["F"] @ p["F"].T, (B * (floor + jnp.exp(p["log_s2"]))[None, :]) @ B.T
 
 
-def _observed_objective(kernel):
+def _observed_objective(kernel, complement=False):
     """Per-entry negative log N(y_O | 0, (C (x) K + Sigma (x) I)[O, O]): eq. (4)
-    marginalised over the missing entries (dense in the observed ones)."""
+    marginalised over the missing entries, dense in the observed ones, or
+    (``complement``) through the complete-data eigen route and the missing
+    entries (:func:`~mtgp.multioutput.algebra.complement_masked_log_likelihood`,
+    the cheaper when few entries are missing)."""
     mask = kernel.scale_mask()
 
     def obj(p, theta0, X, data, floor):
-        y_o, i_o, t_o = data
         K = kernel.evaluate(apply_mask(mask, p["kernel"], theta0), X, X)
         C, S = _refined_covariances(p, floor)
+        if complement:
+            Y0, m_i, m_t = data
+            return -complement_masked_log_likelihood(K, C, S, Y0, m_i, m_t) / (Y0.size - m_i.shape[0])
+        y_o, i_o, t_o = data
         return -masked_log_likelihood(K, C, S, y_o, i_o, t_o) / y_o.shape[0]
 
     return obj
@@ -811,10 +817,16 @@ class CoolMTGP(MultiOutputGP):
         ix = np.ix_(order, order)
         floor = jnp.asarray(float(self.min_noise_variance) * var[order])
         p0 = _refinement_start(start["theta"], start["C"][ix], start["Sigma"][ix], floor)
-        i_o, t_o = observed_index(Y[:, order])
-        data = (jnp.asarray(observed_values(Y[:, order])), jnp.asarray(i_o), jnp.asarray(t_o))
+        Yo = Y[:, order]
+        complement = complement_cost_ratio(*Yo.shape, int(np.isnan(Yo).sum())) < 1.0
+        if complement:
+            m_i, m_t = (v.astype(np.int32) for v in np.nonzero(np.isnan(Yo)))
+            data = (jnp.asarray(np.nan_to_num(Yo, nan=0.0)), jnp.asarray(m_i), jnp.asarray(m_t))
+        else:
+            i_o, t_o = observed_index(Yo)
+            data = (jnp.asarray(observed_values(Yo)), jnp.asarray(i_o), jnp.asarray(t_o))
         theta0 = kernel.init_params()
-        res = minimize(("cool-observed", kernel.structure()), _observed_objective(kernel), p0,
+        res = minimize(("cool-observed", kernel.structure(), complement), _observed_objective(kernel, complement), p0,
                        (theta0, Xj, data, floor), int(self.max_iter), float(self.tol))
         p = res.params
         theta = apply_mask(kernel.scale_mask(), p["kernel"], theta0)
@@ -823,7 +835,8 @@ class CoolMTGP(MultiOutputGP):
         C[ix], S[ix] = Co, So  # back to the original output order
         K = kernel.evaluate(theta, Xj, Xj)
         ll = MaskedPredictor(K, C, S, Y, where="CoolMTGP").log_likelihood
-        extra = dict(refine_n_iter=int(res.n_iter), refine_accepted=bool(np.isfinite(ll) and ll >= start["log_likelihood"]))
+        extra = dict(refine_n_iter=int(res.n_iter), refine_likelihood="masked complement" if complement else "masked dense",
+                     refine_accepted=bool(np.isfinite(ll) and ll >= start["log_likelihood"]))
         if not extra["refine_accepted"]:
             return start, extra
         T = len(order)

@@ -18,8 +18,9 @@ from mtgp import config
 from mtgp.exceptions import DataError
 from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP
 from mtgp.multioutput.algebra import (EigenPredictor, MaskedPredictor, condition_on_row_outputs,
-                                      coregional_masked_log_likelihood, masked_log_likelihood, observed_index,
-                                      observed_values)
+                                      complement_masked_log_likelihood, coregional_masked_log_likelihood,
+                                      masked_log_likelihood, observed_index, observed_values)
+from mtgp.multioutput.baselines import _JointMTGP
 from mtgp.testing import dense_masked_log_likelihood, dense_masked_predict
 
 
@@ -114,23 +115,94 @@ def test_coregional_masked_log_likelihood_matches_dense(rank, diagonal):
     assert np.isnan(float(factored(K, A, kappa, -s2 - 5.0)))
 
 
-def test_icm_coregional_route_equals_dense_route(monkeypatch):
-    """ICM with missing outputs fits through the factored likelihood where it
-    is the cheaper, and reaches what the dense route reaches."""
+@config.float64
+@pytest.mark.parametrize("frac", [0.15, 0.5])
+def test_complement_masked_log_likelihood_matches_dense(frac):
+    """The eigen route of the complete data plus the missing entries' block
+    of A^-1 equals the dense observed-entry likelihood, value and (custom
+    VJP) gradient w.r.t. K, C, Sigma and Y, with a row that has nothing
+    observed, a repeated input (singular K) and a rank-1 C; the values at
+    the missing entries of Y do not matter."""
+    rng = np.random.default_rng(11)
+    N, T = 12, 3
+    X = rng.normal(size=(N, 2))
+    X[1] = X[0]
+    Ym = rng.normal(size=(N, T))
+    Ym[rng.random(Ym.shape) < frac] = np.nan
+    Ym[2] = np.nan
+    Ym[0, 0] = 0.4
+    K = jnp.asarray(np.exp(-0.5 * np.sum((X[:, None] - X[None]) ** 2, -1)))
+    a = rng.normal(size=(T, 1))
+    C = jnp.asarray(a @ a.T)
+    B = rng.normal(size=(T, T))
+    S = jnp.asarray(0.2 * B @ B.T + 0.05 * np.eye(T))
+    miss = np.isnan(Ym)
+    m_i, m_t = (jnp.asarray(v.astype(np.int32)) for v in np.nonzero(miss))
+    Y0 = jnp.asarray(np.where(miss, 7.0, Ym))
+    i_o, t_o = observed_index(Ym)
+    y_o = jnp.asarray(observed_values(Ym))
+
+    def dense(K, C, S, Y0):
+        return masked_log_likelihood(K, C, S, Y0.T.reshape(-1)[np.asarray(~miss.T.reshape(-1))], i_o, t_o)
+
+    def complement(K, C, S, Y0):
+        return complement_masked_log_likelihood(K, C, S, Y0, m_i, m_t)
+
+    assert abs(float(complement(K, C, S, Y0)) - dense_masked_log_likelihood(np.asarray(K), C, S, Ym)) < 1e-9
+    assert float(complement(K, C, S, Y0)) == pytest.approx(float(complement(K, C, S, Y0 * 0 + jnp.nan_to_num(
+        jnp.asarray(np.where(miss, -3.0, Ym))))), abs=1e-10)
+    g1 = jax.grad(dense, argnums=(0, 1, 2, 3))(K, C, S, Y0)
+    g2 = jax.grad(complement, argnums=(0, 1, 2, 3))(K, C, S, Y0)
+    for a_, b_ in zip(g1, g2):
+        np.testing.assert_allclose(np.asarray(b_), np.asarray(a_), atol=1e-8)
+    assert np.all(np.asarray(g2[3])[miss] == 0.0)
+    assert y_o.shape[0] == int((~miss).sum())
+
+
+ROUTES = [("ICM", "masked coregional"), ("ICM", "masked complement"), ("SigmaMT", "masked complement")]
+
+
+@pytest.mark.parametrize("model_name,route", ROUTES)
+def test_masked_routes_reach_the_dense_fit(monkeypatch, model_name, route):
+    """Each structured form of the observed entries' likelihood, when the fit
+    takes it, reaches what the dense form reaches; fit_info_ names it."""
     rng = np.random.default_rng(4)
     X = rng.normal(size=(30, 2))
     F = np.sin(2 * X[:, :1])
     Ym = F * rng.normal(size=(1, 6)) + 0.2 * rng.normal(size=(30, 6))
     Ym[rng.random(Ym.shape) < 0.2] = np.nan
-    model = ICM(diagonal=True, max_iter=40).fit(X, Ym)
-    assert model.fit_info_["likelihood"] == "masked coregional"
-    monkeypatch.setattr(ICM, "_factored_masked_likelihood", lambda self, Y: None)
-    dense = ICM(diagonal=True, max_iter=40).fit(X, Ym)
+    make = {"ICM": lambda: ICM(diagonal=True, max_iter=40),
+            "SigmaMT": lambda: StructuredNoiseMTGP(max_iter=40)}[model_name]
+    costs = _JointMTGP._masked_costs
+    monkeypatch.setattr(_JointMTGP, "_masked_costs", staticmethod(
+        lambda Y, factored: {k: (0.0 if k == route else v) for k, v in costs(Y, factored).items()}))
+    model = make().fit(X, Ym)
+    assert model.fit_info_["likelihood"] == route
+    monkeypatch.setattr(_JointMTGP, "_masked_costs", staticmethod(lambda Y, factored: {"masked dense": 1.0}))
+    dense = make().fit(X, Ym)
     assert dense.fit_info_["likelihood"] == "masked dense"
     assert model.log_marginal_likelihood_ == pytest.approx(dense.log_marginal_likelihood_, abs=1e-6)
     np.testing.assert_allclose(model.output_covariance_, dense.output_covariance_, atol=1e-5)
     Xs = rng.normal(size=(5, 2))
     np.testing.assert_allclose(model.predict(Xs).mean, dense.predict(Xs).mean, atol=1e-5)
+
+
+def test_masked_route_choice():
+    """The cheapest form is taken: few missing entries -> the eigen
+    complement; many outputs at rank 1 with many missing -> ICM's latent
+    processes; two outputs with half missing -> dense."""
+    rng = np.random.default_rng(0)
+
+    def route(model, N, T, frac):
+        Y = rng.normal(size=(N, T))
+        Y[rng.random(Y.shape) < frac] = np.nan
+        f = model._factored_masked_likelihood(Y)
+        costs = model._masked_costs(Y, f)
+        return min(costs, key=costs.get)
+
+    assert route(ICM(diagonal=True), 614, 2, 0.1) == "masked complement"
+    assert route(ICM(diagonal=True), 100, 16, 0.5) == "masked coregional"
+    assert route(StructuredNoiseMTGP(), 614, 2, 0.5) == "masked dense"
 
 
 @config.float64
