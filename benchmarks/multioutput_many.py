@@ -199,7 +199,10 @@ def main(argv=None):
         "Many outputs and missing outputs: time and memory", quick=args.quick,
         elapsed=time.perf_counter() - t_start,
         extra=(f"**Loaded machine**: 1-minute load average {load[0]:.1f} on {os.cpu_count()} cores at the end of "
-               "the run (other jobs were running); the times are upper bounds of what a quiet machine gives."))
+               "the run (other jobs were running); the times are upper bounds of what a quiet machine gives."
+               if load[0] > (os.cpu_count() or 1) else
+               f"1-minute load average {load[0]:.1f} on {os.cpu_count()} cores at the end of the run (this run "
+               "and its child processes; no more jobs than cores)."))
     text += f"""
 ## Many outputs: T = {T}, N = {N}, {n_test} test points
 
