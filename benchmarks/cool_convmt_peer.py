@@ -81,8 +81,10 @@ def _worker(argv):
             D = Xtr.shape[1]
             # MOGPTK's CONV computes prod(base_variance) / prod(variances) over the D input
             # dimensions: with per-dimension variances ~D ("scaled") both products overflow
-            # float64 once D ln D > 709 (atp1d, D = 370: NaN kernel). There the inputs are
-            # divided by sqrt(D) and every variance by D: the same start kernel.
+            # float64 once D ln D > 709 (atp1d, D = 370: NaN kernel). There (600: a margin) the
+            # inputs are divided by sqrt(D) and every variance by D: the same start kernel.
+            # Not always: Adam's path depends on the parametrisation, and the rows made at
+            # small D stay as they were.
             unit = float(D) if a.init == "scaled" and D * np.log(D) > 600 else 1.0
             Xtr, Xte = Xtr / np.sqrt(unit), Xte / np.sqrt(unit)
             res["input_scale"] = 1.0 / np.sqrt(unit)

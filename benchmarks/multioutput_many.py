@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from _common import md_table, out_dir, page_header
+from _common import load_note, md_table, out_dir, page_header
 
 MODELS = ("Std-MT P=5", "Sigma-MT P=5", "HCool", "~Cool")
 
@@ -193,16 +193,12 @@ def main(argv=None):
     sizes = (50, 100) if args.quick else (100, 200, 400, 600)
     miss_rows = missing_costs(sizes)
     many_rows = missing_costs((50,) if args.quick else (50, 100, 200), T=16, frac=0.1)
-    load = os.getloadavg()
+    load = load_note()
     dense_gb = (N * T) ** 2 * 8 / 2**30
     text = page_header(
         "Many outputs and missing outputs: time and memory", quick=args.quick,
         elapsed=time.perf_counter() - t_start,
-        extra=(f"**Loaded machine**: 1-minute load average {load[0]:.1f} on {os.cpu_count()} cores at the end of "
-               "the run (other jobs were running); the times are upper bounds of what a quiet machine gives."
-               if load[0] > (os.cpu_count() or 1) else
-               f"1-minute load average {load[0]:.1f} on {os.cpu_count()} cores at the end of the run (this run "
-               "and its child processes; no more jobs than cores)."))
+        extra=load[0].upper() + load[1:] + ".")
     text += f"""
 ## Many outputs: T = {T}, N = {N}, {n_test} test points
 
