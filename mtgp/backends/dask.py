@@ -133,7 +133,10 @@ class Dask(DataOnWorkers, Backend):
 
     # ----------------------------------------------------------- layout
     def _workers(self) -> List[str]:
-        workers = sorted(self.client.scheduler_info()["workers"])
+        # nthreads() asks the scheduler each time; scheduler_info() returns a
+        # cache that distributed >= 2025 refreshes in the background without
+        # the per-worker entries, so it can read as "no worker" (a race).
+        workers = sorted(self.client.nthreads())
         if not workers:
             raise RuntimeError("Dask backend: the client's cluster has no worker")
         return workers
