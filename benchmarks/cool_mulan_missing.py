@@ -172,9 +172,21 @@ def std_n_init_name(n_init):
     return f"Std-MT (P=1 + diag, n_init={n_init})"
 
 
-def mtgp_models(k, max_iter, std_n_init=None):
+def std_random_starts_name(n):
+    return f"Std-MT (P=1 + diag, n_random_starts={n})"
+
+
+def extra_model_names(std_n_init=None, std_random_starts=None):
+    """Names of the Std-MT variants that ``--std-n-init`` / ``--std-random-starts`` add."""
+    return ([std_n_init_name(std_n_init)] if std_n_init else []) + (
+        [std_random_starts_name(std_random_starts)] if std_random_starts else [])
+
+
+def mtgp_models(k, max_iter, std_n_init=None, std_random_starts=None):
     """The page's mtgp models; ``std_n_init``: also Std-MT with that many
-    starts around each of its two (``ICM(n_init=...)``)."""
+    starts around each of its two (``ICM(n_init=...)``); ``std_random_starts``:
+    also Std-MT with that many independent random draws of A besides its data
+    start (``ICM(n_random_starts=...)``)."""
     from mtgp.multioutput import CoolMTGP, ICM, StructuredNoiseMTGP
 
     models = {"HCool": CoolMTGP(k, max_iter=max_iter),
@@ -183,7 +195,19 @@ def mtgp_models(k, max_iter, std_n_init=None):
               "Sigma-MT": StructuredNoiseMTGP(k, max_iter=max_iter)}
     if std_n_init:
         models[std_n_init_name(std_n_init)] = ICM(k, rank=1, diagonal=True, max_iter=max_iter, n_init=std_n_init)
+    if std_random_starts:
+        models[std_random_starts_name(std_random_starts)] = ICM(k, rank=1, diagonal=True, max_iter=max_iter,
+                                                                n_random_starts=std_random_starts)
     return models
+
+
+def selected(name, models, extras):
+    """Whether model ``name`` runs: every model without ``--models``; with it
+    the models listed, and the added Std-MT variants unless some are listed
+    (then only those)."""
+    if not models or name in models:
+        return True
+    return name in extras and not any(m in extras for m in models)
 
 
 def fit_mtgp(m, Xtr, Ym, Xte, warm=False):
@@ -311,15 +335,16 @@ def row(it, model, status, tr=None, te=None, fit_s=None, warm_s=None, loglik=Non
     return r
 
 
-def run(items, max_iter, models, peer_py, warm=False, std_n_init=None):
+def run(items, max_iter, models, peer_py, warm=False, std_n_init=None, std_random_starts=None):
     from cool_mulan import kernel
 
     rows, unsupported = [], set()
+    extras = extra_model_names(std_n_init, std_random_starts)
     t0 = time.perf_counter()
     for it in items:
         k = kernel("se", it["Xtr"].shape[1])
-        for name, m in mtgp_models(k, max_iter, std_n_init).items():
-            if models and name not in models and name != std_n_init_name(std_n_init):
+        for name, m in mtgp_models(k, max_iter, std_n_init, std_random_starts).items():
+            if not selected(name, models, extras):
                 continue
             if name in unsupported:
                 rows.append(row(it, name, NOT_SUPPORTED))
@@ -498,7 +523,9 @@ def main(argv=None):
     ap.add_argument("--splits", type=int, default=None)
     ap.add_argument("--fractions", nargs="*", type=float, default=None)
     ap.add_argument("--max-iter", type=int, default=None)
-    ap.add_argument("--models", nargs="*", default=None, choices=MTGP_MODELS + (INDEP,))
+    ap.add_argument("--models", nargs="*", default=None,
+                    help=f"models to fit (default all): any of {', '.join(MTGP_MODELS + (INDEP,))}, or the names "
+                    "of the variants that --std-n-init / --std-random-starts add (then only those of them)")
     ap.add_argument("--peer-python", default=None, help="interpreter with torch + gpytorch (default: "
                     "cool_gpytorch_peer.py's venv, created if missing; --quick: no peer unless given)")
     ap.add_argument("--no-peer", action="store_true")
@@ -507,6 +534,8 @@ def main(argv=None):
                     help="cap on the training rows per split (large sets on a slow machine; stated on the page)")
     ap.add_argument("--std-n-init", type=int, default=None,
                     help="also fit Std-MT with this n_init (starts around each of its two)")
+    ap.add_argument("--std-random-starts", type=int, default=None,
+                    help="also fit Std-MT with this many independent random draws of A besides its data start")
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="*", default=None, metavar="CSV")
     ap.add_argument("--note", default=None)
@@ -514,6 +543,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = out_dir(args.out)
     args.max_iter = args.max_iter or (20 if args.quick else 200)
+    known = MTGP_MODELS + (INDEP,) + tuple(extra_model_names(args.std_n_init, args.std_random_starts))
+    unknown = [m for m in args.models or () if m not in known]
+    if unknown:
+        ap.error(f"--models: unknown model(s) {unknown}; choose from {list(known)}")
     t0 = time.perf_counter()
     if args.merge:
         df = merge_runs([pd.read_csv(f) for f in args.merge])
@@ -535,7 +568,8 @@ def main(argv=None):
     warnings.simplefilter("ignore", mtgp.DegenerateOutputsWarning)  # coverage is what the page reports
     with tempfile.TemporaryDirectory() as tmp:
         items = make_items(names, args.splits or 1, fractions, tmp, args.max_train)
-        rows, versions = run(items, args.max_iter, args.models, peer_py, args.warm, args.std_n_init)
+        rows, versions = run(items, args.max_iter, args.models, peer_py, args.warm, args.std_n_init,
+                             args.std_random_starts)
     if versions:
         peer_note += " (" + ", ".join(f"{k} {v}" for k, v in versions.items()) + ")"
     report(pd.DataFrame(rows), out, time.perf_counter() - t0, args, peer_note)

@@ -50,3 +50,18 @@ def test_remove_entries_is_seeded_and_keeps_two_per_output():
     assert mask.sum() == 30 and np.all(np.isnan(Ym[mask])) and np.all(Ym[~mask] == Y[~mask])
     assert np.all((~mask).sum(axis=0) >= 2)
     np.testing.assert_array_equal(remove_entries(Y, 0.5, seed=3)[1], mask)
+
+
+def test_missing_benchmark_model_selection():
+    """--models with an added Std-MT variant fits only that variant (a column
+    added to a page without refitting the others); without one listed the
+    added variants run beside the models listed, as before."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cool_mulan_missing import extra_model_names, selected
+
+    extras = extra_model_names(std_n_init=4, std_random_starts=4)
+    assert extras == ["Std-MT (P=1 + diag, n_init=4)", "Std-MT (P=1 + diag, n_random_starts=4)"]
+    names = ["HCool", "Std-MT (P=1 + diag)"] + extras
+    assert [n for n in names if selected(n, None, extras)] == names
+    assert [n for n in names if selected(n, ["Std-MT (P=1 + diag)"], extras)] == names[1:]
+    assert [n for n in names if selected(n, [extras[1]], extras)] == [extras[1]]

@@ -128,3 +128,45 @@ def test_icm_random_start_is_seeded_and_start_is_validated():
     assert not np.allclose(a.output_covariance_, c.output_covariance_)
     with pytest.raises(ValueError, match="start must be"):
         ICM(start="eigen").fit(X, Ym)
+
+
+def test_icm_random_starts_keep_the_best_of_the_single_draw_fits():
+    """``n_random_starts=k`` fits draws 0..k-1 of A, each exactly the fit of
+    ``start="random"`` with the seed it documents, and keeps the best; with
+    ``start="both"`` the data start is one more candidate."""
+    X, Ym = _correlated(N=30, seed=3, frac=0.3)
+    k = SE(lengthscale=np.sqrt(3.0))
+    kw = dict(rank=1, diagonal=True, max_iter=15)
+    single = {"random": ICM(k, start="random", random_state=7, **kw).fit(X, Ym)}
+    for j in (1, 2):
+        single[f"random {j}"] = ICM(k, start="random", random_state=[7, j], **kw).fit(X, Ym)
+    single["data"] = ICM(k, start="data", random_state=7, **kw).fit(X, Ym)
+    obj = {s: f.fit_info_["objective"] for s, f in single.items()}
+    assert len(set(np.round(list(obj.values()), 12))) == 4  # four different fits
+    for start, names in (("random", ["random", "random 1", "random 2"]),
+                         ("both", ["data", "random", "random 1", "random 2"])):
+        m = ICM(k, start=start, random_state=7, n_random_starts=3, **kw).fit(X, Ym)
+        info = m.fit_info_
+        assert info["start_objectives"] == pytest.approx({s: obj[s] for s in names}, rel=1e-12)
+        kept = min(names, key=obj.get)
+        assert info["start"] == kept and info["objective"] == pytest.approx(obj[kept], rel=1e-12)
+        np.testing.assert_allclose(m.output_covariance_, single[kept].output_covariance_, rtol=1e-10)
+    # one draw: the previous behaviour, to the bit
+    one = ICM(k, start="both", random_state=7, n_random_starts=1, **kw).fit(X, Ym)
+    default = ICM(k, start="both", random_state=7, **kw).fit(X, Ym)
+    assert one.fit_info_["start_objectives"] == default.fit_info_["start_objectives"]
+    assert set(one.fit_info_["start_objectives"]) == {"data", "random"}
+    np.testing.assert_array_equal(one.output_covariance_, default.output_covariance_)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
+def test_icm_n_random_starts_is_validated(bad):
+    X, Ym = _correlated(N=20, frac=0.0)
+    with pytest.raises(ValueError, match="n_random_starts must be an integer >= 1"):
+        ICM(SE(), n_random_starts=bad).fit(X, Ym)
+
+
+def test_icm_n_random_starts_needs_a_random_start():
+    X, Ym = _correlated(N=20, frac=0.0)
+    with pytest.raises(ValueError, match="start='data' does not use"):
+        ICM(SE(), start="data", n_random_starts=3).fit(X, Ym)
