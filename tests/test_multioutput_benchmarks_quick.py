@@ -65,3 +65,19 @@ def test_missing_benchmark_model_selection():
     assert [n for n in names if selected(n, None, extras)] == names
     assert [n for n in names if selected(n, ["Std-MT (P=1 + diag)"], extras)] == names[1:]
     assert [n for n in names if selected(n, [extras[1]], extras)] == [extras[1]]
+
+
+def test_missing_benchmark_per_set_counts_only_sets_the_variant_ran_on():
+    """A Std-MT variant fitted on some sets only (a column added to part of a
+    page) is compared on those sets, not counted as ahead on the others."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cool_mulan_missing import PEER, _same_model_lines
+
+    rows = [dict(dataset=d, removed=0.3, model=PEER, rmse_removed=0.5, loglik=0.0, fit_s_warm=1.0)
+            for d in ("a", "b")]
+    rows.append(dict(dataset="a", removed=0.3, model="Std-MT x", rmse_removed=0.6, loglik=0.0, fit_s_warm=1.0))
+    lines = _same_model_lines(pd.DataFrame(rows), "Std-MT x", 0.002, title=False)
+    per_set = [line for line in lines if line.startswith("- Per data set")]
+    assert per_set and "0 of 1 sets; not on a (0.600 against 0.500)" in per_set[0]
