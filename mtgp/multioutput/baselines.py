@@ -274,18 +274,14 @@ class ICM(_JointMTGP):
             seed = [*np.atleast_1d(seed).tolist(), int(draw)]
         return _random_factors(T, int(self.rank), b0, np.random.default_rng(seed))
 
-    @staticmethod
-    def _draw_name(draw):
-        return "random" if draw == 0 else f"random {draw}"
-
     def _extra_starts(self, Y, b0, s20, x0):
-        draws = range(0 if self.start == "both" else 1, int(self.n_random_starts)) if self.start != "data" else ()
+        # "both": every draw beside the data start; "random": draw 0 is x0 itself;
+        # "data": none (_resolve_params keeps n_random_starts at 1)
         extra = {}
-        for draw in draws:
+        for draw in range(0 if self.start == "both" else 1, int(self.n_random_starts)):
             A = self._random_start(Y.shape[1], b0, draw)
-            if np.array_equal(A, np.asarray(x0["A"])):  # the data start fell back to this same draw
-                continue
-            extra[self._draw_name(draw)] = dict(x0, A=jnp.asarray(A))
+            if not np.array_equal(A, np.asarray(x0["A"])):  # the data start may have fallen back to this draw
+                extra["random" if draw == 0 else f"random {draw}"] = dict(x0, A=jnp.asarray(A))
         return extra
 
     def _factored_masked_likelihood(self, Y):
