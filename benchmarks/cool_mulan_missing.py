@@ -172,21 +172,23 @@ def std_n_init_name(n_init):
     return f"Std-MT (P=1 + diag, n_init={n_init})"
 
 
-def std_random_starts_name(n):
-    return f"Std-MT (P=1 + diag, n_random_starts={n})"
+def std_random_starts_name(n, screen_iter=None):
+    return f"Std-MT (P=1 + diag, n_random_starts={n}" + (f", screen_iter={screen_iter})" if screen_iter else ")")
 
 
-def extra_model_names(std_n_init=None, std_random_starts=None):
-    """Names of the Std-MT variants that ``--std-n-init`` / ``--std-random-starts`` add."""
+def extra_model_names(std_n_init=None, std_random_starts=None, std_screen_iter=None):
+    """Names of the Std-MT variants that ``--std-n-init`` / ``--std-random-starts``
+    (with ``--std-screen-iter``) add."""
     return ([std_n_init_name(std_n_init)] if std_n_init else []) + (
-        [std_random_starts_name(std_random_starts)] if std_random_starts else [])
+        [std_random_starts_name(std_random_starts, std_screen_iter)] if std_random_starts else [])
 
 
-def mtgp_models(k, max_iter, std_n_init=None, std_random_starts=None):
+def mtgp_models(k, max_iter, std_n_init=None, std_random_starts=None, std_screen_iter=None):
     """The page's mtgp models; ``std_n_init``: also Std-MT with that many
     starts around each of its two (``ICM(n_init=...)``); ``std_random_starts``:
     also Std-MT with that many independent random draws of A besides its data
-    start (``ICM(n_random_starts=...)``)."""
+    start (``ICM(n_random_starts=...)``), each start screened with
+    ``std_screen_iter`` iterations if given (``ICM(screen_iter=...)``)."""
     from mtgp.multioutput import CoolMTGP, ICM, StructuredNoiseMTGP
 
     models = {"HCool": CoolMTGP(k, max_iter=max_iter),
@@ -196,8 +198,9 @@ def mtgp_models(k, max_iter, std_n_init=None, std_random_starts=None):
     if std_n_init:
         models[std_n_init_name(std_n_init)] = ICM(k, rank=1, diagonal=True, max_iter=max_iter, n_init=std_n_init)
     if std_random_starts:
-        models[std_random_starts_name(std_random_starts)] = ICM(k, rank=1, diagonal=True, max_iter=max_iter,
-                                                                n_random_starts=std_random_starts)
+        models[std_random_starts_name(std_random_starts, std_screen_iter)] = ICM(
+            k, rank=1, diagonal=True, max_iter=max_iter, n_random_starts=std_random_starts,
+            screen_iter=std_screen_iter)
     return models
 
 
@@ -335,15 +338,16 @@ def row(it, model, status, tr=None, te=None, fit_s=None, warm_s=None, loglik=Non
     return r
 
 
-def run(items, max_iter, models, peer_py, warm=False, std_n_init=None, std_random_starts=None):
+def run(items, max_iter, models, peer_py, warm=False, std_n_init=None, std_random_starts=None,
+        std_screen_iter=None):
     from cool_mulan import kernel
 
     rows, unsupported = [], set()
-    extras = extra_model_names(std_n_init, std_random_starts)
+    extras = extra_model_names(std_n_init, std_random_starts, std_screen_iter)
     t0 = time.perf_counter()
     for it in items:
         k = kernel("se", it["Xtr"].shape[1])
-        for name, m in mtgp_models(k, max_iter, std_n_init, std_random_starts).items():
+        for name, m in mtgp_models(k, max_iter, std_n_init, std_random_starts, std_screen_iter).items():
             if not selected(name, models, extras):
                 continue
             if name in unsupported:
@@ -537,6 +541,9 @@ def main(argv=None):
                     help="also fit Std-MT with this n_init (starts around each of its two)")
     ap.add_argument("--std-random-starts", type=int, default=None,
                     help="also fit Std-MT with this many independent random draws of A besides its data start")
+    ap.add_argument("--std-screen-iter", type=int, default=None,
+                    help="with --std-random-starts: each start gets this many iterations, the best one the rest "
+                    "of the budget (ICM(screen_iter=...))")
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="*", default=None, metavar="CSV")
     ap.add_argument("--note", default=None)
@@ -544,7 +551,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = out_dir(args.out)
     args.max_iter = args.max_iter or (20 if args.quick else 200)
-    known = MTGP_MODELS + (INDEP,) + tuple(extra_model_names(args.std_n_init, args.std_random_starts))
+    if args.std_screen_iter and not args.std_random_starts:
+        ap.error("--std-screen-iter screens the starts of --std-random-starts: give both")
+    known = MTGP_MODELS + (INDEP,) + tuple(extra_model_names(args.std_n_init, args.std_random_starts,
+                                                             args.std_screen_iter))
     unknown = [m for m in args.models or () if m not in known]
     if unknown:
         ap.error(f"--models: unknown model(s) {unknown}; choose from {list(known)}")
@@ -570,7 +580,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         items = make_items(names, args.splits or 1, fractions, tmp, args.max_train)
         rows, versions = run(items, args.max_iter, args.models, peer_py, args.warm, args.std_n_init,
-                             args.std_random_starts)
+                             args.std_random_starts, args.std_screen_iter)
     if versions:
         peer_note += " (" + ", ".join(f"{k} {v}" for k, v in versions.items()) + ")"
     report(pd.DataFrame(rows), out, time.perf_counter() - t0, args, peer_note)

@@ -65,6 +65,8 @@ def test_missing_benchmark_model_selection():
     assert [n for n in names if selected(n, None, extras)] == names
     assert [n for n in names if selected(n, ["Std-MT (P=1 + diag)"], extras)] == names[1:]
     assert [n for n in names if selected(n, [extras[1]], extras)] == [extras[1]]
+    assert extra_model_names(std_random_starts=4, std_screen_iter=40) == [
+        "Std-MT (P=1 + diag, n_random_starts=4, screen_iter=40)"]
 
 
 def test_missing_benchmark_per_set_counts_only_sets_the_variant_ran_on():

@@ -170,3 +170,55 @@ def test_icm_n_random_starts_needs_a_random_start():
     X, Ym = _correlated(N=20, frac=0.0)
     with pytest.raises(ValueError, match="start='data' does not use"):
         ICM(SE(), start="data", n_random_starts=3).fit(X, Ym)
+
+
+def test_icm_screened_starts_continue_the_best_screened_fit():
+    """``screen_iter=s``: every start runs ``s`` iterations (exactly the
+    single-start fit with ``max_iter=s``), the lowest objective is kept and
+    goes on for the rest of the budget: it ends no worse than where it was
+    screened and, given the budget, at the converged optimum of that start."""
+    X, Ym = _correlated(N=30, seed=3, frac=0.3)
+    k = SE(lengthscale=np.sqrt(3.0))
+    kw = dict(rank=1, diagonal=True, random_state=7)
+    screen = 8
+    single = {"data": ICM(k, start="data", max_iter=screen, **kw).fit(X, Ym),
+              "random": ICM(k, start="random", max_iter=screen, **kw).fit(X, Ym)}
+    single["random 1"] = ICM(k, start="random", max_iter=screen, rank=1, diagonal=True,
+                             random_state=[7, 1]).fit(X, Ym)
+    obj = {s: f.fit_info_["objective"] for s, f in single.items()}
+    kept = min(obj, key=obj.get)
+
+    m = ICM(k, max_iter=400, n_random_starts=2, screen_iter=screen, **kw).fit(X, Ym)
+    info = m.fit_info_
+    assert info["start_objectives"] == pytest.approx(obj, rel=1e-12)
+    assert info["start"] == kept and info["screen_iter"] == screen
+    assert info["objective"] <= obj[kept]
+    assert screen < info["n_iter"] == m.n_iter_ < 400 and info["converged"]
+    kept_kw = dict(kw, start="data") if kept == "data" else dict(
+        rank=1, diagonal=True, start="random", random_state=7 if kept == "random" else [7, 1])
+    full = ICM(k, max_iter=400, **kept_kw).fit(X, Ym)
+    assert full.fit_info_["converged"]
+    assert info["objective"] == pytest.approx(full.fit_info_["objective"], rel=1e-7)
+    np.testing.assert_allclose(m.output_covariance_, full.output_covariance_, rtol=1e-3, atol=1e-6)
+
+
+def test_icm_screening_is_inert_without_several_starts_or_below_the_budget():
+    """With one start, or ``screen_iter >= max_iter``, every number is the
+    unscreened fit's, to the bit."""
+    X, Ym = _correlated(N=30, seed=3, frac=0.3)
+    k = SE(lengthscale=np.sqrt(3.0))
+    kw = dict(rank=1, diagonal=True, random_state=7, max_iter=15)
+    for extra in (dict(start="data"), dict(start="random"), dict(n_random_starts=2)):
+        plain = ICM(k, **kw, **extra).fit(X, Ym)
+        screen = 5 if "start" in extra else 15
+        screened = ICM(k, screen_iter=screen, **kw, **extra).fit(X, Ym)
+        np.testing.assert_array_equal(screened.output_covariance_, plain.output_covariance_)
+        assert screened.fit_info_["objective"] == plain.fit_info_["objective"]
+        assert "screen_iter" not in screened.fit_info_
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "40"])
+def test_icm_screen_iter_is_validated(bad):
+    X, Ym = _correlated(N=20, frac=0.0)
+    with pytest.raises(ValueError, match="screen_iter must be None or an integer >= 1"):
+        ICM(SE(), screen_iter=bad).fit(X, Ym)
