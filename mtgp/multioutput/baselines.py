@@ -170,6 +170,11 @@ class _JointMTGP(MultiOutputGP):
         return info
 
 
+def _is_count(value) -> bool:
+    """An integer >= 1 (a bool is not one)."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1
+
+
 def _leading_factors(Y, b0, P, rng):
     """Start of a rank-P factor A (T, P) of C = A A^T: the P leading
     eigenvectors of the outputs' empirical covariance S (pairwise over
@@ -276,12 +281,10 @@ class ICM(_JointMTGP):
         if self.start not in ("data", "random", "both"):
             raise ValueError(f"start must be 'data', 'random' or 'both', got {self.start!r}")
         n = self.n_random_starts
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        if not _is_count(n):
             raise ValueError(f"n_random_starts must be an integer >= 1, got {n!r}")
-        screen = self.screen_iter
-        if screen is not None and (isinstance(screen, bool) or not isinstance(screen, (int, np.integer))
-                                   or screen < 1):
-            raise ValueError(f"screen_iter must be None or an integer >= 1, got {screen!r}")
+        if not (self.screen_iter is None or _is_count(self.screen_iter)):
+            raise ValueError(f"screen_iter must be None or an integer >= 1, got {self.screen_iter!r}")
         if self.start == "data" and n != 1:
             raise ValueError(f"n_random_starts={n} draws random starts of A, which start='data' does not "
                              "use: pass start='both' (the data start and the draws) or start='random'")
