@@ -83,3 +83,26 @@ def test_missing_benchmark_per_set_counts_only_sets_the_variant_ran_on():
     lines = _same_model_lines(pd.DataFrame(rows), "Std-MT x", 0.002, title=False)
     per_set = [line for line in lines if line.startswith("- Per data set")]
     assert per_set and "0 of 1 sets; not on a (0.600 against 0.500)" in per_set[0]
+
+
+def test_missing_benchmark_paired_difference_per_set():
+    """The paired line: mean and standard error of (model - GPyTorch) over a
+    set's cells, and the cells ahead / behind; cells one model lacks are
+    left out of the pairs."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cool_mulan_missing import PEER, _same_model_lines
+
+    diffs = [-0.02, 0.0, 0.05]
+    rows = []
+    for split, dlt in enumerate(diffs):
+        rows.append(dict(dataset="a", split=split, removed=0.3, model=PEER, rmse_removed=0.5, loglik=0.0,
+                         fit_s_warm=1.0))
+        rows.append(dict(dataset="a", split=split, removed=0.3, model="Std-MT x", rmse_removed=0.5 + dlt,
+                         loglik=0.0, fit_s_warm=1.0))
+    rows.append(dict(dataset="a", split=3, removed=0.3, model=PEER, rmse_removed=9.0, loglik=0.0, fit_s_warm=1.0))
+    lines = _same_model_lines(pd.DataFrame(rows), "Std-MT x", 0.002, title=False)
+    paired = [line for line in lines if line.startswith("- Removed-entry RMSE minus")]
+    se = float(np.std(diffs, ddof=1) / np.sqrt(3))
+    assert paired and f"a {np.mean(diffs):+.3f} \u00b1 {se:.3f} (3 cells; ahead 1, behind 1)" in paired[0]
