@@ -105,4 +105,26 @@ def test_missing_benchmark_paired_difference_per_set():
     lines = _same_model_lines(pd.DataFrame(rows), "Std-MT x", 0.002, title=False)
     paired = [line for line in lines if line.startswith("- Removed-entry RMSE minus")]
     se = float(np.std(diffs, ddof=1) / np.sqrt(3))
-    assert paired and f"a {np.mean(diffs):+.3f} \u00b1 {se:.3f} (3 cells; ahead 1, behind 1)" in paired[0]
+    assert paired and (f"a {np.mean(diffs):+.3f} \u00b1 {se:.3f} (3 cells; ahead 1, behind 1, 1 of them with a "
+                       "log-likelihood at least GPyTorch's)") in paired[0]
+
+
+def test_missing_benchmark_paired_difference_counts_better_fits_behind():
+    """Of the cells behind GPyTorch on RMSE, those where the model's exact
+    log-likelihood is at least GPyTorch's are counted (a lower one, or a
+    cell without a log-likelihood, is not)."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cool_mulan_missing import PEER, _paired_difference_lines
+
+    # (model's RMSE excess, model's log-likelihood, GPyTorch's) per split; GPyTorch's RMSE 0.5
+    cells = [(0.05, -10.0, -12.0), (0.05, -12.0, -10.0), (0.05, None, -10.0), (0.0, -20.0, -10.0)]
+    rows = []
+    for split, (excess, ll, ll_peer) in enumerate(cells):
+        rows.append(dict(dataset="b", split=split, removed=0.1, model=PEER, rmse_removed=0.5, loglik=ll_peer))
+        rows.append(dict(dataset="b", split=split, removed=0.1, model="Std-MT y", rmse_removed=0.5 + excess,
+                         loglik=ll))
+    lines = _paired_difference_lines(pd.DataFrame(rows), "Std-MT y")
+    assert lines and ("(4 cells; ahead 0, behind 3, 1 of them with a log-likelihood at least GPyTorch's "
+                      "(1 without one))") in lines[0]
