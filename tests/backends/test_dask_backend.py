@@ -55,7 +55,7 @@ def test_dask_equals_local(client, common):
     # apart, which L-BFGS along the flat likelihood of a degenerate
     # individual (lengthscale e^9.8) turned into 7e-8 relative on its HPs
     # over 3 EM iterations (likelihoods agree to 1e-10; one M step from the
-    # same posterior agrees to 1e-10, test_dask_m_step_equals_local)
+    # same posterior agrees to 1e-8, test_dask_m_step_equals_local)
     for a, b in zip(_leaves(das.theta_), _leaves(loc.theta_)):
         np.testing.assert_allclose(a, b, rtol=1e-10 if common else 1e-6, atol=1e-10)
     np.testing.assert_allclose(np.asarray(das.posterior_.mean), np.asarray(loc.posterior_.mean),
@@ -87,8 +87,14 @@ def test_dask_m_step_equals_local(client, common):
     h = backend.prepare(m._data)
     got = backend.individual_m_step(h, m._static, m.theta_, m.posterior_)
     ref = Local().individual_m_step(m._data, m._static, m.theta_, m.posterior_)
+    # shared HPs: one L-BFGS-B over summed partial values, 1e-10; one
+    # L-BFGS per individual: a partition's vmap is another batch size, so
+    # XLA sums in another order, and a degenerate individual's flat
+    # likelihood (log-lengthscale 9.46) moved its end point 1.7e-10
+    # relative in one CI run, so 1e-8 there
+    tol = 1e-10 if common else 1e-8
     for a, b in zip(_leaves(got), _leaves(ref)):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=1e-10)
 
 
 def _leaves(tree):
