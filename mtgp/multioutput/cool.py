@@ -550,7 +550,9 @@ class CoolMTGP(MultiOutputGP):
         on eq. 21), started at ~Cool's optimum, stop when the exact eq.-(4)
         log-likelihood of the recovered C, Sigma changes by less than
         ``outer_tol`` (relative); ``n_outer`` is a safety cap (reaching it
-        warns, ``fit_info_["stop_reason"] == "n_outer"``). The iterate with
+        warns, ``fit_info_["stop_reason"] == "n_outer"``; with missing
+        outputs only when the exact refinement is not accepted, as the
+        alternation is then only its start). The iterate with
         the highest exact likelihood is kept; ``fit_info_["outer_log_likelihoods"]``
         lists the exact likelihood (internal scale) of ~Cool's start and of
         each alternation.
@@ -704,16 +706,6 @@ class CoolMTGP(MultiOutputGP):
         (rec, objective, info), best = best_of_starts(run, p0, self.n_init, self.random_state)
         if not rec["finite"]:
             raise FloatingPointError("CoolMTGP: non-finite MAP weights; check the data scale or use normalize_y=True")
-        if info.get("stop_reason") == "n_outer":
-            from sklearn.exceptions import ConvergenceWarning
-
-            hist = info["outer_log_likelihoods"]
-            warnings.warn(
-                f"CoolMTGP(method='hierarchical'): the alternation (MAP weights, eq. 21) reached "
-                f"n_outer={int(self.n_outer)} before the exact log-likelihood settled (last change "
-                f"{hist[-1] - hist[-2]:+.3g} nats, outer_tol={self.outer_tol}); the best iterate "
-                f"({max(hist):.6g}, internal scale) is kept. Raise n_outer to go on.",
-                ConvergenceWarning, stacklevel=5)
         C = np.empty_like(rec["C"])
         S = np.empty_like(rec["Sigma"])
         C[np.ix_(order, order)] = rec["C"]  # back to the original output order
@@ -845,6 +837,29 @@ class CoolMTGP(MultiOutputGP):
                     W_y=np.eye(T) - np.linalg.inv(B), sigma2=np.asarray(floor + jnp.exp(p["log_s2"])))
         return kept, extra
 
+    def _warn_outer_cap(self, results):
+        """A ConvergenceWarning (at the caller's ``fit``) when the HCool
+        alternation of a fit the model keeps reached ``n_outer`` first. Only
+        the kept fits count: another output order's, or an imputation round
+        that was not the start (missing outputs), does not shape the model;
+        nor does the alternation's cap when the exact observed-data
+        refinement was accepted (its L-BFGS, not the alternation, set the
+        parameters)."""
+        for r in results:
+            info = r["info"]
+            if info.get("stop_reason") != "n_outer" or info.get("refine_accepted", False):
+                continue
+            from sklearn.exceptions import ConvergenceWarning
+
+            hist = info["outer_log_likelihoods"]
+            warnings.warn(
+                f"CoolMTGP(method='hierarchical'): the alternation (MAP weights, eq. 21) reached "
+                f"n_outer={int(self.n_outer)} before the exact log-likelihood settled (last change "
+                f"{hist[-1] - hist[-2]:+.3g} nats, outer_tol={self.outer_tol}); the best iterate "
+                f"({max(hist):.6g}, internal scale) is kept. Raise n_outer to go on.",
+                ConvergenceWarning, stacklevel=5)  # here, _fit_core, fit, config.float64, caller
+            return
+
     def _fit_core(self, X, Y):
         kernel = self._kernel_struct
         fit_order = self._fit_order_missing if np.isnan(Y).any() else self._fit_order
@@ -860,6 +875,7 @@ class CoolMTGP(MultiOutputGP):
             chosen = max(results, key=lambda r: r["log_likelihood"] if np.isfinite(r["log_likelihood"]) else -np.inf)
             self._C, self._Sigma, self._theta = chosen["C"], chosen["Sigma"], chosen["theta"]
             self.output_order_ = chosen["order"]
+        self._warn_outer_cap(results if self.output_order_ is None else [chosen])
         self.b_ = chosen["b"]
         self.sigma2_ = chosen["sigma2"]
         self.previous_output_weights_ = chosen["W_y"]

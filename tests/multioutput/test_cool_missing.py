@@ -107,3 +107,42 @@ def test_nothing_missing_runs_no_imputation_or_refinement(monkeypatch):
                                                                            model.sigma2_), atol=1e-10)
     np.testing.assert_allclose(model._C[ix], recover_output_covariance(model.previous_output_weights_, model.b_,
                                                                        model.duals_, K), atol=1e-10)
+
+
+def _convergence_warnings(fit):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", ConvergenceWarning)
+        model = fit()
+    return model, [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+def test_outer_cap_of_imputation_rounds_is_silent_when_refined():
+    """HCool with missing outputs: the alternation only starts the exact
+    refinement, so its cap (n_outer = 1, outer_tol = 0: every round reaches
+    it) warns only when the refinement is not kept, and then at the caller."""
+    X, _, Ym = _data()
+    model, caught = _convergence_warnings(lambda: CoolMTGP(max_iter=15, n_outer=1, outer_tol=0.0).fit(X, Ym))
+    assert model.fit_info_["stop_reason"] == "n_outer" and model.fit_info_["refine_accepted"]
+    assert caught == []
+
+
+def test_outer_cap_warns_at_the_caller_without_refinement(monkeypatch):
+    monkeypatch.setattr(CoolMTGP, "EXACT_REFINE", False)
+    X, _, Ym = _data()
+    model, caught = _convergence_warnings(lambda: CoolMTGP(max_iter=15, n_outer=1, outer_tol=0.0).fit(X, Ym))
+    assert model.fit_info_["stop_reason"] == "n_outer" and "refine_accepted" not in model.fit_info_
+    assert len(caught) == 1 and "n_outer=1" in str(caught[0].message)
+    assert caught[0].filename == __file__
+
+
+def test_outer_cap_warns_once_at_the_caller_on_complete_data():
+    X, Y, _ = _data()
+    model, caught = _convergence_warnings(
+        lambda: CoolMTGP(max_iter=15, n_outer=1, outer_tol=0.0, output_order="best", n_orders=2).fit(X, Y))
+    assert model.fit_info_["stop_reason"] == "n_outer"
+    assert len(caught) == 1 and caught[0].filename == __file__
