@@ -128,3 +128,37 @@ def test_missing_benchmark_paired_difference_counts_better_fits_behind():
     lines = _paired_difference_lines(pd.DataFrame(rows), "Std-MT y")
     assert lines and ("(4 cells; ahead 0, behind 3, 1 of them with a log-likelihood at least GPyTorch's "
                       "(1 without one))") in lines[0]
+
+
+def test_time_to_peer_finds_the_first_budget_that_reaches_the_peer(tmp_path):
+    """time_to_peer refits the default Std-MT with growing L-BFGS budgets
+    until its exact log-likelihood reaches the peer's: with the peer's value
+    set to what budget 3 reaches, it stops at a budget <= 3 (a smaller one
+    can do as well, not worse), reports a log-likelihood at least that, and
+    says 'not reached' for a value above the full fit's."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cool_mulan import kernel
+    from cool_mulan_missing import MTGP_MODELS, PEER, make_items, time_to_peer, time_to_peer_lines
+
+    from mtgp.multioutput import ICM
+
+    items = make_items(["slump"], 1, (0.3,), str(tmp_path), max_train=40)
+    it = items[0]
+    k = kernel("se", it["Xtr"].shape[1])
+    at3 = ICM(k, rank=1, diagonal=True, max_iter=3).fit(it["Xtr"], it["Ym"]).log_marginal_likelihood_
+    at1 = ICM(k, rank=1, diagonal=True, max_iter=1).fit(it["Xtr"], it["Ym"]).log_marginal_likelihood_
+    full = ICM(k, rank=1, diagonal=True, max_iter=8).fit(it["Xtr"], it["Ym"]).log_marginal_likelihood_
+    assert at1 < at3 < full  # the test needs budget 3 to be the first to pass
+    base = dict(dataset="slump", split=0, removed=0.3, status="ok", fit_s_warm=0.5)
+    for target, reached in ((at3, True), (full + 1.0, False)):
+        rows = [dict(base, model=PEER, loglik=target), dict(base, model=MTGP_MODELS[2], loglik=full)]
+        (rec,) = time_to_peer(items, rows, max_iter=8)
+        assert rec["reached"] is reached
+        if reached:
+            assert rec["budget"] in (2, 3) and rec["loglik"] >= at3 - 1e-9 * abs(at3)
+        else:
+            assert rec["budget"] is None
+    lines = time_to_peer_lines(pd.DataFrame([rec]))
+    assert "Reached on 0 of 1 cells" in "\n".join(lines)
