@@ -23,11 +23,11 @@ from .cool import (
     recover_task_covariance,
     task_order_sensitivity,
 )
-from .algebra import EigenPredictor, MaskedPredictor, masked_log_likelihood, mtgp_log_likelihood
+from .algebra import ComplementPredictor, EigenPredictor, MaskedPredictor, masked_log_likelihood, mtgp_log_likelihood
 
 __all__ = [
     "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP",
-    "EigenPredictor", "MaskedPredictor", "masked_log_likelihood", "mtgp_log_likelihood", "approximate_log_likelihood",
+    "ComplementPredictor", "EigenPredictor", "MaskedPredictor", "masked_log_likelihood", "mtgp_log_likelihood", "approximate_log_likelihood",
     "hierarchical_log_likelihood", "map_previous_weights", "recover_noise_covariance",
     "noise_covariance_recursion", "recover_output_covariance", "output_order_sensitivity",
     "recover_task_covariance", "task_order_sensitivity",

@@ -59,7 +59,7 @@ from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_
 from ..compile import cached_jit
 from .base import (MultiOutputGP, _deprecated_alias, apply_mask, best_of_starts, deprecated_function,
                    minimize, output_variances, run_info, store_params)
-from .algebra import (MaskedPredictor, complement_cost_ratio, complement_masked_log_likelihood, eigen_log_likelihood,
+from .algebra import (complement_cost_ratio, complement_masked_log_likelihood, eigen_log_likelihood, make_predictor,
                       masked_log_likelihood, observed_index, observed_values)
 
 __all__ = [
@@ -735,7 +735,7 @@ class CoolMTGP(MultiOutputGP):
            output's observed mean; fit Cool on the completed Y and recover
            C, Sigma (Alg. 3); replace the missing entries by their
            conditional mean E[y_M | y_O] under the recovered joint model
-           (eq. 4; :meth:`MaskedPredictor.impute`); repeat until the exact
+           (eq. 4; :meth:`ComplementPredictor.impute` or :meth:`MaskedPredictor.impute`); repeat until the exact
            log-likelihood of the **observed entries alone** (eq. 4
            marginalised over the missing ones) changes by less than
            ``IMPUTE_TOL``, has not improved on its best for
@@ -777,7 +777,7 @@ class CoolMTGP(MultiOutputGP):
         for it in range(1, int(self.MAX_IMPUTE) + 1):
             r = self._fit_order(kernel, X, Yc, order, var=var)
             K = kernel.evaluate(r["theta"], Xj, Xj)
-            pred = MaskedPredictor(K, r["C"], r["Sigma"], Y, where="CoolMTGP")
+            pred = make_predictor(K, r["C"], r["Sigma"], Y, where="CoolMTGP")  # exact on y_O
             ll = pred.log_likelihood
             r["log_likelihood"] = ll
             lls.append(float(ll))
@@ -826,7 +826,7 @@ class CoolMTGP(MultiOutputGP):
         C, S = np.empty_like(Co), np.empty_like(So)
         C[ix], S[ix] = Co, So  # back to the original output order
         K = kernel.evaluate(theta, Xj, Xj)
-        ll = MaskedPredictor(K, C, S, Y, where="CoolMTGP").log_likelihood
+        ll = make_predictor(K, C, S, Y, where="CoolMTGP").log_likelihood
         extra = dict(refine_n_iter=int(res.n_iter), refine_likelihood="masked complement" if complement else "masked dense",
                      refine_accepted=bool(np.isfinite(ll) and ll >= start["log_likelihood"]))
         if not extra["refine_accepted"]:

@@ -17,7 +17,7 @@ import pytest
 from mtgp import config
 from mtgp.exceptions import DataError
 from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP
-from mtgp.multioutput.algebra import (EigenPredictor, MaskedPredictor, condition_on_row_outputs,
+from mtgp.multioutput.algebra import (ComplementPredictor, EigenPredictor, MaskedPredictor, make_predictor, condition_on_row_outputs,
                                       complement_masked_log_likelihood, coregional_masked_log_likelihood,
                                       masked_log_likelihood, observed_index, observed_values)
 from mtgp.multioutput.baselines import _JointMTGP
@@ -205,12 +205,16 @@ def test_masked_route_choice():
     assert route(StructuredNoiseMTGP(), 614, 2, 0.5) == "masked dense"
 
 
+@pytest.mark.parametrize("predictor", [MaskedPredictor, ComplementPredictor])
 @config.float64
-def test_masked_predictor_matches_dense_and_eigen():
+def test_masked_predictor_matches_dense_and_eigen(predictor):
+    """Both predictors given the observed entries (dense Cholesky of A_OO;
+    complete-data eigen factors + complement on the missing entries) equal
+    the dense Gaussian conditional."""
     K_all, C, S, Y, Ym, N = _random_model()
     K, Ks, Kss = (jnp.asarray(a) for a in (K_all[:N, :N], K_all[N:, :N], K_all[N:, N:]))
     n = Ks.shape[0]
-    P = MaskedPredictor(K, C, S, Ym)
+    P = predictor(K, C, S, Ym)
     mean, cov, joint = dense_masked_predict(K_all, C, S, Ym)
     assert abs(P.log_likelihood - dense_masked_log_likelihood(K_all[:N, :N], C, S, Ym)) < 1e-10
     np.testing.assert_allclose(P.mean(Ks), mean, atol=1e-10)
@@ -276,7 +280,7 @@ def test_fitted_models_are_exact_on_observed_entries(name):
     if isinstance(model, CoolMTGP):
         model.MAX_IMPUTE = 3
     model.fit(X, Ym)
-    assert isinstance(model._predictor, MaskedPredictor)
+    assert isinstance(model._predictor, (MaskedPredictor, ComplementPredictor))  # the cheaper one
     if isinstance(model, CoolMTGP):
         assert 1 <= model.fit_info_["n_impute"] <= 3
     rng = np.random.default_rng(1)
@@ -322,6 +326,55 @@ def test_independent_gps_missing_outputs():
         np.testing.assert_allclose(pred.cov[:, t, t], c[:, 0, 0], atol=1e-8)
         ll += dense_masked_log_likelihood(K_all[:N, :N], [[b]], [[s2]], Ym[:, t:t + 1])
     assert abs(model.log_marginal_likelihood_ - ll) < 1e-8
+
+
+@config.float64
+def test_make_predictor_route_and_fallback():
+    """Few missing entries: the complement predictor (equal to the dense one
+    at a larger size too, T = 6, N = 40, with a singular K from a repeated
+    input); a noise covariance that is not positive definite fails the
+    complement's factors, and the dense predictor (with its jitter and
+    warning) is used instead."""
+    rng = np.random.default_rng(5)
+    N, T = 40, 6
+    X = rng.normal(size=(N + 5, 2))
+    K_all = np.exp(-0.5 * np.sum((X[:, None] - X[None]) ** 2, -1))
+    A = rng.normal(size=(T, 2))
+    C = A @ A.T + 0.05 * np.eye(T)
+    S = np.diag(rng.uniform(0.05, 0.2, T))
+    Ym = rng.normal(size=(N, T))
+    Ym[rng.random(Ym.shape) < 0.1] = np.nan
+    K, Ks, Kss = (jnp.asarray(a) for a in (K_all[:N, :N], K_all[N:, :N], K_all[N:, N:]))
+    P = make_predictor(K, C, S, Ym)
+    assert isinstance(P, ComplementPredictor)
+    mean, cov, _ = dense_masked_predict(K_all, C, S, Ym, include_noise=True)
+    assert abs(P.log_likelihood - dense_masked_log_likelihood(K_all[:N, :N], C, S, Ym)) < 1e-9
+    np.testing.assert_allclose(P.mean(Ks), mean, atol=1e-9)
+    np.testing.assert_allclose(P.point_cov(Ks, jnp.diagonal(Kss), include_noise=True), cov, atol=1e-9)
+    S_bad = S.copy()
+    S_bad[0, 0] = 0.0  # Sigma singular: A_OO stays positive definite through C, the complement cannot start
+    assert not ComplementPredictor(K, C, S_bad, Ym).ok
+    D = make_predictor(K, C, S_bad, Ym)
+    assert isinstance(D, MaskedPredictor)
+    oracle = dense_masked_log_likelihood(K_all[:N, :N], C, S_bad, Ym)  # A_OO is nearly singular there
+    assert abs(D.log_likelihood - oracle) < 1e-6 * abs(oracle)
+
+
+def test_few_missing_fit_predicts_through_the_complement():
+    """An ICM fit with 10% missing predicts through the complement predictor,
+    equal to the dense predictor at the fitted parameters."""
+    X, Y, _ = _data()
+    Ym = Y.copy()
+    Ym[np.random.default_rng(2).random(Y.shape) < 0.1] = np.nan
+    model = ICM(max_iter=5).fit(X, Ym)
+    assert isinstance(model._predictor, ComplementPredictor)
+    K = model.kernel_(X, X)
+    dense = MaskedPredictor(K, model._C, model._Sigma, model._Y)
+    assert abs(model._ll_internal - dense.log_likelihood) < 1e-9
+    Ks = model.kernel_(X[:5], X)
+    np.testing.assert_allclose(model._predictor.mean(Ks), dense.mean(Ks), atol=1e-9)
+    np.testing.assert_allclose(model._predictor.point_cov(Ks, jnp.ones(5), True), dense.point_cov(Ks, jnp.ones(5), True),
+                               atol=1e-9)
 
 
 def test_nothing_missing_keeps_the_eigen_route():
