@@ -414,7 +414,6 @@ def time_to_peer(items, rows, max_iter, std=MTGP_MODELS[2], ladder=BUDGET_LADDER
     from sklearn.base import clone
 
     from cool_mulan import kernel
-    from mtgp.multioutput import ICM
 
     by_key = {(r["dataset"], r["split"], r["removed"], r["model"]): r for r in rows}
     out = []
@@ -429,7 +428,7 @@ def time_to_peer(items, rows, max_iter, std=MTGP_MODELS[2], ladder=BUDGET_LADDER
                    n_iter=None, fit_s_warm=None, loglik=None)
         k = kernel("se", it["Xtr"].shape[1])
         for budget in [b for b in ladder if b <= max_iter]:
-            m = ICM(k, rank=1, diagonal=True, max_iter=budget).fit(it["Xtr"], it["Ym"])
+            m = mtgp_models(k, budget)[std].fit(it["Xtr"], it["Ym"])  # the page's model at that budget
             if m.log_marginal_likelihood_ >= target - 1e-9 * abs(target):
                 t = time.perf_counter()
                 warm = clone(m).fit(it["Xtr"], it["Ym"])

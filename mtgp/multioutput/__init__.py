@@ -27,7 +27,8 @@ from .algebra import ComplementPredictor, EigenPredictor, MaskedPredictor, maske
 
 __all__ = [
     "CoolMTGP", "IndependentGPs", "ICM", "StructuredNoiseMTGP", "MultiOutputGP",
-    "ComplementPredictor", "EigenPredictor", "MaskedPredictor", "masked_log_likelihood", "mtgp_log_likelihood", "approximate_log_likelihood",
+    "ComplementPredictor", "EigenPredictor", "MaskedPredictor", "masked_log_likelihood", "mtgp_log_likelihood",
+    "approximate_log_likelihood",
     "hierarchical_log_likelihood", "map_previous_weights", "recover_noise_covariance",
     "noise_covariance_recursion", "recover_output_covariance", "output_order_sensitivity",
     "recover_task_covariance", "task_order_sensitivity",

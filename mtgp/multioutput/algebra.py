@@ -337,6 +337,12 @@ def _complement_parts(K, C, Sigma, Y0, m_i, m_t):
     return ll, (K, C, s, U, lam, Q, D, L, Minv, Alpha0, Pm, Lm, b)
 
 
+def _observed_alpha(Alpha0, Pm, Lm, b, m_i, m_t):
+    """a = A_OO^-1 y_O padded with zeros, (N, T): A^-1 y0 - P_:M P_MM^-1 b
+    (zero at the missing entries up to round-off; set exactly)."""
+    return (Alpha0 - jnp.einsum("k,kit->it", cho_solve(Lm, b), Pm)).at[m_i, m_t].set(0.0)
+
+
 @jax.custom_vjp
 def complement_masked_log_likelihood(K, C, Sigma, Y0, m_i, m_t):
     """log N(y_O | 0, A_OO) through the eigen route of the complete data
@@ -368,7 +374,7 @@ def _complement_fwd(K, C, Sigma, Y0, m_i, m_t):
 def _complement_bwd(saved, g):
     (K, C, s, U, lam, Q, D, L, Minv, Alpha0, Pm, Lm, b), m_i, m_t = saved
     # a = A_OO^-1 y_O padded: A^-1 y0 - P_:M P_MM^-1 b (zero at the missing entries)
-    Alpha = (Alpha0 - jnp.einsum("k,kit->it", cho_solve(Lm, b), Pm)).at[m_i, m_t].set(0.0)  # 0 there up to round-off
+    Alpha = _observed_alpha(Alpha0, Pm, Lm, b, m_i, m_t)
     R = tri_solve(Lm, Pm.reshape(Pm.shape[0], -1)).reshape(Pm.shape)  # columns of P_:M Lm^-T, (|M|, N, T)
 
     def minv_diag(d):  # Minv diag(d) Minv^T
@@ -403,6 +409,16 @@ def coregional_cost_ratio(N, T, P, n_obs):
     inverses of N x N and one LU of PN x PN against one Cholesky of
     |O| x |O|. Below 1, the factored form is the cheaper."""
     return (3.0 * T * N**3 + 2.0 * (P * N) ** 3) / max(float(n_obs) ** 3, 1.0)
+
+
+def impute_missing(K, C, Sigma, alpha, Y):
+    """``Y`` with each missing entry replaced by its conditional mean
+    E[y_M | y_O] = A_MO A_OO^-1 y_O = [K a C^T + a Sigma]_M, ``alpha`` the
+    (N, T) matrix a = A_OO^-1 y_O (zero at the missing entries)."""
+    a = jnp.asarray(alpha)
+    full = np.asarray(K @ a @ C.T + a @ Sigma)
+    Y = np.asarray(Y, dtype=float)
+    return np.where(np.isnan(Y), full, Y)
 
 
 class MaskedPredictor:
@@ -445,10 +461,7 @@ class MaskedPredictor:
     def impute(self, Y):
         """``Y`` with each missing entry replaced by its conditional mean
         E[y_M | y_O] = A_MO A_OO^-1 y_O = [K a C^T + a Sigma]_M (a = :meth:`alpha_matrix`)."""
-        a = jnp.asarray(self.alpha_matrix())
-        full = np.asarray(self.K @ a @ self.C.T + a @ self.Sigma)
-        Y = np.asarray(Y, dtype=float)
-        return np.where(np.isnan(Y), full, Y)
+        return impute_missing(self.K, self.C, self.Sigma, self.alpha_matrix(), Y)
 
     def mean(self, Ks):
         """Predictive mean (n, T) of f* given the observed entries y_O (eq. 5
@@ -492,8 +505,7 @@ class MaskedPredictor:
 @jax.jit
 def _complement_predictor_parts(K, C, Sigma, Y0, m_i, m_t):
     ll, (_, _, _, U, _, _, D, _, Minv, Alpha0, Pm, Lm, b) = _complement_parts(K, C, Sigma, Y0, m_i, m_t)
-    # A_OO^-1 y_O padded with zeros (as in _complement_bwd)
-    alpha = (Alpha0 - jnp.einsum("k,kit->it", cho_solve(Lm, b), Pm)).at[m_i, m_t].set(0.0)
+    alpha = _observed_alpha(Alpha0, Pm, Lm, b, m_i, m_t)
     finite = jnp.isfinite(ll) & jnp.all(jnp.isfinite(Lm)) & jnp.all(jnp.isfinite(alpha))
     return dict(log_likelihood=ll, U=U, invD=1.0 / D, G=C @ Minv, Pm=Pm, Lm=Lm, alpha=alpha), finite
 
@@ -554,10 +566,7 @@ class ComplementPredictor:
     def impute(self, Y):
         """``Y`` with each missing entry replaced by E[y_M | y_O] (as
         :meth:`MaskedPredictor.impute`)."""
-        a = self._parts["alpha"]
-        full = np.asarray(self.K @ a @ self.C.T + a @ self.Sigma)
-        Y = np.asarray(Y, dtype=float)
-        return np.where(np.isnan(Y), full, Y)
+        return impute_missing(self.K, self.C, self.Sigma, self._parts["alpha"], Y)
 
     def mean(self, Ks):
         """Predictive mean (n, T) of f* given y_O: K* alpha C^T."""
@@ -570,9 +579,14 @@ class ComplementPredictor:
         Ks, kss_diag = jnp.asarray(Ks), jnp.asarray(kss_diag)
         n, T, m = Ks.shape[0], self.C.shape[0], int(self.m_i.shape[0])
         step = max(1, int(self.CHUNK_ENTRIES // max(1, T * m)))
+        # chunks padded to a power of two: a few compiled shapes, not one per n
+        size = min(step, 1 << max(0, n - 1).bit_length())
+        pad = -n % size
+        Ks = jnp.pad(Ks, ((0, pad), (0, 0)))
+        kss_diag = jnp.pad(kss_diag, (0, pad))
         cov = jnp.concatenate([
-            _complement_point_cov(self.C, p["U"], p["invD"], p["G"], p["Pm"], p["Lm"], Ks[a:a + step],
-                                  kss_diag[a:a + step]) for a in range(0, n, step)], axis=0)
+            _complement_point_cov(self.C, p["U"], p["invD"], p["G"], p["Pm"], p["Lm"], Ks[a:a + size],
+                                  kss_diag[a:a + size]) for a in range(0, n + pad, size)], axis=0)[:n]
         if include_noise:
             cov = cov + self.Sigma[None]
         return np.asarray(symmetrize(cov))

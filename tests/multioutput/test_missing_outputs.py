@@ -17,8 +17,8 @@ import pytest
 from mtgp import config
 from mtgp.exceptions import DataError
 from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP
-from mtgp.multioutput.algebra import (ComplementPredictor, EigenPredictor, MaskedPredictor, make_predictor, condition_on_row_outputs,
-                                      complement_masked_log_likelihood, coregional_masked_log_likelihood,
+from mtgp.multioutput.algebra import (ComplementPredictor, EigenPredictor, MaskedPredictor, complement_masked_log_likelihood,
+                                      condition_on_row_outputs, coregional_masked_log_likelihood, make_predictor,
                                       masked_log_likelihood, observed_index, observed_values)
 from mtgp.multioutput.baselines import _JointMTGP
 from mtgp.testing import dense_masked_log_likelihood, dense_masked_predict
@@ -331,8 +331,7 @@ def test_independent_gps_missing_outputs():
 @config.float64
 def test_make_predictor_route_and_fallback():
     """Few missing entries: the complement predictor (equal to the dense one
-    at a larger size too, T = 6, N = 40, with a singular K from a repeated
-    input); a noise covariance that is not positive definite fails the
+    at a larger size too, T = 6, N = 40); a noise covariance that is not positive definite fails the
     complement's factors, and the dense predictor (with its jitter and
     warning) is used instead."""
     rng = np.random.default_rng(5)
