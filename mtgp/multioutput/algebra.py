@@ -530,6 +530,21 @@ def _complement_point_cov(C, U, invD, G, Pm, Lm, Ks, kss_diag):
     return complete + jnp.einsum("kxt,kxu->xtu", W, W)
 
 
+@jax.jit
+def _complement_joint_cov(C, U, invD, G, Pm, Lm, Ks, Kss):
+    """Joint covariance (T n, T n), output-major, of f* given y_O: the
+    complete-data one (as :meth:`EigenPredictor.joint_cov`) plus W^T W with
+    W = Lm^-1 (b P)_M^T and b = cov(f*, y) over all N T entries: the Schur
+    complement of :func:`_complement_point_cov` over all test points at once."""
+    n, T = Ks.shape[0], C.shape[0]
+    V = Ks @ U
+    A = jnp.einsum("xi,is,yi->sxy", V, invD, V)  # (T, n, n)
+    complete = jnp.einsum("tu,xy->txuy", C, Kss) - jnp.einsum("ts,us,sxy->txuy", G, G, A)
+    bPm = jnp.einsum("xi,kiu,tu->txk", Ks, Pm, C).reshape(T * n, -1)  # (b P)_M, output-major rows
+    W = tri_solve(Lm, bPm.T)  # (|M|, T n)
+    return complete.reshape(T * n, T * n) + W.T @ W
+
+
 class ComplementPredictor:
     """Exact eq. (5) predictive given only the observed entries of ``Y``,
     as :class:`MaskedPredictor` (equal to round-off, tests), through the
@@ -537,8 +552,8 @@ class ComplementPredictor:
     :func:`complement_masked_log_likelihood`): A_OO^-1 = P_OO - P_OM
     P_MM^-1 P_MO with P = (C (x) K + Sigma (x) I)^-1. Built in
     O(N^3 + T^3 + |M| N^2 T + |M|^3) instead of O(|O|^3); per-point
-    covariances O(n N (N + |M| T) + n T |M|^2). The joint covariance
-    (``full_cov``) is that of a :class:`MaskedPredictor` built on first use.
+    covariances O(n N (N + |M| T) + n T |M|^2), the joint one (``full_cov``)
+    the same route over all points at once.
     :func:`make_predictor` takes it when few entries are missing and falls
     back to the dense predictor when a factor fails (Sigma or P_MM not
     positive definite)."""
@@ -557,7 +572,6 @@ class ComplementPredictor:
         self._parts = parts
         self.log_likelihood = float(parts["log_likelihood"])
         self.sigma_jitter = 0.0
-        self._Y, self._where, self._dense = Y, where, None
 
     def alpha_matrix(self):
         """A_OO^-1 y_O scattered into (N, T), zero at the missing entries."""
@@ -592,11 +606,17 @@ class ComplementPredictor:
         return np.asarray(symmetrize(cov))
 
     def joint_cov(self, Ks, Kss, include_noise=False):
-        """Joint predictive covariance (T n, T n), output-major, from the
-        dense :class:`MaskedPredictor` (built once, on first use)."""
-        if self._dense is None:
-            self._dense = MaskedPredictor(self.K, self.C, self.Sigma, self._Y, where=self._where)
-        return self._dense.joint_cov(Ks, Kss, include_noise)
+        """Joint predictive covariance (T n, T n), output-major, over all
+        points and outputs given y_O; plus Sigma (x) I with ``include_noise``.
+        The complete-data joint covariance plus the missing entries' term
+        (as :meth:`point_cov`): O(n N (N + |M| T) + n^2 T^2 (N + |M|)), no
+        |O| x |O| factorisation."""
+        p = self._parts
+        cov = _complement_joint_cov(self.C, p["U"], p["invD"], p["G"], p["Pm"], p["Lm"], jnp.asarray(Ks),
+                                    jnp.asarray(Kss))
+        if include_noise:
+            cov = cov + jnp.kron(self.Sigma, jnp.eye(Ks.shape[0]))
+        return np.asarray(symmetrize(cov))
 
 
 def make_predictor(K, C, Sigma, Y, where: str = "predictive"):

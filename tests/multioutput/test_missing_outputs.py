@@ -385,6 +385,26 @@ def test_complement_predictor_keeps_its_digits_at_small_noise(noise):
         assert np.max(np.abs(a - b)) < 1e-7 * np.max(np.abs(b))
         da, db = (np.diagonal(v, axis1=1, axis2=2) for v in (a, b))
         np.testing.assert_allclose(da, db, rtol=1e-6)
+        Kss = jnp.asarray(K_all[N:, N:])
+        a, b = comp.joint_cov(Ks, Kss, include_noise), dense.joint_cov(Ks, Kss, include_noise)
+        assert np.max(np.abs(a - b)) < 1e-7 * np.max(np.abs(b))
+        np.testing.assert_allclose(np.diagonal(a), np.diagonal(b), rtol=1e-6)
+
+
+def test_complement_joint_cov_needs_no_dense_factorisation(monkeypatch):
+    """``full_cov`` through the complement never builds the |O| x |O|
+    Cholesky: with MaskedPredictor made to fail, it still equals the dense
+    Gaussian conditional."""
+    K_all, C, S, _, Ym, N = _random_model()
+    K, Ks, Kss = (jnp.asarray(a) for a in (K_all[:N, :N], K_all[N:, :N], K_all[N:, N:]))
+    P = ComplementPredictor(K, C, S, Ym)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dense predictor was built")
+
+    monkeypatch.setattr(MaskedPredictor, "__init__", refuse)
+    _, _, joint = dense_masked_predict(K_all, C, S, Ym, include_noise=True)
+    np.testing.assert_allclose(P.joint_cov(Ks, Kss, include_noise=True), joint, atol=1e-10)
 
 
 def test_few_missing_fit_predicts_through_the_complement():
