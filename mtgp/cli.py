@@ -131,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="Magma / MagmaClust: animated GIF of the first individual's prediction as its "
                    "points arrive one by one")
     q.add_argument("--dropna", action="store_true", help="drop rows of NEW with a missing value")
+    q.add_argument("--condition", action="store_true",
+                   help="Cool-MTGP: condition each row of NEW on the output columns it holds (an empty "
+                   "cell: not measured); measured values come back as measured, std 0, unless --latent")
 
     i = sub.add_parser("info", help="describe a saved model",
                        description="Print what a model file holds: model, data, fitted hyper-parameters.")
@@ -218,11 +221,13 @@ def _split(names: str):
     return [c.strip() for c in str(names).split(",") if c.strip()]
 
 
-def select_columns(df, columns, path, dropna=False, numeric=()):
+def select_columns(df, columns, path, dropna=False, numeric=(), may_be_empty=()):
     """``df[columns]`` after checking that every column exists and that the
     ``numeric`` ones hold numbers: a :class:`CliError` (exit 3) names the
     file, the column, the row and the value. With ``dropna`` rows with a
-    missing value are dropped (and counted on stderr)."""
+    missing value are dropped (and counted on stderr). Empty cells of the
+    ``may_be_empty`` columns (Cool-MTGP's outputs: not measured) are kept as
+    NaN and neither refused nor dropped."""
     import numpy as np
     import pandas as pd
 
@@ -241,14 +246,14 @@ def select_columns(df, columns, path, dropna=False, numeric=()):
                 raise CliError(f"{path}: column {c!r} has a value that is not a number: "
                                f"{col.iloc[r]!r} in data row {r + 1} ({len(bad)} such row(s))", EXIT_DATA)
             out[c] = conv
-    na = out.isna().to_numpy()
+    na = out[[c for c in out.columns if c not in set(may_be_empty)]].isna().to_numpy()
     if na.any():
         rows = np.flatnonzero(na.any(axis=1))
         if dropna:
             print(f"mtgp: dropped {len(rows)} row(s) of {path} with a missing value", file=sys.stderr)
             out = out.drop(index=out.index[rows])
         else:
-            c = list(out.columns)[int(np.flatnonzero(na[rows[0]])[0])]
+            c = [c for c in out.columns if c not in set(may_be_empty)][int(np.flatnonzero(na[rows[0]])[0])]
             raise CliError(f"{path}: column {c!r} is empty in data row {int(rows[0]) + 1} "
                            f"({len(rows)} row(s) with a missing value in the used columns; "
                            "--dropna drops them)", EXIT_DATA)
@@ -319,7 +324,10 @@ def cmd_fit(args) -> int:
         if len(outputs) != 1:
             raise CliError(f"--model {args.model} takes one output column, got {outputs}", EXIT_USAGE)
         used = [args.id] + inputs + outputs
-    table = select_columns(df, used, args.data, dropna=args.dropna, numeric=inputs + outputs)
+    table = select_columns(df, used, args.data, dropna=args.dropna, numeric=inputs + outputs,
+                           may_be_empty=outputs if cool else ())
+    if cool:
+        _report_missing_outputs(table[outputs], args.data)
     ignored = [c for c in df.columns if c not in used]
     if ignored:
         print(f"mtgp: columns not used: {', '.join(map(str, ignored))}", file=sys.stderr)
@@ -358,6 +366,18 @@ def cmd_fit(args) -> int:
     print(_fit_summary(model, meta), file=sys.stderr)
     print(f"model written to {path}", file=sys.stderr)
     return EXIT_OK
+
+
+def _report_missing_outputs(Y, path):
+    """Say on stderr how many output values are missing (empty cells): the
+    model uses the observed entries only (exact; docs/multioutput.md)."""
+    na = Y.isna()
+    if not na.to_numpy().any():
+        return
+    per = ", ".join(f"{c} {int(k)}" for c, k in na.sum().items() if k)
+    print(f"mtgp: {int(na.to_numpy().sum())} output value(s) missing in {int(na.any(axis=1).sum())} row(s) "
+          f"of {path} ({per}): Cool-MTGP is fitted to the observed entries only (exact, no imputation)",
+          file=sys.stderr)
 
 
 def _add_cli_record(path, meta):
@@ -421,6 +441,9 @@ def cmd_predict(args) -> int:
     kind = cli.get("model") or {"Magma": "magma", "MagmaClust": "magmaclust"}.get(type(model).__name__, "cool")
     if kind == "cool":
         return _predict_cool(args, model, cli)
+    if args.condition:
+        raise CliError("--condition is for Cool-MTGP models (Magma conditions on NEW's points already)",
+                       EXIT_USAGE)
     inputs = list(model.input_columns_)
     id_col = cli.get("id") or "ID"
     out_col = (cli.get("outputs") or ["Output"])[0]
@@ -528,16 +551,30 @@ def _predict_cool(args, model, cli):
     inputs = cli.get("inputs") or [f"x{j}" for j in range(model.n_features_in_)]
     if args.gif:
         raise CliError("--gif is for Magma and MagmaClust models", EXIT_USAGE)
+    given = None
     if args.new is not None:
-        X = select_columns(read_table(args.new, "new data"), inputs, args.new, dropna=args.dropna,
-                           numeric=inputs)
         if args.inputs is not None:
             raise CliError("give either NEW or --inputs for a Cool-MTGP model", EXIT_USAGE)
+        df = read_table(args.new, "new data")
+        outputs = list(model.output_names_)
+        held = [c for c in outputs if c in df.columns] if args.condition else []
+        if args.condition and not held:
+            raise CliError(f"--condition: {args.new} has none of the output columns {outputs}", EXIT_DATA)
+        table = select_columns(df, inputs + held, args.new, dropna=args.dropna, numeric=inputs + held,
+                               may_be_empty=held)
+        X = table[inputs]
+        if args.condition:
+            given = table[held].reindex(columns=outputs)
+            print(f"mtgp: each row conditioned on its measured outputs ({int(given.notna().to_numpy().sum())} "
+                  f"value(s) in {', '.join(held)})", file=sys.stderr)
+    elif args.condition:
+        raise CliError("--condition needs NEW, the table holding the measured outputs", EXIT_USAGE)
     elif args.inputs is not None:
         X = pd.DataFrame(_grid(args.inputs, inputs), columns=inputs)
     else:
         raise CliError("a Cool-MTGP model predicts at input points: give NEW or --inputs", EXIT_USAGE)
-    pred = model.predict(X.to_numpy(dtype=float), include_noise=not args.latent)
+    pred = model.predict(X.to_numpy(dtype=float), include_noise=not args.latent,
+                         Y_observed=None if given is None else given.reset_index(drop=True))
     lo, hi = pred.interval(args.level)
     table = X.reset_index(drop=True).copy()
     for t, name in enumerate(pred.output_names):
@@ -603,7 +640,9 @@ def cmd_info(args) -> int:
                         elbo=model.elbo_, vbic=model.vbic_)
     else:
         info.update(n_points=int(model._X.shape[0]), n_features=int(model.n_features_in_),
-                    output_names=list(model.output_names_), kernel=repr(model.kernel_),
+                    output_names=list(model.output_names_),
+                    n_missing_outputs=int(np.isnan(np.asarray(model._Y, dtype=float)).sum()),
+                    kernel=repr(model.kernel_),
                     log_likelihood=model.log_marginal_likelihood_,
                     output_covariance=np.round(model.output_covariance_, 6).tolist(),
                     noise_covariance=np.round(model.noise_covariance_, 6).tolist())

@@ -228,6 +228,68 @@ def test_cool_on_a_wide_table(tmp_path, capsys):
     assert main(["predict", out, "--inputs", "0:10:1"]) == EXIT_USAGE  # 2 inputs: a table is needed
 
 
+def test_cool_missing_outputs_and_conditional_prediction(tmp_path, capsys, magma_file):
+    """Empty output cells are missing outputs (the model's exact observed-
+    entry fit, the same numbers as the Python API); an empty input cell is
+    still an error naming it. ``predict --condition`` conditions each row of
+    NEW on the outputs it holds, as ``predict(Y_observed=...)``."""
+    X, Y = mtgp.datasets.load_mtr("slump")
+    names = list(Y.columns[:3])
+    data = X[["Slag", "Water"]].join(Y[names]).iloc[:40].reset_index(drop=True)
+    data.loc[[2, 5, 9], names[1]] = np.nan
+    data.loc[[5, 11], names[2]] = np.nan
+    p = tmp_path / "partial.csv"
+    data.to_csv(p, index=False)
+    out = str(tmp_path / "cool.npz")
+    argv = ["fit", str(p), "--model", "cool", "--input", "Slag,Water", "--output", ",".join(names),
+            "--max-iter", "10", "-q", "-o", out]
+    assert main(argv) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "5 output value(s) missing in 4 row(s)" in err and f"{names[1]} 3, {names[2]} 2" in err
+    model = mtgp.CoolMTGP.load(out)
+    ref = mtgp.CoolMTGP(kernel=model.kernel, normalize_y=True, max_iter=10).fit(data[["Slag", "Water"]],
+                                                                                 data[names])
+    assert model.log_marginal_likelihood_ == pytest.approx(ref.log_marginal_likelihood_, rel=1e-10)
+    assert main(["info", out, "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["n_missing_outputs"] == 5
+    # an empty input cell: refused (or dropped with --dropna), output cells kept
+    bad = data.copy()
+    bad.loc[7, "Water"] = np.nan
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    argv[1], argv[-1] = str(tmp_path / "bad.csv"), str(tmp_path / "bad.npz")
+    assert main(argv) == EXIT_DATA
+    assert "column 'Water' is empty in data row 8" in capsys.readouterr().err
+    assert main(argv + ["--dropna"]) == EXIT_OK
+    assert "dropped 1 row(s)" in capsys.readouterr().err
+    # conditional prediction: NEW holds two of the three outputs, partly
+    new = data.iloc[:4][["Slag", "Water"] + names[:2]].copy()
+    new.loc[0, names[:2]] = np.nan  # nothing measured: the plain predictive
+    new.loc[1, names[1]] = np.nan
+    new.to_csv(tmp_path / "given.csv", index=False)
+    for latent in (False, True):
+        res = tmp_path / "pc.csv"
+        extra = ["--latent"] if latent else []
+        assert main(["predict", out, str(tmp_path / "given.csv"), "--condition", "-o", str(res)] + extra) == EXIT_OK
+        assert "conditioned on its measured outputs (4 value(s)" in capsys.readouterr().err
+        t = pd.read_csv(res)
+        Yo = new[names[:2]].reindex(columns=names)
+        r = model.predict(new[["Slag", "Water"]].to_numpy(), Y_observed=Yo, include_noise=not latent)
+        for k, name in enumerate(names):
+            np.testing.assert_allclose(t[name], r.mean[:, k], rtol=1e-8, atol=1e-12)
+            np.testing.assert_allclose(t[f"{name}_std"], r.std[:, k], rtol=1e-8, atol=1e-12)
+        if not latent:  # a measured value comes back as measured
+            assert t[f"{names[0]}_std"].iloc[1] == 0 and t[names[0]].iloc[1] == pytest.approx(new[names[0]].iloc[1])
+    plain = model.predict(new[["Slag", "Water"]].to_numpy(), include_noise=True)
+    assert t[f"{names[2]}_std"].iloc[0] > 0
+    assert not np.allclose(plain.mean[1:], r.mean[1:])  # the measured outputs moved the others
+    # refused: no output column in NEW, no NEW, a Magma model
+    data[["Slag", "Water"]].to_csv(tmp_path / "x_only.csv", index=False)
+    assert main(["predict", out, str(tmp_path / "x_only.csv"), "--condition"]) == EXIT_DATA
+    assert "has none of the output columns" in capsys.readouterr().err
+    assert main(["predict", out, "--inputs", str(tmp_path / "x_only.csv"), "--condition"]) == EXIT_USAGE
+    assert main(["predict", magma_file, "--condition"]) == EXIT_USAGE
+
+
 def test_real_process_exit_codes(files, tmp_path):
     """The installed command's behaviour: a subprocess (exit status, stderr,
     stdout kept for data)."""
