@@ -442,9 +442,14 @@ def complement_cost_ratio(N, T, n_missing):
     decompositions of N x N and T x T, the |M| columns of A^-1 and a
     Cholesky of |M| x |M|, against one Cholesky of |O| x |O| and its
     gradient; coefficients from timings at T = 2, N = 614 (10-50% missing:
-    0.2 / 0.7 / 4.8 measured, 0.21 / 0.74 / 3.0 predicted)."""
+    0.2 / 0.7 / 4.8 measured, 0.21 / 0.74 / 3.0 predicted), the |M| columns'
+    term growing with T as measured in docs/results/multioutput_many.md
+    (T = 4, N = 100-600, 30% missing: 0.28-0.35 measured, 0.38 predicted;
+    T = 16, N = 50-200, 10%: 0.025-0.066 measured, 0.026 predicted, where
+    ICM's latent-process form, 0.015-0.035, is the cheaper)."""
     m = float(n_missing)
-    return (4.0 * N**3 + 5.0 * m * N**2 * T + m**3) / max(5.0 * float(N * T - n_missing) ** 3, 1.0)
+    return ((4.0 * N**3 + (5.0 + 0.6 * T) * m * N**2 * T + m**3)
+            / max(5.0 * float(N * T - n_missing) ** 3, 1.0))
 
 
 def coregional_cost_ratio(N, T, P, n_obs):

@@ -324,7 +324,7 @@ class ICM(_JointMTGP):
         """:func:`~mtgp.multioutput.algebra.coregional_masked_log_likelihood`
         (O(T N^3 + (P N)^3), the latent-process form of C = A A^T + diag) and
         its cost relative to the dense O(|O|^3) form: low for many outputs at
-        a low rank (T = 16 at N = 100, 10% missing: 22x faster per gradient),
+        a low rank (T = 16 at N = 100, 10% missing: 60x faster per gradient),
         above 1 for two outputs at N = 614."""
         N, T = Y.shape
 

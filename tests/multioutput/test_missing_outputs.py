@@ -202,6 +202,8 @@ def test_masked_route_choice():
 
     assert route(ICM(diagonal=True), 614, 2, 0.1) == "masked complement"
     assert route(ICM(diagonal=True), 100, 16, 0.5) == "masked coregional"
+    assert route(ICM(diagonal=True), 100, 16, 0.1) == "masked coregional"  # 5.4 ms against 11 ms (multioutput_many)
+    assert route(StructuredNoiseMTGP(), 100, 16, 0.1) == "masked complement"
     assert route(StructuredNoiseMTGP(), 614, 2, 0.5) == "masked dense"
 
 
