@@ -337,7 +337,7 @@ def _coregional_fwd(K, A, kappa, s2, Y0, W):
 
 def _coregional_bwd(saved, g):
     (K, A, kappa, Bi, H, alpha), W = saved
-    T, N, P = Bi.shape[0], Bi.shape[1], A.shape[1]
+    N, P = Bi.shape[1], A.shape[1]
     C = A @ A.T + jnp.diag(kappa)
     Ht = jnp.einsum("tp,pjqk->tjqk", A, H.reshape(P, N, P, N))
     EH = jnp.einsum("tij,tjqk->tiqk", Bi, Ht)  # E_t H, (T, N, P, N)
@@ -347,8 +347,7 @@ def _coregional_bwd(saved, g):
     F = jnp.einsum("tu,uq,ukl->tqkl", C, A, Bi)  # sum_u C_tu E_u^T, (T, P, N, N)
     inv_c = jnp.einsum("t,tij->ij", jnp.diagonal(C), Bi) - jnp.einsum("tiqk,tqkl->il", EH, F)
     inv_tr = jnp.einsum("tii->t", Bi) - jnp.einsum("tiqk,tq,tik->t", EH, A, Bi)
-    gC = 0.5 * (alpha.T @ K @ alpha - inv_k)
-    gC = symmetrize(gC)
+    gC = symmetrize(0.5 * (alpha.T @ K @ alpha - inv_k))
     gK = symmetrize(0.5 * (alpha @ C @ alpha.T - inv_c))
     gs2 = 0.5 * (jnp.sum(alpha**2, axis=0) - inv_tr)
     return (g * gK, g * 2.0 * gC @ A, g * jnp.diagonal(gC), g * gs2, -g * alpha, jnp.zeros_like(W))
