@@ -175,12 +175,16 @@ def check_predict_inputs(X, n_features: int, names: Optional[np.ndarray] = None)
 def check_observed_outputs(Y, n: int, names: List[str]) -> np.ndarray:
     """``Y_observed`` of ``predict``: (n, T) with NaN where not measured; a
     DataFrame's columns are matched to the fitted output names (reordered
-    by name, an unknown or missing name is an error)."""
+    by name; a fitted output without a column was not measured in any row;
+    an unknown or repeated name is an error)."""
     if isinstance(Y, pd.DataFrame):
         cols = [str(c) for c in Y.columns]
-        if sorted(cols) != sorted(names):
-            raise DataError(f"Y_observed: columns {cols} are not the fitted outputs {names}")
-        Y = Y[[Y.columns[cols.index(nm)] for nm in names]]
+        unknown = [c for c in cols if c not in names]
+        if unknown or len(set(cols)) != len(cols):
+            what = f"unknown {unknown}" if unknown else "a repeated column"
+            raise DataError(f"Y_observed: columns {cols} are not the fitted outputs {names} ({what})")
+        Y = pd.DataFrame({nm: (Y.iloc[:, cols.index(nm)].to_numpy() if nm in cols else np.full(len(Y), np.nan))
+                          for nm in names})
     arr, _ = check_outputs(Y, "Y_observed", allow_missing=True)
     if arr.shape != (n, len(names)):
         raise DataError(f"Y_observed: shape {arr.shape}, expected ({n}, {len(names)}) "

@@ -470,8 +470,14 @@ def test_missing_outputs_bad_input_and_api():
     np.testing.assert_allclose(model.predict(Xs, Y_observed=shuffled).mean, ref.mean)
     with pytest.raises(DataError, match="shape"):
         model.predict(Xs, Y_observed=Yo[:2])
-    with pytest.raises(DataError, match="not the fitted outputs"):
+    with pytest.raises(DataError, match=r"not the fitted outputs .*unknown \['z'\]"):
         model.predict(Xs, Y_observed=pd.DataFrame(Yo, columns=["a", "b", "z"]))
+    with pytest.raises(DataError, match="repeated"):
+        model.predict(Xs, Y_observed=pd.DataFrame(Yo, columns=["a", "b", "a"]))
+    # a frame with only the measured outputs: the others were not measured
+    only = pd.DataFrame({"c": [0.5, np.nan, np.nan], "a": [1.0, np.nan, 0.2]})
+    full = np.column_stack([only["a"], np.full(3, np.nan), only["c"]])
+    np.testing.assert_array_equal(model.predict(Xs, Y_observed=only).mean, model.predict(Xs, Y_observed=full).mean)
     with pytest.raises(ValueError, match="no joint covariance"):
         model.predict(Xs, Y_observed=Yo, full_cov=True)
     # a row with nothing observed is the plain predictive
