@@ -37,7 +37,8 @@ from ..distributions import MultiOutputPrediction
 from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
 from ..optim import minimize_host, perturbed_starts
 from .algebra import condition_on_row_outputs, make_predictor
-from .validation import check_fit_data, check_observed_outputs, check_outputs, check_predict_inputs, feature_names
+from .validation import (_warn_if_indexes_differ, check_fit_data, check_observed_outputs, check_outputs,
+                         check_predict_inputs, feature_names)
 
 
 #: the fitted noise covariance counts as collapsing when its smallest
@@ -424,6 +425,7 @@ class MultiOutputGP(Estimator):
         self._check_is_fitted()
         Xs = check_predict_inputs(X, self.n_features_in_, getattr(self, "feature_names_in_", None))
         if Y_observed is not None:
+            _warn_if_indexes_differ(X, Y_observed, "Y_observed", stacklevel=4)
             return self._predict_given_outputs(Xs, Y_observed, full_cov, include_noise)
         return self._predict_checked(Xs, full_cov, include_noise)
 

@@ -62,7 +62,7 @@ def feature_names(X) -> Optional[np.ndarray]:
     return None
 
 
-def _warn_if_indexes_differ(X, Y):
+def _warn_if_indexes_differ(X, Y, yname="Y", stacklevel=4):
     """X and Y are matched by position; warn when both are pandas objects
     whose row indexes disagree (a join or shuffle gone wrong upstream)."""
     if not (isinstance(X, (pd.DataFrame, pd.Series)) and isinstance(Y, (pd.DataFrame, pd.Series))):
@@ -72,10 +72,10 @@ def _warn_if_indexes_differ(X, Y):
     pos = np.where(np.asarray(X.index != Y.index))[0]
     first = int(pos[0])
     warnings.warn(
-        f"X and Y have different row indexes ({pos.size} of {len(X)} rows differ; first at position "
-        f"{first}: X index {X.index[first]!r}, Y index {Y.index[first]!r}); rows are matched by "
-        "position, not by index: align them (e.g. Y.loc[X.index]) if that is not what you mean",
-        UserWarning, stacklevel=4,
+        f"X and {yname} have different row indexes ({pos.size} of {len(X)} rows differ; first at position "
+        f"{first}: X index {X.index[first]!r}, {yname} index {Y.index[first]!r}); rows are matched by "
+        f"position, not by index: align them (e.g. {yname}.loc[X.index]) if that is not what you mean",
+        UserWarning, stacklevel=stacklevel,
     )
 
 

@@ -8,6 +8,8 @@ that of the dense conditional given the training data and that row's
 observed outputs.
 """
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -474,6 +476,14 @@ def test_missing_outputs_bad_input_and_api():
         model.predict(Xs, Y_observed=pd.DataFrame(Yo, columns=["a", "b", "z"]))
     with pytest.raises(DataError, match="repeated"):
         model.predict(Xs, Y_observed=pd.DataFrame(Yo, columns=["a", "b", "a"]))
+    # X and Y_observed frames whose indexes disagree: matched by position, with a warning at the caller
+    Xf = pd.DataFrame(Xs, index=[10, 11, 12])
+    with pytest.warns(UserWarning, match=r"X and Y_observed have different row indexes") as rec:
+        model.predict(Xf, Y_observed=pd.DataFrame(Yo, columns=names, index=[12, 11, 10]))
+    assert rec[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(Xf, Y_observed=pd.DataFrame(Yo, columns=names, index=[10, 11, 12]))
     # a frame with only the measured outputs: the others were not measured
     only = pd.DataFrame({"c": [0.5, np.nan, np.nan], "a": [1.0, np.nan, 0.2]})
     full = np.column_stack([only["a"], np.full(3, np.nan), only["c"]])
