@@ -246,14 +246,15 @@ def select_columns(df, columns, path, dropna=False, numeric=(), may_be_empty=())
                 raise CliError(f"{path}: column {c!r} has a value that is not a number: "
                                f"{col.iloc[r]!r} in data row {r + 1} ({len(bad)} such row(s))", EXIT_DATA)
             out[c] = conv
-    na = out[[c for c in out.columns if c not in set(may_be_empty)]].isna().to_numpy()
+    required = [c for c in out.columns if c not in set(may_be_empty)]
+    na = out[required].isna().to_numpy()
     if na.any():
         rows = np.flatnonzero(na.any(axis=1))
         if dropna:
             print(f"mtgp: dropped {len(rows)} row(s) of {path} with a missing value", file=sys.stderr)
             out = out.drop(index=out.index[rows])
         else:
-            c = [c for c in out.columns if c not in set(may_be_empty)][int(np.flatnonzero(na[rows[0]])[0])]
+            c = required[int(np.flatnonzero(na[rows[0]])[0])]
             raise CliError(f"{path}: column {c!r} is empty in data row {int(rows[0]) + 1} "
                            f"({len(rows)} row(s) with a missing value in the used columns; "
                            "--dropna drops them)", EXIT_DATA)
@@ -563,8 +564,8 @@ def _predict_cool(args, model, cli):
         table = select_columns(df, inputs + held, args.new, dropna=args.dropna, numeric=inputs + held,
                                may_be_empty=held)
         X = table[inputs]
-        if args.condition:
-            given = table[held].reindex(columns=outputs)
+        if args.condition:  # predict matches the columns by name; the others were not measured
+            given = table[held]
             print(f"mtgp: each row conditioned on its measured outputs ({int(given.notna().to_numpy().sum())} "
                   f"value(s) in {', '.join(held)})", file=sys.stderr)
     elif args.condition:

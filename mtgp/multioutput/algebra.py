@@ -162,6 +162,24 @@ def eigen_log_likelihood(K, C, Sigma, Y) -> float:
     return float(parts["log_likelihood"]) if bool(ok) else float("nan")
 
 
+def _complete_point_cov(C, U, invD, G, Ks, kss_diag):
+    """Per-point output covariances (n, T, T) of eq. (5) with every entry
+    observed, from the eigen factors: C k(x, x) - G diag(sum_i (U^T k*)_i^2
+    / D[i, :]) G^T."""
+    V = Ks @ U
+    return C[None] * kss_diag[:, None, None] - jnp.einsum("ts,xs,us->xtu", G, (V**2) @ invD, G)
+
+
+def _complete_joint_cov(C, U, invD, G, Ks, Kss):
+    """Joint covariance (T n, T n), output-major, of eq. (5) with every entry
+    observed, from the eigen factors."""
+    n, T = Ks.shape[0], C.shape[0]
+    V = Ks @ U
+    A = jnp.einsum("xi,is,yi->sxy", V, invD, V)  # (T, n, n)
+    cov = jnp.einsum("tu,xy->txuy", C, Kss) - jnp.einsum("ts,us,sxy->txuy", G, G, A)
+    return cov.reshape(T * n, T * n)
+
+
 class EigenPredictor:
     """Exact eq. (5) predictive for given C, Sigma and training kernel matrix.
 
@@ -196,9 +214,7 @@ class EigenPredictor:
         """Output covariances (n, T, T) at each test point (eq. 5), given
         Ks (n, N) and the test points' prior variances ``kss_diag`` (n,);
         ``include_noise`` adds Sigma."""
-        V = Ks @ self.U
-        W = (V**2) @ self.invD  # (n, T)
-        cov = self.C[None] * kss_diag[:, None, None] - jnp.einsum("ts,xs,us->xtu", self.G, W, self.G)
+        cov = _complete_point_cov(self.C, self.U, self.invD, self.G, Ks, kss_diag)
         if include_noise:
             cov = cov + self.Sigma[None]
         return np.asarray(symmetrize(cov))
@@ -206,14 +222,9 @@ class EigenPredictor:
     def joint_cov(self, Ks, Kss, include_noise=False):
         """Joint covariance (nT, nT), output-major, over test points and
         outputs (eq. 5), given Ks (n, N) and Kss (n, n)."""
-        n = Ks.shape[0]
-        T = self.C.shape[0]
-        V = Ks @ self.U
-        A = jnp.einsum("xi,is,yi->sxy", V, self.invD, V)  # (T, n, n)
-        cov = jnp.einsum("tu,xy->txuy", self.C, Kss) - jnp.einsum("ts,us,sxy->txuy", self.G, self.G, A)
-        cov = cov.reshape(T * n, T * n)
+        cov = _complete_joint_cov(self.C, self.U, self.invD, self.G, Ks, Kss)
         if include_noise:
-            cov = cov + jnp.kron(self.Sigma, jnp.eye(n))
+            cov = cov + jnp.kron(self.Sigma, jnp.eye(Ks.shape[0]))
         return np.asarray(symmetrize(cov))
 
 
@@ -566,12 +577,11 @@ def _complement_point_cov(C, U, invD, G, Pm, Lm, Ks, kss_diag):
 
         B A_OO^-1 B^T = b P b^T - (b P)_M P_MM^-1 (b P)_M^T,
 
-    so the covariance is the complete-data one (EigenPredictor's, from the
-    eigen factors) plus a positive term for the entries not observed. (The
+    so the covariance is the complete-data one (:func:`_complete_point_cov`)
+    plus a positive term for the entries not observed. (The
     form with b's missing columns zeroed cancels terms of order 1/noise and
     lost 5 digits at a noise of 1e-6.)"""
-    V = Ks @ U
-    complete = C[None] * kss_diag[:, None, None] - jnp.einsum("ts,xs,us->xtu", G, (V**2) @ invD, G)
+    complete = _complete_point_cov(C, U, invD, G, Ks, kss_diag)
     bPm = jnp.einsum("xi,kiu,tu->xtk", Ks, Pm, C)  # (b P)_M, (n, T, |M|)
     n, T, m = bPm.shape
     W = tri_solve(Lm, bPm.reshape(n * T, m).T).reshape(m, n, T)  # Lm^-1 (b P)_M^T
@@ -581,16 +591,13 @@ def _complement_point_cov(C, U, invD, G, Pm, Lm, Ks, kss_diag):
 @jax.jit
 def _complement_joint_cov(C, U, invD, G, Pm, Lm, Ks, Kss):
     """Joint covariance (T n, T n), output-major, of f* given y_O: the
-    complete-data one (as :meth:`EigenPredictor.joint_cov`) plus W^T W with
+    complete-data one (:func:`_complete_joint_cov`) plus W^T W with
     W = Lm^-1 (b P)_M^T and b = cov(f*, y) over all N T entries: the Schur
     complement of :func:`_complement_point_cov` over all test points at once."""
     n, T = Ks.shape[0], C.shape[0]
-    V = Ks @ U
-    A = jnp.einsum("xi,is,yi->sxy", V, invD, V)  # (T, n, n)
-    complete = jnp.einsum("tu,xy->txuy", C, Kss) - jnp.einsum("ts,us,sxy->txuy", G, G, A)
     bPm = jnp.einsum("xi,kiu,tu->txk", Ks, Pm, C).reshape(T * n, -1)  # (b P)_M, output-major rows
     W = tri_solve(Lm, bPm.T)  # (|M|, T n)
-    return complete.reshape(T * n, T * n) + W.T @ W
+    return _complete_joint_cov(C, U, invD, G, Ks, Kss) + W.T @ W
 
 
 class ComplementPredictor:
