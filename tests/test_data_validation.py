@@ -55,12 +55,37 @@ def test_non_finite_values_name_column_and_row(bad, column):
         to_inds(df)
 
 
-def test_non_numeric_values():
+def test_non_numeric_values_name_column_rows_and_values():
     df = frame()
     df["Output"] = df["Output"].astype(object)
     df.loc[2, "Output"] = "heavy"
-    with pytest.raises(DataError, match=r"\['Output'\] are not numeric"):
+    df.loc[4, "Output"] = "?"
+    with pytest.raises(DataError, match=r"column 'Output' is not numeric: row\(s\) 2, 4 hold 'heavy', '\?' "
+                                        r"\(individual 'a'\)"):
         to_inds(df)
+    df.loc[[2, 4], "Output"] = ["1.5", "0.9"]   # numbers kept as text are named as such
+    with pytest.raises(DataError, match=r"row\(s\) 2, 4 hold '1.5', '0.9' \(numbers stored as text: convert"):
+        to_inds(df)
+
+
+def test_object_columns_of_numbers_are_accepted_and_odd_dtypes_refused():
+    from mtgp.data import as_float_matrix
+
+    cells = pd.DataFrame({"a": pd.Series([1, 2.5, None, np.int64(3)], dtype=object),
+                          "b": pd.array([1.0, None, 2.0, 3.0], dtype="Float64")})
+    np.testing.assert_array_equal(as_float_matrix(cells, allow_nan=True),
+                                  [[1.0, 1.0], [2.5, np.nan], [np.nan, 2.0], [3.0, 3.0]])
+    with pytest.raises(DataError, match=r"X: a has non-finite values \(NaN\) at row\(s\) 2"):
+        as_float_matrix(cells)
+    with pytest.raises(DataError, match=r"column 'flag' is boolean, not numeric"):
+        as_float_matrix(pd.DataFrame({"flag": [True, False]}))
+    with pytest.raises(DataError, match=r"column 'day' holds dates or durations"):
+        as_float_matrix(pd.DataFrame({"day": pd.date_range("2020-01-01", periods=3)}))
+    with pytest.raises(DataError, match=r"contains non-numeric values \(dtype object\): 'abc' is not a number"):
+        as_float_matrix(np.array([[1.0, "abc"]], dtype=object))
+    with pytest.raises(DataError, match=r"Y: column 1 has non-finite values \(inf\) at row\(s\) 0 "
+                                        r"\(NaN marks a missing value here; inf is not allowed\)"):
+        as_float_matrix(np.array([[1.0, np.inf], [np.nan, 1.0]]), "Y", allow_nan=True)
 
 
 def test_missing_id():

@@ -49,6 +49,24 @@ def test_bad_inputs(data, bad, match):
         CoolMTGP(max_iter=5).fit(X, Y)
 
 
+def test_object_frame_with_none_is_missing_outputs_and_text_cells_are_named(data):
+    """What JSON or a list of dicts gives: an object column of numbers and
+    None. None is a missing output, as NaN; a text cell is named with its row."""
+    X, Y = data
+    Y = Y.copy()
+    Y[[3, 8], 1] = np.nan
+    frame = pd.DataFrame(Y, columns=["u", "v", "w"]).astype(object)
+    frame.iloc[[3, 8], 1] = None
+    a = IndependentGPs(max_iter=5).fit(X, frame)
+    b = IndependentGPs(max_iter=5).fit(X, Y)
+    assert np.isnan(a._Y).sum() == 2 and a.log_marginal_likelihood_ == b.log_marginal_likelihood_
+    np.testing.assert_array_equal(a.predict(X[:4]).mean, b.predict(X[:4]).mean)
+    frame.iloc[5, 2] = "n.d."
+    with pytest.raises(DataError, match=r"Y: column 'w' is not numeric: row\(s\) 5 hold 'n.d.'; leave the "
+                                        r"cell empty \(NaN\)"):
+        IndependentGPs().fit(X, frame)
+
+
 def test_linearly_dependent_outputs_warn(data):
     """An output that is an exact combination of others makes eq. (4)
     unbounded (Sigma singular along it): the fit says so, naming the outputs."""

@@ -31,11 +31,6 @@ def check_outputs(Y, name: str = "Y", allow_missing: bool = False) -> Tuple[np.n
     data; ``predict(Y_observed=...)``), else the error names the rows.
     Infinite values are always an error.
     """
-    if isinstance(Y, pd.DataFrame):
-        bad = [c for c in Y.columns
-               if not pd.api.types.is_numeric_dtype(Y[c]) or pd.api.types.is_bool_dtype(Y[c])]
-        if bad:
-            raise DataError(f"{name}: column(s) {bad} are not numeric")
     names = _names(Y)
     arr = as_float_matrix(Y, name, allow_nan=True)
     nan = np.isnan(arr)
