@@ -9,7 +9,7 @@ of estimated hyper-parameters, for the three predictions a user makes:
 the removed training entries, new rows, and new rows given one measured
 output each (``predict(X, Y_observed=...)``). The dense-oracle tests prove
 the formulas; these prove the fitted intervals are honest (measured: the
-95% intervals cover 93-96% of each group over ten draws; the same intervals
+95% intervals cover 93-95% of each group over ten draws; the same intervals
 without the noise, ``include_noise=False``, cover 20-45% and fail).
 """
 
