@@ -170,6 +170,18 @@ def _complete_point_cov(C, U, invD, G, Ks, kss_diag):
     return C[None] * kss_diag[:, None, None] - jnp.einsum("ts,xs,us->xtu", G, (V**2) @ invD, G)
 
 
+@jax.jit
+def _eigen_mean(Ks, P, G):
+    return Ks @ P @ G.T
+
+
+@jax.jit
+def _eigen_point_cov(C, U, invD, G, Ks, kss_diag, noise):
+    """:func:`_complete_point_cov` plus ``noise`` (Sigma, or zeros), made
+    symmetric: one compiled program, not one per operation."""
+    return symmetrize(_complete_point_cov(C, U, invD, G, Ks, kss_diag) + noise[None])
+
+
 def _complete_joint_cov(C, U, invD, G, Ks, Kss):
     """Joint covariance (T n, T n), output-major, of eq. (5) with every entry
     observed, from the eigen factors."""
@@ -208,16 +220,14 @@ class EigenPredictor:
 
     def mean(self, Ks):
         """Predictive mean (n, T) of eq. (5) from the cross-kernel Ks (n, N)."""
-        return np.asarray(Ks @ self.P @ self.G.T)
+        return np.asarray(_eigen_mean(Ks, self.P, self.G))
 
     def point_cov(self, Ks, kss_diag, include_noise=False):
         """Output covariances (n, T, T) at each test point (eq. 5), given
         Ks (n, N) and the test points' prior variances ``kss_diag`` (n,);
         ``include_noise`` adds Sigma."""
-        cov = _complete_point_cov(self.C, self.U, self.invD, self.G, Ks, kss_diag)
-        if include_noise:
-            cov = cov + self.Sigma[None]
-        return np.asarray(symmetrize(cov))
+        noise = self.Sigma if include_noise else np.zeros(self.Sigma.shape)
+        return np.asarray(_eigen_point_cov(self.C, self.U, self.invD, self.G, Ks, kss_diag, noise))
 
     def joint_cov(self, Ks, Kss, include_noise=False):
         """Joint covariance (nT, nT), output-major, over test points and
@@ -570,7 +580,7 @@ def _complement_predictor_parts(K, C, Sigma, Y0, m_i, m_t):
 
 
 @jax.jit
-def _complement_point_cov(C, U, invD, G, Pm, Lm, Ks, kss_diag):
+def _complement_point_cov(C, U, invD, G, Pm, Lm, Ks, kss_diag, noise):
     """C k(x, x) - B A_OO^-1 B^T per point, B = cov(f*(x), y_O). With P =
     A^-1 and b = cov(f*(x), y) over all N T entries (its observed part is
     B), the Schur complement A_OO^-1 = P_OO - P_OM P_MM^-1 P_MO gives
@@ -580,12 +590,13 @@ def _complement_point_cov(C, U, invD, G, Pm, Lm, Ks, kss_diag):
     so the covariance is the complete-data one (:func:`_complete_point_cov`)
     plus a positive term for the entries not observed. (The
     form with b's missing columns zeroed cancels terms of order 1/noise and
-    lost 5 digits at a noise of 1e-6.)"""
+    lost 5 digits at a noise of 1e-6.) ``noise`` (Sigma, or zeros) is
+    added, and the result made symmetric."""
     complete = _complete_point_cov(C, U, invD, G, Ks, kss_diag)
     bPm = jnp.einsum("xi,kiu,tu->xtk", Ks, Pm, C)  # (b P)_M, (n, T, |M|)
     n, T, m = bPm.shape
     W = tri_solve(Lm, bPm.reshape(n * T, m).T).reshape(m, n, T)  # Lm^-1 (b P)_M^T
-    return complete + jnp.einsum("kxt,kxu->xtu", W, W)
+    return symmetrize(complete + jnp.einsum("kxt,kxu->xtu", W, W) + noise[None])
 
 
 @jax.jit
@@ -639,26 +650,26 @@ class ComplementPredictor:
 
     def mean(self, Ks):
         """Predictive mean (n, T) of f* given y_O: K* alpha C^T."""
-        return np.asarray(jnp.asarray(Ks) @ self._parts["alpha"] @ self.C.T)
+        return np.asarray(_eigen_mean(jnp.asarray(Ks), self._parts["alpha"], self.C))
 
     def point_cov(self, Ks, kss_diag, include_noise=False):
         """T x T predictive covariance at each point (n, T, T) given y_O;
         plus Sigma with ``include_noise`` (y*). Chunks of points bound memory."""
         p = self._parts
-        Ks, kss_diag = jnp.asarray(Ks), jnp.asarray(kss_diag)
+        # padding and slicing on the host: no small compiled programs per shape
+        Ks, kss_diag = np.asarray(Ks), np.asarray(kss_diag)
         n, T, m = Ks.shape[0], self.C.shape[0], int(self.m_i.shape[0])
         step = max(1, int(self.CHUNK_ENTRIES // max(1, T * m)))
         # chunks padded to a power of two: a few compiled shapes, not one per n
         size = min(step, 1 << max(0, n - 1).bit_length())
         pad = -n % size
-        Ks = jnp.pad(Ks, ((0, pad), (0, 0)))
-        kss_diag = jnp.pad(kss_diag, (0, pad))
-        cov = jnp.concatenate([
-            _complement_point_cov(self.C, p["U"], p["invD"], p["G"], p["Pm"], p["Lm"], Ks[a:a + size],
-                                  kss_diag[a:a + size]) for a in range(0, n + pad, size)], axis=0)[:n]
-        if include_noise:
-            cov = cov + self.Sigma[None]
-        return np.asarray(symmetrize(cov))
+        Ks = np.pad(Ks, ((0, pad), (0, 0)))
+        kss_diag = np.pad(kss_diag, (0, pad))
+        noise = self.Sigma if include_noise else np.zeros(self.Sigma.shape)
+        return np.concatenate([
+            np.asarray(_complement_point_cov(self.C, p["U"], p["invD"], p["G"], p["Pm"], p["Lm"], Ks[a:a + size],
+                                             kss_diag[a:a + size], noise)) for a in range(0, n + pad, size)],
+            axis=0)[:n]
 
     def joint_cov(self, Ks, Kss, include_noise=False):
         """Joint predictive covariance (T n, T n), output-major, over all

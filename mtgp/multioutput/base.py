@@ -459,12 +459,16 @@ class MultiOutputGP(Estimator):
         X = jnp.asarray(self._X)
         Xs = jnp.asarray(Xs)
         k = self._kernel_struct
-        Ks = k.evaluate(self._theta, Xs, X)
+        # one compiled program per kernel structure, not one per operation
+        cross = cached_jit(("kernel-cross", k.structure()),
+                           lambda: lambda th, xs, x: (k.evaluate(th, xs, x), k.evaluate_diag(th, xs)))
+        Ks, kss_diag = cross(self._theta, Xs, X)
         mean = self._predictor.mean(Ks)
-        cov = self._predictor.point_cov(Ks, k.evaluate_diag(self._theta, Xs), include_noise)
+        cov = self._predictor.point_cov(Ks, kss_diag, include_noise)
         joint = None
         if full_cov:
-            joint = self._predictor.joint_cov(Ks, k.evaluate(self._theta, Xs, Xs), include_noise)
+            gram = cached_jit(("kernel-gram", k.structure()), lambda: lambda th, x: k.evaluate(th, x, x))
+            joint = self._predictor.joint_cov(Ks, gram(self._theta, Xs), include_noise)
         return mean, cov, joint
 
     # ---- scoring --------------------------------------------------------
