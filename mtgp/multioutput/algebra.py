@@ -171,8 +171,10 @@ def _complete_point_cov(C, U, invD, G, Ks, kss_diag):
 
 
 @jax.jit
-def _eigen_mean(Ks, P, G):
-    return Ks @ P @ G.T
+def _cross_mean(Ks, W, G):
+    """Predictive mean (n, T) Ks W G^T of eq. (5), as one compiled program
+    (W, G = P, G of the eigen route; alpha, C given missing entries)."""
+    return Ks @ W @ G.T
 
 
 @jax.jit
@@ -220,7 +222,7 @@ class EigenPredictor:
 
     def mean(self, Ks):
         """Predictive mean (n, T) of eq. (5) from the cross-kernel Ks (n, N)."""
-        return np.asarray(_eigen_mean(Ks, self.P, self.G))
+        return np.asarray(_cross_mean(Ks, self.P, self.G))
 
     def point_cov(self, Ks, kss_diag, include_noise=False):
         """Output covariances (n, T, T) at each test point (eq. 5), given
@@ -650,7 +652,7 @@ class ComplementPredictor:
 
     def mean(self, Ks):
         """Predictive mean (n, T) of f* given y_O: K* alpha C^T."""
-        return np.asarray(_eigen_mean(jnp.asarray(Ks), self._parts["alpha"], self.C))
+        return np.asarray(_cross_mean(jnp.asarray(Ks), self._parts["alpha"], self.C))
 
     def point_cov(self, Ks, kss_diag, include_noise=False):
         """T x T predictive covariance at each point (n, T, T) given y_O;
