@@ -17,6 +17,13 @@ are too small at the NaN entries (``cool_mulan_missing.md``: coverage of
 those entries 39-98% against 87-100% with the exact variance at the same
 fitted parameters). Prints the largest differences; exit status 1 when
 GPyTorch's variance is not the exact one (to 1e-6 relative).
+
+The same gap is described by BoTorch's maintainers in
+https://github.com/meta-pytorch/botorch/pull/3234 (2026-03): "The current
+GPyTorch implementation only masks out indices corresponding to NaN values
+in the mean computation, but not the posterior covariance computation";
+GPyTorch's https://github.com/cornellius-gp/gpytorch/pull/2715 separates
+the covariance computation so that a model can override it.
 """
 
 from __future__ import annotations
