@@ -246,6 +246,29 @@ def test_independent_gps_are_single_output_gps(small_data):
     assert np.allclose(pred.cov[0], np.diag(np.diag(pred.cov[0])))
 
 
+def test_independent_gps_jitter_only_where_the_plain_factor_fails(small_data):
+    """The outputs are factorised together (one vmapped program); an output
+    whose covariance the plain Cholesky cannot factorise (here: a duplicated
+    input and a noise variance set just below zero) gets safe_cholesky's
+    jitter with a JitterWarning, the others keep their plain factor: their
+    predictions are unchanged to the bit."""
+    X, Y = small_data
+    X = np.vstack([X, X[:1]])  # a duplicated input: b K is singular
+    Y = np.vstack([Y, Y[:1]])
+    m = IndependentGPs(mtgp.kernels.SE(), max_iter=20).fit(X, Y)
+    before = m.predict(X[:5])
+    m._s2 = m._s2.copy()
+    m._s2[1] = -1e-9 * m._b[1]
+    with pytest.warns(mtgp.JitterWarning, match="IndependentGPs"):
+        m._build_predictor()
+    after = m.predict(X[:5])
+    for t in (0, 2):
+        np.testing.assert_array_equal(after.mean[:, t], before.mean[:, t])
+        np.testing.assert_array_equal(after.var[:, t], before.var[:, t])
+    assert np.all(np.isfinite(after.mean)) and np.all(np.isfinite(after.var))
+    assert not np.array_equal(after.mean[:, 1], before.mean[:, 1])
+
+
 def test_recovery_moderate_n():
     """C and Sigma from 600 samples (fast version of the large-N test)."""
     X, Y, C, S, W = _synthetic(600, 3, 60, seed=5)

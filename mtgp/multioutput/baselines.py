@@ -444,7 +444,7 @@ class IndependentGPs(MultiOutputGP):
         Y0 = np.where(obs, Y, 0.0)
         self._thetas, bs, s2s, its, infos = [], [], [], [], []
         for t in range(Y.shape[1]):  # same budget per output as one joint fit
-            x0 = {"kernel": theta0, "log_b": jnp.log(b0[t]), "log_s2": jnp.log(s20[t])}
+            x0 = {"kernel": theta0, "log_b": np.log(b0[t]), "log_s2": np.log(s20[t])}
             seed = None if self.random_state is None else [int(self.random_state), t]
             res, _, info = minimize_from_starts(key, obj, x0, (theta0, Xj, jnp.asarray(Y0[:, t]),
                                                               jnp.asarray(obs[:, t], dtype=Xj.dtype)), self.max_iter,
@@ -452,8 +452,8 @@ class IndependentGPs(MultiOutputGP):
             infos.append(info)
             p = res.params
             self._thetas.append(apply_mask(mask, p["kernel"], theta0))
-            bs.append(float(jnp.exp(p["log_b"])))
-            s2s.append(float(jnp.exp(p["log_s2"])))
+            bs.append(float(np.exp(p["log_b"])))
+            s2s.append(float(np.exp(p["log_s2"])))
             its.append(res.n_iter)
         self._theta = self._thetas[0]
         self._b = np.asarray(bs)
@@ -477,26 +477,41 @@ class IndependentGPs(MultiOutputGP):
         self._b, self._s2 = np.diag(self._C), np.diag(self._Sigma)
 
     def _build_predictor(self):
+        """Each output's GP factorised on its observed rows (missing rows
+        masked out exactly): one compiled program vmapped over the outputs;
+        the jitter loop of ``safe_cholesky`` only for outputs whose plain
+        Cholesky fails."""
         k = self._kernel_struct
-        X = jnp.asarray(self._X)
-        self._chol, self._alpha = [], []
-        ll = 0.0
-        obs = ~np.isnan(self._Y)  # missing rows of an output: masked out exactly (mask_padded)
+        X = jax.device_put(np.asarray(self._X, dtype=float))
+        obs = ~np.isnan(self._Y)
         Y0 = np.where(obs, self._Y, 0.0)
-        for t, theta in enumerate(self._thetas):
-            K = self._b[t] * k.evaluate(theta, X, X) + self._s2[t] * jnp.eye(X.shape[0])
-            K = mask_padded(K, obs[:, t]) if not obs[:, t].all() else K
-            L, added = safe_cholesky(K)
-            report_jitter(added, "IndependentGPs")
-            y = jnp.asarray(Y0[:, t])
-            self._chol.append(L)
-            self._alpha.append(cho_solve(L, y))
-            ll += float(gaussian_logpdf(y, L, int(obs[:, t].sum())))
-        self._ll_internal = ll
+        thetas = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *self._thetas)
+        b, s2 = (jax.device_put(np.asarray(v, dtype=float)) for v in (self._b, self._s2))
+        mask, Yt = jax.device_put(obs.T.astype(float)), jax.device_put(Y0.T)
+
+        def build():
+            def one(theta, b, s2, m, y, X):
+                K = mask_padded(b * k.evaluate(theta, X, X) + s2 * jnp.eye(X.shape[0]), m)
+                L = cholesky(K)
+                return L, cho_solve(L, y), gaussian_logpdf(y, L, jnp.sum(m))
+
+            return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None))
+
+        L, alpha, lls = cached_jit(("IndependentGPs-factor", k.structure()), build)(thetas, b, s2, mask, Yt, X)
+        failed = ~np.all(np.isfinite(np.asarray(L)), axis=(1, 2))
+        if failed.any():  # rare: factorise those outputs with a jitter, and say so
+            L, alpha, lls = list(L), list(alpha), np.asarray(lls).copy()
+            for t in np.flatnonzero(failed):
+                theta = self._thetas[t]
+                K = mask_padded(self._b[t] * k.evaluate(theta, X, X) + self._s2[t] * jnp.eye(X.shape[0]), obs[:, t])
+                L[t], added = safe_cholesky(K)
+                report_jitter(added, "IndependentGPs")
+                alpha[t] = cho_solve(L[t], Yt[t])
+                lls[t] = float(gaussian_logpdf(Yt[t], L[t], int(obs[:, t].sum())))
+            L, alpha = jnp.stack(L), jnp.stack(alpha)
+        self._ll_internal = float(np.sum(np.asarray(lls)))
         # stacked once for the vmapped predictive
-        self._stacked = (jax.tree_util.tree_map(lambda *a: jnp.stack(a), *self._thetas),
-                         jnp.asarray(self._b), jnp.asarray(self._s2), jnp.stack(self._chol),
-                         jnp.stack(self._alpha), jnp.asarray(obs.T, dtype=X.dtype))
+        self._stacked = (thetas, b, s2, L, alpha, mask)
         self.kernels_ = [k.with_params(jax.tree_util.tree_map(np.asarray, th)) for th in self._thetas]
 
     def _fitted_kernel(self):
