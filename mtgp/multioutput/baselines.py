@@ -163,8 +163,11 @@ class _JointMTGP(MultiOutputGP):
         info = dict(info, likelihood=variant)
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
-        C, S = covs(p)
-        self._C, self._Sigma = np.asarray(C), np.asarray(S + jnp.diag(floor))
+        # one compiled program (covs depends only on the model's structure, which the key names)
+        fitted_covs = cached_jit((type(self).__name__, self._key(), "fitted-covs"),
+                                 lambda: lambda p, floor: (lambda C, S: (C, S + jnp.diag(floor)))(*covs(p)))
+        C, S = fitted_covs(p, floor)
+        self._C, self._Sigma = np.asarray(C), np.asarray(S)
         self.params_ = jax.tree_util.tree_map(np.asarray, p)
         self.n_iter_ = int(res.n_iter)
         return info
