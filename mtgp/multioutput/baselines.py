@@ -163,10 +163,14 @@ class _JointMTGP(MultiOutputGP):
         info = dict(info, likelihood=variant)
         p = res.params
         self._theta = apply_mask(mask, p["kernel"], theta0)
-        # one compiled program (covs depends only on the model's structure, which the key names)
-        fitted_covs = cached_jit((type(self).__name__, self._key(), "fitted-covs"),
-                                 lambda: lambda p, floor: (lambda C, S: (C, S + jnp.diag(floor)))(*covs(p)))
-        C, S = fitted_covs(p, floor)
+        def build():  # covs depends only on the model's structure, which the key names
+            def fitted_covs(p, floor):
+                C, S = covs(p)
+                return C, S + jnp.diag(floor)
+
+            return fitted_covs
+
+        C, S = cached_jit((type(self).__name__, self._key(), "fitted-covs"), build)(p, floor)
         self._C, self._Sigma = np.asarray(C), np.asarray(S)
         self.params_ = jax.tree_util.tree_map(np.asarray, p)
         self.n_iter_ = int(res.n_iter)
@@ -492,10 +496,12 @@ class IndependentGPs(MultiOutputGP):
         b, s2 = (jax.device_put(np.asarray(v, dtype=float)) for v in (self._b, self._s2))
         mask, Yt = jax.device_put(obs.T.astype(float)), jax.device_put(Y0.T)
 
+        def output_cov(theta, b, s2, m, X):  # output t's covariance on its observed rows
+            return mask_padded(b * k.evaluate(theta, X, X) + s2 * jnp.eye(X.shape[0]), m)
+
         def build():
             def one(theta, b, s2, m, y, X):
-                K = mask_padded(b * k.evaluate(theta, X, X) + s2 * jnp.eye(X.shape[0]), m)
-                L = cholesky(K)
+                L = cholesky(output_cov(theta, b, s2, m, X))
                 return L, cho_solve(L, y), gaussian_logpdf(y, L, jnp.sum(m))
 
             return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None))
@@ -505,9 +511,7 @@ class IndependentGPs(MultiOutputGP):
         if failed.any():  # rare: factorise those outputs with a jitter, and say so
             L, alpha, lls = list(L), list(alpha), np.asarray(lls).copy()
             for t in np.flatnonzero(failed):
-                theta = self._thetas[t]
-                K = mask_padded(self._b[t] * k.evaluate(theta, X, X) + self._s2[t] * jnp.eye(X.shape[0]), obs[:, t])
-                L[t], added = safe_cholesky(K)
+                L[t], added = safe_cholesky(output_cov(self._thetas[t], b[t], s2[t], mask[t], X))
                 report_jitter(added, "IndependentGPs")
                 alpha[t] = cho_solve(L[t], Yt[t])
                 lls[t] = float(gaussian_logpdf(Yt[t], L[t], int(obs[:, t].sum())))
