@@ -178,31 +178,44 @@ def std_random_starts_name(n, screen_iter=None):
     return f"Std-MT (P=1 + diag, n_random_starts={n}" + (f", screen_iter={screen_iter})" if screen_iter else ")")
 
 
-def extra_model_names(std_n_init=None, std_random_starts=None, std_screen_iter=None):
-    """Names of the Std-MT variants that ``--std-n-init`` / ``--std-random-starts``
-    (with ``--std-screen-iter``) add."""
-    return ([std_n_init_name(std_n_init)] if std_n_init else []) + (
-        [std_random_starts_name(std_random_starts, std_screen_iter)] if std_random_starts else [])
+def std_floor_name(floor):
+    return f"Std-MT (P=1 + diag, min_noise_variance={floor:g})"
 
 
-def mtgp_models(k, max_iter, std_n_init=None, std_random_starts=None, std_screen_iter=None):
-    """The page's mtgp models; ``std_n_init``: also Std-MT with that many
-    starts around each of its two (``ICM(n_init=...)``); ``std_random_starts``:
-    also Std-MT with that many independent random draws of A besides its data
-    start (``ICM(n_random_starts=...)``), each start screened with
-    ``std_screen_iter`` iterations if given (``ICM(screen_iter=...)``)."""
+def std_variants(std_n_init=None, std_random_starts=None, std_screen_iter=None, std_floors=()):
+    """The Std-MT variants that ``--std-n-init``, ``--std-random-starts``
+    (with ``--std-screen-iter``) and ``--std-floors`` add: {name: ICM keyword
+    arguments besides the default Std-MT's}."""
+    variants = {}
+    if std_n_init:
+        variants[std_n_init_name(std_n_init)] = dict(n_init=std_n_init)
+    if std_random_starts:
+        variants[std_random_starts_name(std_random_starts, std_screen_iter)] = dict(
+            n_random_starts=std_random_starts, screen_iter=std_screen_iter)
+    for floor in std_floors or ():
+        variants[std_floor_name(floor)] = dict(min_noise_variance=float(floor))
+    return variants
+
+
+def extra_model_names(std_n_init=None, std_random_starts=None, std_screen_iter=None, std_floors=()):
+    """Names of the Std-MT variants that the ``--std-*`` options add."""
+    return list(std_variants(std_n_init, std_random_starts, std_screen_iter, std_floors))
+
+
+def mtgp_models(k, max_iter, variants=None):
+    """The page's mtgp models, and the Std-MT ``variants``
+    (:func:`std_variants`: ``ICM(n_init=...)`` starts around each of its two
+    starts, ``ICM(n_random_starts=..., screen_iter=...)`` independent random
+    draws of A, screened if given, ``ICM(min_noise_variance=...)`` another
+    noise floor)."""
     from mtgp.multioutput import CoolMTGP, ICM, StructuredNoiseMTGP
 
     models = {"HCool": CoolMTGP(k, max_iter=max_iter),
               "~Cool": CoolMTGP(k, method="approximate", max_iter=max_iter),
               "Std-MT (P=1 + diag)": ICM(k, rank=1, diagonal=True, max_iter=max_iter),
               "Sigma-MT": StructuredNoiseMTGP(k, max_iter=max_iter)}
-    if std_n_init:
-        models[std_n_init_name(std_n_init)] = ICM(k, rank=1, diagonal=True, max_iter=max_iter, n_init=std_n_init)
-    if std_random_starts:
-        models[std_random_starts_name(std_random_starts, std_screen_iter)] = ICM(
-            k, rank=1, diagonal=True, max_iter=max_iter, n_random_starts=std_random_starts,
-            screen_iter=std_screen_iter)
+    for name, kw in (variants or {}).items():
+        models[name] = ICM(k, rank=1, diagonal=True, max_iter=max_iter, **kw)
     return models
 
 
@@ -340,16 +353,15 @@ def row(it, model, status, tr=None, te=None, fit_s=None, warm_s=None, loglik=Non
     return r
 
 
-def run(items, max_iter, models, peer_py, warm=False, std_n_init=None, std_random_starts=None,
-        std_screen_iter=None):
+def run(items, max_iter, models, peer_py, warm=False, variants=None):
     from cool_mulan import kernel
 
     rows, unsupported = [], set()
-    extras = extra_model_names(std_n_init, std_random_starts, std_screen_iter)
+    extras = list(variants or {})
     t0 = time.perf_counter()
     for it in items:
         k = kernel("se", it["Xtr"].shape[1])
-        for name, m in mtgp_models(k, max_iter, std_n_init, std_random_starts, std_screen_iter).items():
+        for name, m in mtgp_models(k, max_iter, variants).items():
             if not selected(name, models, extras):
                 continue
             if name in unsupported:
@@ -651,7 +663,7 @@ def main(argv=None):
     ap.add_argument("--max-iter", type=int, default=None)
     ap.add_argument("--models", nargs="*", default=None,
                     help=f"models to fit (default all): any of {', '.join(MTGP_MODELS + (INDEP,))}, or the names "
-                    "of the variants that --std-n-init / --std-random-starts add (then only those of them)")
+                    "of the variants that the --std-* options add (then only those of them)")
     ap.add_argument("--peer-python", default=None, help="interpreter with torch + gpytorch (default: "
                     "cool_gpytorch_peer.py's venv, created if missing; --quick: no peer unless given)")
     ap.add_argument("--no-peer", action="store_true")
@@ -665,6 +677,9 @@ def main(argv=None):
     ap.add_argument("--std-screen-iter", type=int, default=None,
                     help="with --std-random-starts: each start gets this many iterations, the best one the rest "
                     "of the budget (ICM(screen_iter=...))")
+    ap.add_argument("--std-floors", nargs="*", type=float, default=(),
+                    help="also fit Std-MT with each of these noise floors (ICM(min_noise_variance=...); "
+                    "the default is 1e-4)")
     ap.add_argument("--time-to-peer", action="store_true",
                     help="with --warm and the peer: also time the default Std-MT to GPyTorch's log-likelihood "
                     "(refits with smaller L-BFGS budgets; a section of the page and a _time_to_peer.csv)")
@@ -679,8 +694,8 @@ def main(argv=None):
         ap.error("--time-to-peer compares warm fits with the peer's: give --warm, run the peer, no --merge")
     if args.std_screen_iter and not args.std_random_starts:
         ap.error("--std-screen-iter screens the starts of --std-random-starts: give both")
-    known = MTGP_MODELS + (INDEP,) + tuple(extra_model_names(args.std_n_init, args.std_random_starts,
-                                                             args.std_screen_iter))
+    variants = std_variants(args.std_n_init, args.std_random_starts, args.std_screen_iter, args.std_floors)
+    known = MTGP_MODELS + (INDEP,) + tuple(variants)
     unknown = [m for m in args.models or () if m not in known]
     if unknown:
         ap.error(f"--models: unknown model(s) {unknown}; choose from {list(known)}")
@@ -705,8 +720,7 @@ def main(argv=None):
     warnings.simplefilter("ignore", mtgp.DegenerateOutputsWarning)  # coverage is what the page reports
     with tempfile.TemporaryDirectory() as tmp:
         items = make_items(names, args.splits or 1, fractions, tmp, args.max_train)
-        rows, versions = run(items, args.max_iter, args.models, peer_py, args.warm, args.std_n_init,
-                             args.std_random_starts, args.std_screen_iter)
+        rows, versions = run(items, args.max_iter, args.models, peer_py, args.warm, variants)
         to_peer = pd.DataFrame(time_to_peer(items, rows, args.max_iter)) if args.time_to_peer else None
     if versions:
         peer_note += " (" + ", ".join(f"{k} {v}" for k, v in versions.items()) + ")"

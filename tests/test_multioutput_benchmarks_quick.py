@@ -67,6 +67,8 @@ def test_missing_benchmark_model_selection():
     assert [n for n in names if selected(n, [extras[1]], extras)] == [extras[1]]
     assert extra_model_names(std_random_starts=4, std_screen_iter=40) == [
         "Std-MT (P=1 + diag, n_random_starts=4, screen_iter=40)"]
+    assert extra_model_names(std_floors=[1e-3, 0.01]) == [
+        "Std-MT (P=1 + diag, min_noise_variance=0.001)", "Std-MT (P=1 + diag, min_noise_variance=0.01)"]
 
 
 def test_missing_benchmark_per_set_counts_only_sets_the_variant_ran_on():

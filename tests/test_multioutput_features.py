@@ -143,3 +143,49 @@ def test_cool_noise_floor_binding_is_reported():
         warnings.simplefilter("error", DegenerateOutputsWarning)
         h = CoolMTGP(method="approximate", max_iter=100).fit(X, Y[["a", "b"]])
     assert h.fit_info_["noise_floor_outputs"] == [] and h.fit_info_["noise_min_eigenvalue"] > 1e-2
+
+
+@pytest.mark.parametrize("model", [ICM(rank=2, diagonal=True, max_iter=200), StructuredNoiseMTGP(max_iter=200)],
+                         ids=["ICM", "Sigma-MT"])
+def test_joint_noise_floor_binding_is_reported(model):
+    """ICM and Sigma-MT: an output that the inputs determine almost exactly
+    has its noise at the floor. Sigma's smallest eigenvalue cannot fall
+    below the floor ratio (1e-4, the collapse threshold), so the floor is
+    the signal: fit warns and fit_info_ names the output; healthy outputs
+    are silent."""
+    from sklearn.base import clone
+
+    from mtgp import DegenerateOutputsWarning
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 2))
+    F = np.column_stack([np.sin(X[:, 0]), np.cos(X[:, 1])])
+    Y = F + 0.3 * rng.normal(size=F.shape)
+    Y = pd.DataFrame(np.column_stack([Y, np.sin(X[:, 0]) + 1e-7 * rng.normal(size=40)]), columns=["a", "b", "c"])
+    with pytest.warns(DegenerateOutputsWarning, match=r"collapsing.*\['c'\] is held at the floor"):
+        m = clone(model).fit(X, Y)
+    assert m.fit_info_["noise_floor_outputs"] == ["c"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateOutputsWarning)
+        h = clone(model).fit(X, Y[["a", "b"]])
+    assert h.fit_info_["noise_floor_outputs"] == []
+
+
+def test_joint_floor_binding_along_a_direction():
+    """A full Sigma (Sigma-MT) held by the floor along a combination of
+    outputs names the outputs that make it up: exactly when the free part
+    of Sigma along it is at most (NOISE_FLOOR_BINDING - 1) times the floor
+    ratio (checked on the fitted state, deterministic)."""
+    from mtgp.multioutput.base import NOISE_FLOOR_BINDING, output_variances
+
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(30, 2)), rng.normal(size=(30, 3)) * [1.0, 10.0, 0.1]  # unequal scales
+    m = StructuredNoiseMTGP(max_iter=1).fit(X, pd.DataFrame(Y, columns=["a", "b", "c"]))
+    ratio, sd = m.min_noise_variance, np.sqrt(output_variances(m._Y))
+    u = np.array([1.0, -1.0, 0.0]) / np.sqrt(2.0)  # a against b
+    V = np.linalg.qr(np.column_stack([u, [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))[0]
+    for free, bound in [(0.5, ["a", "b"]), (0.99 * (NOISE_FLOOR_BINDING - 1.0), ["a", "b"]),
+                        (1.01 * (NOISE_FLOOR_BINDING - 1.0), []), (10.0, [])]:
+        R = (V * [free * ratio, 0.5, 1.0]) @ V.T  # free part, in units of the outputs' variances
+        m._Sigma = (R + ratio * np.eye(3)) * np.outer(sd, sd)
+        assert m._floor_bound_outputs() == bound

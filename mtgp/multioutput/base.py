@@ -49,6 +49,13 @@ from .validation import (_warn_if_indexes_differ, check_fit_data, check_observed
 #: "Noise floor and honest intervals")
 NOISE_COLLAPSE_RATIO = 1e-4
 
+#: a noise variance counts as held by the floor ``min_noise_variance`` when it
+#: is at most this multiple of the floor: the floor is at least half of it.
+#: L-BFGS on log-parameters slows as a variance runs to 0, so a fit often
+#: stops with the free part at 10-20% of the floor, not at 0 (andro,
+#: docs/multioutput.md)
+NOISE_FLOOR_BINDING = 2.0
+
 #: the joint predictive (``full_cov=True``) is computed at padded inputs only
 #: while its padded size T * n_pad stays at or below this (a 128 MB matrix):
 #: above, compilation is cheap next to the O(n^2 T^2) work, and padding
@@ -231,7 +238,12 @@ class MultiOutputGP(Estimator):
     ``n_iter`` (L-BFGS iterations of the run kept), ``objective`` (its final
     minimised value: negative log-likelihood per observation, internal
     scale), ``converged`` and ``stop_reason``, ``n_init`` and ``best_start``
-    (index of the start kept, 0 = the default start), ``fit_time``.
+    (index of the start kept, 0 = the default start), ``fit_time``,
+    ``noise_min_eigenvalue`` and ``noise_floor_outputs`` (the fitted noise
+    covariance's smallest eigenvalue in units of the outputs' variances, and
+    the outputs whose noise the floor ``min_noise_variance`` holds up; fit
+    warns with a :class:`~mtgp.exceptions.DegenerateOutputsWarning` when
+    either shows a collapsing noise: :meth:`_noise_diagnostics`).
     """
 
     #: fitted attributes beyond the base class's that save / load keep
@@ -372,7 +384,8 @@ class MultiOutputGP(Estimator):
         floor = list(self._floor_bound_outputs())
         out = dict(noise_min_eigenvalue=float(w[0]), noise_floor_outputs=floor)
         if warn and (w[0] < NOISE_COLLAPSE_RATIO or floor) and w[0] / max(w[-1], 1e-300) >= 1e-10:
-            big = np.argsort(-np.abs(V[:, 0]))[: min(3, len(sd))]
+            big = [j for j in np.argsort(-np.abs(V[:, 0]))[: min(3, len(sd))]  # named where they weigh
+                   if abs(V[j, 0]) >= 0.05 * np.abs(V[:, 0]).max()]
             combo = " + ".join(f"{V[j, 0]:.2g}*{self.output_names_[j]!r}" for j in big)
             at_floor = (f"; the noise of {floor} is held at the floor min_noise_variance="
                         f"{getattr(self, 'min_noise_variance', 0.0):g} (relative to each output's variance), "

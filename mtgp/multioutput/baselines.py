@@ -37,8 +37,8 @@ from jax.flatten_util import ravel_pytree
 
 from ..linalg import cho_solve, cholesky, gaussian_logpdf, mask_padded, report_jitter, safe_cholesky, tri_solve
 from ..compile import cached_jit
-from .base import (MultiOutputGP, apply_mask, minimize, minimize_from_starts, output_covariance,
-                   output_variances, run_info, store_params)
+from .base import (NOISE_FLOOR_BINDING, MultiOutputGP, apply_mask, minimize, minimize_from_starts,
+                   output_covariance, output_variances, run_info, store_params)
 from .algebra import (complement_cost_ratio, complement_masked_log_likelihood, coregional_cost_ratio,
                       coregional_masked_log_likelihood, masked_log_likelihood, mtgp_log_likelihood, observed_index,
                       observed_values)
@@ -73,6 +73,31 @@ class _JointMTGP(MultiOutputGP):
         that uses the model's structure and its cost relative to the dense
         form; None where the model has no such structure."""
         return None
+
+    def _floor_bound_outputs(self):
+        """Outputs whose noise is held up by the floor: the fitted Sigma is
+        S + diag(floor), floor_t = ``min_noise_variance`` x output t's
+        variance, and along some standardised direction S is at most
+        (:data:`~mtgp.multioutput.base.NOISE_FLOOR_BINDING` - 1) times the
+        floor (the floor is at least half the noise there); the outputs that
+        make up such a direction (weight at least half the largest). With a
+        diagonal Sigma (ICM) these are the outputs whose sigma_t^2 is at most
+        twice its floor, as for CoolMTGP's conditional noises. The floor then
+        sets the intervals of y* along it; and since Sigma's smallest
+        eigenvalue cannot fall below the floor ratio, this is the only
+        collapse signal where that ratio is at least
+        :data:`~mtgp.multioutput.base.NOISE_COLLAPSE_RATIO` (the default)."""
+        ratio = float(getattr(self, "min_noise_variance", 0.0))
+        if ratio <= 0.0 or getattr(self, "_Sigma", None) is None:
+            return []
+        sd = np.sqrt(output_variances(self._Y))  # the scale the floor was set on (internal)
+        fitted = (self._Sigma - np.diag(ratio * sd ** 2)) / np.outer(sd, sd)
+        w, V = np.linalg.eigh(0.5 * (fitted + fitted.T))
+        bound = np.zeros(len(sd), bool)
+        for j in np.flatnonzero(w <= (NOISE_FLOOR_BINDING - 1.0) * ratio):
+            weight = np.abs(V[:, j])
+            bound |= weight >= 0.5 * weight.max()
+        return [self.output_names_[t] for t in np.flatnonzero(bound)]
 
     @staticmethod
     def _masked_costs(Y, factored):

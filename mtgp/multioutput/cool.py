@@ -57,8 +57,8 @@ import pandas as pd
 from .._deprecation import DEPRECATED, renamed_argument
 from ..linalg import LOG_2PI, cho_solve, cholesky, gaussian_logpdf, logdet_from_chol, symmetrize, tri_solve
 from ..compile import cached_jit
-from .base import (MultiOutputGP, _deprecated_alias, apply_mask, best_of_starts, deprecated_function,
-                   minimize, output_variances, run_info, store_params)
+from .base import (NOISE_FLOOR_BINDING, MultiOutputGP, _deprecated_alias, apply_mask, best_of_starts,
+                   deprecated_function, minimize, output_variances, run_info, store_params)
 from .algebra import (complement_cost_ratio, complement_masked_log_likelihood, eigen_log_likelihood, make_predictor,
                       masked_log_likelihood, observed_index, observed_values)
 
@@ -598,14 +598,15 @@ class CoolMTGP(MultiOutputGP):
                                               self.output_order, new_default=None, stacklevel=5)
 
     def _floor_bound_outputs(self):
-        """Outputs whose conditional noise sigma_t^2 is within 1% of its
-        floor (``min_noise_variance`` times the output's variance, internal
-        scale): sigma_t^2 = floor + exp(log s2) with exp(log s2) gone to 0."""
+        """Outputs whose conditional noise sigma_t^2 = floor + exp(log s2)
+        is at most :data:`~mtgp.multioutput.base.NOISE_FLOOR_BINDING` times
+        its floor (``min_noise_variance`` times the output's variance,
+        internal scale): the floor is at least half of it."""
         if getattr(self, "output_order_", None) is None:  # "average": several orders
             return []
         order = np.asarray(self.output_order_)
         floor = float(self.min_noise_variance) * output_variances(self._Y)[order]
-        bound = np.asarray(self.sigma2_) <= 1.01 * floor
+        bound = np.asarray(self.sigma2_) <= NOISE_FLOOR_BINDING * floor
         return [self.output_names_[int(j)] for j in order[bound]] if floor.max() > 0 else []
 
     # ---- orders -------------------------------------------------------
