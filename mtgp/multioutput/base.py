@@ -384,20 +384,26 @@ class MultiOutputGP(Estimator):
         floor = list(self._floor_bound_outputs())
         out = dict(noise_min_eigenvalue=float(w[0]), noise_floor_outputs=floor)
         if warn and (w[0] < NOISE_COLLAPSE_RATIO or floor) and w[0] / max(w[-1], 1e-300) >= 1e-10:
-            big = [j for j in np.argsort(-np.abs(V[:, 0]))[: min(3, len(sd))]  # named where they weigh
-                   if abs(V[j, 0]) >= 0.05 * np.abs(V[:, 0]).max()]
-            combo = " + ".join(f"{V[j, 0]:.2g}*{self.output_names_[j]!r}" for j in big)
-            at_floor = (f"; the noise of {floor} is held at the floor min_noise_variance="
-                        f"{getattr(self, 'min_noise_variance', 0.0):g} (relative to each output's variance), "
-                        "so the objective there is not the unconstrained likelihood" if floor else "")
-            warnings.warn(
-                f"{type(self).__name__}: the fitted noise covariance is collapsing: its smallest eigenvalue "
-                f"is {w[0]:.2g} of the outputs' variance, along {combo}{at_floor}. The model explains that "
-                "combination of outputs almost exactly on the training data; intervals of new observations "
-                "(include_noise=True) along it are correspondingly narrow and may be overconfident: check "
-                "their coverage on held-out data, or raise min_noise_variance.",
-                DegenerateOutputsWarning, stacklevel=4,
-            )
+            name = type(self).__name__
+            check = "check their coverage on held-out data, or raise min_noise_variance."
+            if floor:  # Sigma's eigenvalues cannot fall below the floor: the floor is the signal
+                which = "that output" if len(floor) == 1 else "those outputs"
+                msg = (f"{name}: the fitted noise is collapsing: the noise of {floor} is held at the floor "
+                       f"min_noise_variance={getattr(self, 'min_noise_variance', 0.0):g} (relative to each "
+                       "output's variance; the fit would put less there, so its objective is not the "
+                       f"unconstrained likelihood). The model explains {which} almost exactly on the training "
+                       "data; intervals of new observations (include_noise=True) there rest on the floor and "
+                       "may be overconfident: " + check)
+            else:
+                big = [j for j in np.argsort(-np.abs(V[:, 0]))[: min(3, len(sd))]  # named where they weigh
+                       if abs(V[j, 0]) >= 0.05 * np.abs(V[:, 0]).max()]
+                combo = " + ".join(f"{V[j, 0]:.2g}*{self.output_names_[j]!r}" for j in big)
+                msg = (f"{name}: the fitted noise covariance is collapsing: its smallest eigenvalue is "
+                       f"{w[0]:.2g} of the outputs' variance, along {combo}. The model explains that combination "
+                       "of outputs almost exactly on the training data; intervals of new observations "
+                       "(include_noise=True) along it are correspondingly narrow and may be overconfident: "
+                       + check)
+            warnings.warn(msg, DegenerateOutputsWarning, stacklevel=4)
         return out
 
     def _build_predictor(self):
