@@ -4,9 +4,10 @@ per output, on the nine Mulan sets of Sec. 5.3 (same splits and scaling as
 ``cool_mulan.py``), pooled over the test points of all splits.
 
 Models: HCool (CoolMTGP's default method) at the library's default noise floor
-``min_noise_variance`` and at the floor of mtgp <= 0.x (1e-6), and independent
-GPs (no shared noise: a reference for whether a miscovered output is a
-multi-output effect or the kernel's). A coverage within [90, 99] is what a
+``min_noise_variance`` and at the floor of mtgp <= 0.x (1e-6), Std-MT (ICM,
+rank 1 plus a free diagonal, as the other pages), and independent GPs (no
+shared noise: a reference for whether a miscovered output is a multi-output
+effect or the kernel's); Sigma-MT when ``--models`` names it. A coverage within [90, 99] is what a
 well-specified model gives with a few hundred test points (binomial sd 1-3
 points at 95%). The page lists, per set and model, the range of the outputs'
 coverages, the outputs outside [90, 99], and how often the fit warned that its
@@ -17,6 +18,7 @@ entries ``noise_min_eigenvalue`` and ``noise_floor_outputs``).
     python3 benchmarks/cool_mulan_coverage.py --quick         # CI: slump, 2 splits, budget 30
     python3 benchmarks/cool_mulan_coverage.py --datasets slump edm --splits 3 --ard
     python3 benchmarks/cool_mulan_coverage.py --datasets slump --splits 10 --ard --floors 1e-6 3e-4 1e-3 1e-2
+    python3 benchmarks/cool_mulan_coverage.py --models "Std-MT (P=1 + diag)" --splits 1  # one model (to --merge)
     python3 benchmarks/cool_mulan_coverage.py --merge a/cool_mulan_coverage_raw.csv b/...   # page from runs made apart
 """
 
@@ -37,23 +39,40 @@ from cool_mulan import kernel, load_splits
 import mtgp
 from mtgp.datasets import MTR_DATASETS
 from mtgp.kernels import SE
-from mtgp.multioutput import CoolMTGP, IndependentGPs
+from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP
 
 DEFAULT_FLOOR = inspect.signature(CoolMTGP).parameters["min_noise_variance"].default
 OLD_FLOOR = 1e-6
 Z95 = stats.norm.ppf(0.975)
 
 
-def models(k, max_iter, floors=(OLD_FLOOR,)):
+STD_MT = "Std-MT (P=1 + diag)"
+SIGMA_MT = "Sigma-MT"
+#: fitted only when --models names them
+OPTIONAL_MODELS = (SIGMA_MT,)
+
+
+def models(k, max_iter, floors=(OLD_FLOOR,), only=None):
+    """The page's models (HCool at the default floor and at each of
+    ``floors``, Std-MT as ``ICM(rank=1, diagonal=True)``, independent GPs;
+    Sigma-MT on request), all with ``normalize_y=True``; ``only``: just
+    those names."""
     out = {f"HCool (floor {DEFAULT_FLOOR:g}, default)": CoolMTGP(k, normalize_y=True, max_iter=max_iter)}
     for f in floors:
         if f != DEFAULT_FLOOR:
             out[f"HCool (floor {f:g})"] = CoolMTGP(k, normalize_y=True, max_iter=max_iter, min_noise_variance=f)
+    out[STD_MT] = ICM(k, rank=1, diagonal=True, normalize_y=True, max_iter=max_iter)
     out["Indep. GPs"] = IndependentGPs(k, normalize_y=True, max_iter=max_iter)
-    return out
+    out[SIGMA_MT] = StructuredNoiseMTGP(k, normalize_y=True, max_iter=max_iter)
+    if only is None:
+        return {n: m for n, m in out.items() if n not in OPTIONAL_MODELS}
+    unknown = [n for n in only if n not in out]
+    if unknown:
+        raise SystemExit(f"--models: unknown model(s) {unknown}; choose from {list(out)}")
+    return {n: m for n, m in out.items() if n in only}
 
 
-def run(names, n_splits, max_iter, ard, floors, max_train=None):
+def run(names, n_splits, max_iter, ard, floors, max_train=None, only=None):
     rows = []
     t0 = time.perf_counter()
     for name in names:
@@ -62,7 +81,7 @@ def run(names, n_splits, max_iter, ard, floors, max_train=None):
             if max_train:  # the split's rows are in random order; statistics of the whole training split
                 Xtr, Ytr = Xtr[:max_train], Ytr[:max_train]
             k = SE(lengthscale=np.full(D, np.sqrt(D))) if ard else kernel("se", D)
-            for mname, m in models(k, max_iter, floors).items():
+            for mname, m in models(k, max_iter, floors, only).items():
                 t1 = time.perf_counter()
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", mtgp.DegenerateOutputsWarning)
@@ -84,7 +103,8 @@ def run(names, n_splits, max_iter, ard, floors, max_train=None):
                                      rmse=float(np.sqrt(np.mean((pred.mean[:, j] - Yte[:, j]) ** 2))),
                                      mean_sd=float(np.mean(np.sqrt(pred.var[:, j]))),
                                      noise_sd=float(np.sqrt(m.noise_covariance_[j, j])),
-                                     warned=warned, at_floor=str(out_name) in info.get("noise_floor_outputs", []),
+                                     warned=warned,  # the model names outputs itself (arrays: "output j")
+                                     at_floor=m.output_names_[j] in info.get("noise_floor_outputs", []),
                                      noise_min_eigenvalue=info.get("noise_min_eigenvalue", np.nan),
                                      log_likelihood=m.log_marginal_likelihood_,
                                      fit_s=time.perf_counter() - t1))
@@ -152,6 +172,9 @@ def main(argv=None):
                     help="other min_noise_variance values to fit HCool with (default: the old default 1e-6)")
     ap.add_argument("--max-train", type=int, default=None,
                     help="cap on the training rows per split (large sets on a slow machine; say so in --note)")
+    ap.add_argument("--models", nargs="*", default=None,
+                    help="fit only these (default: HCool at each floor, Std-MT and independent GPs; "
+                    f"{SIGMA_MT!r} only when named)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="*", default=None, metavar="CSV")
     ap.add_argument("--note", default=None)
@@ -163,7 +186,8 @@ def main(argv=None):
         df = pd.concat([pd.read_csv(f) for f in args.merge], ignore_index=True)
         return report(df, out, time.perf_counter() - t0, args, sources=list(args.merge))
     names = args.datasets or (["slump"] if args.quick else list(MTR_DATASETS))
-    df = run(names, args.splits or (2 if args.quick else 5), args.max_iter, args.ard, args.floors, args.max_train)
+    df = run(names, args.splits or (2 if args.quick else 5), args.max_iter, args.ard, args.floors, args.max_train,
+             args.models)
     report(df, out, time.perf_counter() - t0, args)
 
 

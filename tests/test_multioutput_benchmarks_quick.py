@@ -164,3 +164,14 @@ def test_time_to_peer_finds_the_first_budget_that_reaches_the_peer(tmp_path):
             assert rec["budget"] is None
     lines = time_to_peer_lines(pd.DataFrame([rec]))
     assert "Reached on 0 of 1 cells" in "\n".join(lines)
+
+
+def test_coverage_benchmark_records_outputs_at_the_floor():
+    """cool_mulan_coverage.py's "share of fits at the floor" comes from the
+    fit's own output names (fitted on arrays: "output j"), not the data
+    set's column names, which never matched them (the column was all 0)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from cool_mulan_coverage import DEFAULT_FLOOR, run
+
+    df = run(["andro"], 1, 30, False, [], only=[f"HCool (floor {DEFAULT_FLOOR:g}, default)"])
+    assert df.at_floor.any() and df.warned.all()
