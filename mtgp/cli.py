@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 #: exit codes (documented in the module docstring and ``mtgp --help``)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DATA, EXIT_MODEL_FILE = 0, 1, 2, 3, 4
@@ -646,7 +647,11 @@ def cmd_info(args) -> int:
                     kernel=repr(model.kernel_),
                     log_likelihood=model.log_marginal_likelihood_,
                     output_covariance=np.round(model.output_covariance_, 6).tolist(),
-                    noise_covariance=np.round(model.noise_covariance_, 6).tolist())
+                    noise_covariance=np.round(model.noise_covariance_, 6).tolist(),
+                    stop_reason=fi.get("stop_reason"),
+                    # the fit's collapse diagnostics (docs/multioutput.md, "Noise floor and honest intervals")
+                    noise_min_eigenvalue=fi.get("noise_min_eigenvalue"),
+                    noise_floor_outputs=fi.get("noise_floor_outputs"))
     info["fit_time_s"] = fi.get("fit_time")
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -732,6 +737,15 @@ def cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------ main
+def _warning_printer(command):
+    """Warnings as the command line's own lines, ``mtgp fit: warning: ...``
+    beside its errors, not Python's ``file:line`` form pointing into mtgp."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"mtgp {command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv=None, runtime: bool = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns
     the exit status (see the module docstring).
@@ -764,7 +778,9 @@ def main(argv=None, runtime: bool = None) -> int:
 
         run = {"demo": cmd_demo, "fit": cmd_fit, "predict": cmd_predict, "info": cmd_info}[args.command]
         try:
-            return run(args)
+            with warnings.catch_warnings():  # restored on return: a call from Python keeps its own
+                warnings.showwarning = _warning_printer(args.command)
+                return run(args)
         except DataError as exc:
             raise CliError(str(exc), EXIT_DATA) from None
         except ModelFileError as exc:

@@ -228,6 +228,30 @@ def test_cool_on_a_wide_table(tmp_path, capsys):
     assert main(["predict", out, "--inputs", "0:10:1"]) == EXIT_USAGE  # 2 inputs: a table is needed
 
 
+def test_info_reports_the_noise_held_at_the_floor(tmp_path, capsys):
+    """An output the others determine almost exactly: ``fit`` warns (a
+    ``mtgp fit: warning:`` line) and ``info`` reports the fit's collapse diagnostics, as
+    ``fit_info_`` has them."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 2))
+    a, b = np.sin(x[:, 0]) + 0.3 * rng.normal(size=40), np.cos(x[:, 1]) + 0.3 * rng.normal(size=40)
+    data = pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "a": a, "b": b, "c": a - b + 1e-7 * rng.normal(size=40)})
+    data.to_csv(tmp_path / "d.csv", index=False)
+    out = str(tmp_path / "m.npz")
+    assert main(["fit", str(tmp_path / "d.csv"), "--model", "cool", "--input", "x1,x2", "--output", "a,b,c",
+                 "--max-iter", "100", "-q", "-o", out]) == EXIT_OK
+    err = capsys.readouterr().err  # the command line's own warning line, not Python's file:line form
+    assert "mtgp fit: warning: CoolMTGP: the fitted noise is collapsing: the noise of ['c'] is held" in err
+    assert "cli.py" not in err
+    assert main(["info", out, "--json"]) == EXIT_OK
+    info = json.loads(capsys.readouterr().out)
+    fitted = mtgp.CoolMTGP.load(out).fit_info_
+    assert info["noise_floor_outputs"] == fitted["noise_floor_outputs"] == ["c"]
+    assert info["noise_min_eigenvalue"] == pytest.approx(fitted["noise_min_eigenvalue"]) and info["stop_reason"]
+    assert main(["info", out]) == EXIT_OK
+    assert "noise_floor_outputs: ['c']" in capsys.readouterr().out
+
+
 def test_cool_missing_outputs_and_conditional_prediction(tmp_path, capsys, magma_file):
     """Empty output cells are missing outputs (the model's exact observed-
     entry fit, the same numbers as the Python API); an empty input cell is
