@@ -358,7 +358,7 @@ class MultiOutputGP(Estimator):
                 "their residuals off the kernel's range (a linear kernel with fewer features than "
                 "samples), span fewer than T dimensions. Use a lower rank, a noise floor "
                 "(min_noise_variance), or remove redundant outputs.",
-                DegenerateOutputsWarning, stacklevel=4,
+                DegenerateOutputsWarning, stacklevel=5,  # user -> float64 wrapper -> fit -> _finish -> here
             )
 
     def _floor_bound_outputs(self) -> list:
