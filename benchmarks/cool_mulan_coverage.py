@@ -7,9 +7,9 @@ Models: HCool (CoolMTGP's default method) at the library's default noise floor
 ``min_noise_variance`` and at the floor of mtgp <= 0.x (1e-6), Std-MT (ICM,
 rank 1 plus a free diagonal, as the other pages), and independent GPs (no
 shared noise: a reference for whether a miscovered output is a multi-output
-effect or the kernel's); Sigma-MT when ``--models`` names it. A coverage within [90, 99] is what a
-well-specified model gives with a few hundred test points (binomial sd 1-3
-points at 95%). The page lists, per set and model, the range of the outputs'
+effect or the kernel's); Sigma-MT when ``--models`` names it. A coverage
+within [90, 99] is what a well-specified model gives with a few hundred test
+points (binomial sd 1-3 points at 95%). The page lists, per set and model, the range of the outputs'
 coverages, the outputs outside [90, 99], and how often the fit warned that its
 noise covariance collapsed (``DegenerateOutputsWarning``, ``fit_info_``
 entries ``noise_min_eigenvalue`` and ``noise_floor_outputs``).
@@ -52,11 +52,10 @@ SIGMA_MT = "Sigma-MT"
 OPTIONAL_MODELS = (SIGMA_MT,)
 
 
-def models(k, max_iter, floors=(OLD_FLOOR,), only=None):
-    """The page's models (HCool at the default floor and at each of
-    ``floors``, Std-MT as ``ICM(rank=1, diagonal=True)``, independent GPs;
-    Sigma-MT on request), all with ``normalize_y=True``; ``only``: just
-    those names."""
+def all_models(k, max_iter, floors=(OLD_FLOOR,)):
+    """Every model the page can fit, all with ``normalize_y=True``: HCool at
+    the default floor and at each of ``floors``, Std-MT as
+    ``ICM(rank=1, diagonal=True)``, independent GPs, Sigma-MT."""
     out = {f"HCool (floor {DEFAULT_FLOOR:g}, default)": CoolMTGP(k, normalize_y=True, max_iter=max_iter)}
     for f in floors:
         if f != DEFAULT_FLOOR:
@@ -64,12 +63,14 @@ def models(k, max_iter, floors=(OLD_FLOOR,), only=None):
     out[STD_MT] = ICM(k, rank=1, diagonal=True, normalize_y=True, max_iter=max_iter)
     out["Indep. GPs"] = IndependentGPs(k, normalize_y=True, max_iter=max_iter)
     out[SIGMA_MT] = StructuredNoiseMTGP(k, normalize_y=True, max_iter=max_iter)
-    if only is None:
-        return {n: m for n, m in out.items() if n not in OPTIONAL_MODELS}
-    unknown = [n for n in only if n not in out]
-    if unknown:
-        raise SystemExit(f"--models: unknown model(s) {unknown}; choose from {list(out)}")
-    return {n: m for n, m in out.items() if n in only}
+    return out
+
+
+def models(k, max_iter, floors=(OLD_FLOOR,), only=None):
+    """The models fitted: those named in ``only``, else all but
+    :data:`OPTIONAL_MODELS`."""
+    return {n: m for n, m in all_models(k, max_iter, floors).items()
+            if (n not in OPTIONAL_MODELS if only is None else n in only)}
 
 
 def run(names, n_splits, max_iter, ard, floors, max_train=None, only=None):
@@ -185,6 +186,10 @@ def main(argv=None):
     if args.merge:
         df = pd.concat([pd.read_csv(f) for f in args.merge], ignore_index=True)
         return report(df, out, time.perf_counter() - t0, args, sources=list(args.merge))
+    known = list(all_models(SE(), args.max_iter, args.floors))  # names only: nothing is fitted
+    unknown = [m for m in args.models or () if m not in known]
+    if unknown:
+        ap.error(f"--models: unknown model(s) {unknown}; choose from {known}")
     names = args.datasets or (["slump"] if args.quick else list(MTR_DATASETS))
     df = run(names, args.splits or (2 if args.quick else 5), args.max_iter, args.ard, args.floors, args.max_train,
              args.models)

@@ -197,11 +197,6 @@ def std_variants(std_n_init=None, std_random_starts=None, std_screen_iter=None, 
     return variants
 
 
-def extra_model_names(std_n_init=None, std_random_starts=None, std_screen_iter=None, std_floors=()):
-    """Names of the Std-MT variants that the ``--std-*`` options add."""
-    return list(std_variants(std_n_init, std_random_starts, std_screen_iter, std_floors))
-
-
 def mtgp_models(k, max_iter, variants=None):
     """The page's mtgp models, and the Std-MT ``variants``
     (:func:`std_variants`: ``ICM(n_init=...)`` starts around each of its two

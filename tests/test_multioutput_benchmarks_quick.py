@@ -57,17 +57,17 @@ def test_missing_benchmark_model_selection():
     added to a page without refitting the others); without one listed the
     added variants run beside the models listed, as before."""
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from cool_mulan_missing import extra_model_names, selected
+    from cool_mulan_missing import selected, std_variants
 
-    extras = extra_model_names(std_n_init=4, std_random_starts=4)
+    extras = list(std_variants(std_n_init=4, std_random_starts=4))
     assert extras == ["Std-MT (P=1 + diag, n_init=4)", "Std-MT (P=1 + diag, n_random_starts=4)"]
     names = ["HCool", "Std-MT (P=1 + diag)"] + extras
     assert [n for n in names if selected(n, None, extras)] == names
     assert [n for n in names if selected(n, ["Std-MT (P=1 + diag)"], extras)] == names[1:]
     assert [n for n in names if selected(n, [extras[1]], extras)] == [extras[1]]
-    assert extra_model_names(std_random_starts=4, std_screen_iter=40) == [
+    assert list(std_variants(std_random_starts=4, std_screen_iter=40)) == [
         "Std-MT (P=1 + diag, n_random_starts=4, screen_iter=40)"]
-    assert extra_model_names(std_floors=[1e-3, 0.01]) == [
+    assert list(std_variants(std_floors=[1e-3, 0.01])) == [
         "Std-MT (P=1 + diag, min_noise_variance=0.001)", "Std-MT (P=1 + diag, min_noise_variance=0.01)"]
 
 
