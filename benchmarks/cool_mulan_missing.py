@@ -1,9 +1,13 @@
 """Missing outputs on the Mulan sets: 10%, 30% and 50% of the training
 output entries removed at random (seeded), every model fitted on what is
-left; RMSE on the removed entries (the model's prediction at their training
-inputs, which conditions on the row's other observed outputs through the
-training data) and on the held-out rows, and the coverage of the 95%
-intervals of y* on both.
+left; RMSE on the removed entries and on the held-out rows, and the
+coverage of the 95% intervals of y* on both. A removed entry is predicted
+by the model's Gaussian conditional given every observed entry
+(``predict_missing``: it shares its row's noise with the outputs measured
+in that row, which matters where Sigma has off-diagonal terms: HCool, ~Cool,
+Sigma-MT; for a diagonal Sigma it is ``predict(X_train, include_noise=True)``).
+Pages made before 2026-12-07 used ``predict(X_train, include_noise=True)``
+for every model.
 
 Models:
 
@@ -244,7 +248,7 @@ def fit_mtgp(m, Xtr, Ym, Xte, warm=False):
         t = time.perf_counter()
         clone(m).fit(Xtr, Ym)
         warm_s = time.perf_counter() - t
-    ptr, pte = m.predict(Xtr, include_noise=True), m.predict(Xte, include_noise=True)
+    ptr, pte = m.predict_missing(), m.predict(Xte, include_noise=True)
     return "ok", (ptr.mean, ptr.var), (pte.mean, pte.var), fit_s, warm_s
 
 

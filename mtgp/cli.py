@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--condition", action="store_true",
                    help="Cool-MTGP: condition each row of NEW on the output columns it holds (an empty "
                    "cell: not measured); measured values come back as measured, std 0, unless --latent")
+    q.add_argument("--fill-missing", action="store_true",
+                   help="Cool-MTGP: the training table with its missing output cells predicted from every "
+                   "measured value (measured values as measured, std 0); no NEW or --inputs")
 
     i = sub.add_parser("info", help="describe a saved model",
                        description="Print what a model file holds: model, data, fitted hyper-parameters.")
@@ -446,6 +449,8 @@ def cmd_predict(args) -> int:
     if args.condition:
         raise CliError("--condition is for Cool-MTGP models (Magma conditions on NEW's points already)",
                        EXIT_USAGE)
+    if args.fill_missing:
+        raise CliError("--fill-missing is for Cool-MTGP models", EXIT_USAGE)
     inputs = list(model.input_columns_)
     id_col = cli.get("id") or "ID"
     out_col = (cli.get("outputs") or ["Output"])[0]
@@ -554,6 +559,8 @@ def _predict_cool(args, model, cli):
     if args.gif:
         raise CliError("--gif is for Magma and MagmaClust models", EXIT_USAGE)
     given = None
+    if args.fill_missing:
+        return _fill_missing_cool(args, model, inputs)
     if args.new is not None:
         if args.inputs is not None:
             raise CliError("give either NEW or --inputs for a Cool-MTGP model", EXIT_USAGE)
@@ -577,6 +584,27 @@ def _predict_cool(args, model, cli):
         raise CliError("a Cool-MTGP model predicts at input points: give NEW or --inputs", EXIT_USAGE)
     pred = model.predict(X.to_numpy(dtype=float), include_noise=not args.latent,
                          Y_observed=None if given is None else given.reset_index(drop=True))
+    return _write_cool_predictions(args, pred, X, inputs)
+
+
+def _fill_missing_cool(args, model, inputs):
+    """``predict --fill-missing``: ``model.predict_missing()`` as a table."""
+    import numpy as np
+    import pandas as pd
+
+    clash = [flag for flag, given in (("NEW", args.new is not None), ("--inputs", args.inputs is not None),
+                                      ("--condition", args.condition), ("--latent", args.latent)) if given]
+    if clash:
+        raise CliError(f"--fill-missing predicts the training table's missing cells: drop {', '.join(clash)}",
+                       EXIT_USAGE)
+    pred = model.predict_missing()
+    n_missing = int(np.isnan(model._Y_data).sum())
+    print(f"mtgp: {n_missing} missing output value(s) of the training table predicted", file=sys.stderr)
+    X = pd.DataFrame(np.asarray(model._X), columns=inputs)
+    return _write_cool_predictions(args, pred, X, inputs)
+
+
+def _write_cool_predictions(args, pred, X, inputs):
     lo, hi = pred.interval(args.level)
     table = X.reset_index(drop=True).copy()
     for t, name in enumerate(pred.output_names):

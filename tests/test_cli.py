@@ -312,6 +312,23 @@ def test_cool_missing_outputs_and_conditional_prediction(tmp_path, capsys, magma
     assert "has none of the output columns" in capsys.readouterr().err
     assert main(["predict", out, "--inputs", str(tmp_path / "x_only.csv"), "--condition"]) == EXIT_USAGE
     assert main(["predict", magma_file, "--condition"]) == EXIT_USAGE
+    # the training table's missing cells, from every measured value
+    res = tmp_path / "filled.csv"
+    assert main(["predict", out, "--fill-missing", "-o", str(res)]) == EXIT_OK
+    assert "5 missing output value(s) of the training table predicted" in capsys.readouterr().err
+    t, filled = pd.read_csv(res), model.predict_missing()
+    np.testing.assert_allclose(t[["Slag", "Water"]], data[["Slag", "Water"]], rtol=1e-12)
+    miss = data[names].isna().to_numpy()
+    for k, name in enumerate(names):
+        np.testing.assert_allclose(t[name], filled.mean[:, k], rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(t[f"{name}_std"], filled.std[:, k], rtol=1e-8, atol=1e-12)
+        measured = ~miss[:, k]
+        np.testing.assert_allclose(t[name][measured], data[name][measured], rtol=1e-12)
+        assert (t[f"{name}_std"][measured] == 0).all() and (t[f"{name}_std"][~measured] > 0).all()
+    for extra in (["--inputs", str(tmp_path / "x_only.csv")], [str(tmp_path / "given.csv")], ["--latent"]):
+        assert main(["predict", out] + extra + ["--fill-missing"]) == EXIT_USAGE
+        assert "--fill-missing predicts the training table's missing cells" in capsys.readouterr().err
+    assert main(["predict", magma_file, "--fill-missing"]) == EXIT_USAGE
 
 
 def test_real_process_exit_codes(files, tmp_path):

@@ -34,6 +34,7 @@ __all__ = [
     "EigenPredictor",
     "MaskedPredictor",
     "complement_masked_log_likelihood",
+    "condition_on_own_row_noise",
     "condition_on_row_outputs",
     "coregional_masked_log_likelihood",
     "make_predictor",
@@ -702,6 +703,60 @@ def make_predictor(K, C, Sigma, Y, where: str = "predictive"):
         if pred.ok:
             return pred
     return MaskedPredictor(K, C, Sigma, Y, where=where)
+
+
+def condition_on_own_row_noise(mean, cov, Sigma, Y, joint_cov=None):
+    """The training outputs' conditional distribution given their observed
+    entries: E and Cov of y (N, T) given y_O, from the latent predictive at
+    the training inputs.
+
+    ``mean`` (N, T) and ``cov`` (N, T, T): the predictive of f at the
+    training inputs given y_O (eq. 5 restricted to O); ``Sigma`` (T, T) the
+    noise covariance; ``Y`` (N, T) the training outputs, NaN where missing;
+    ``joint_cov`` (optional, (N T, N T) output-major): f's joint predictive.
+    With y_i = f_i + e_i and e_i ~ N(0, Sigma) independent across rows,
+    given f the noise of row i's missing outputs depends on y_O only through
+    its own observed entries, e_{i,o} = y_{i,o} - f_{i,o}:
+
+        y_{i,m} = f_{i,m} + H_i (y_{i,o} - f_{i,o}) + r,
+        H_i = Sigma_mo Sigma_oo^-1,  r ~ N(0, Sigma_mm - H_i Sigma_om),
+
+    so y_i = G_i f_i + H_i y_{i,o} + r with G_i = I - H_i (rows of observed
+    outputs zero: they come back as measured, variance 0). A diagonal
+    Sigma gives H_i = 0: the missing entries are f plus independent noise,
+    ``predict(include_noise=True)``. Batched over rows with masks;
+    O(N T^3), plus O(N^2 T^3) for the joint covariance.
+
+    Returns (mean (N, T), cov (N, T, T), joint (N T, N T) output-major or None).
+    """
+    mean = np.asarray(mean, float)
+    cov = np.asarray(cov, float)
+    Sigma = np.asarray(Sigma, float)
+    Y = np.asarray(Y, float)
+    o = ~np.isnan(Y)
+    N, T = mean.shape
+    both = o[:, :, None] & o[:, None, :]
+    S_oo = np.where(both, Sigma[None], 0.0) + (~o)[:, :, None] * np.eye(T)[None]
+    S_to = np.where(o[:, None, :], Sigma[None], 0.0)  # Sigma[:, o], other columns zeroed
+    H = np.swapaxes(np.linalg.solve(S_oo, np.swapaxes(S_to, 1, 2)), 1, 2)  # (N, T, T)
+    G = np.eye(T)[None] - H
+    G = np.where(o[:, :, None], 0.0, G)  # observed outputs: as measured
+    y0 = np.where(o, Y, 0.0)
+    mean_c = np.einsum("itu,iu->it", G, mean) + np.einsum("itu,iu->it", H, y0)
+    resid = Sigma[None] - np.einsum("itu,ivu->itv", H, S_to)
+    resid = np.where(o[:, :, None] | o[:, None, :], 0.0, resid)
+    cov_c = np.einsum("ita,iab,iub->itu", G, cov, G) + resid
+    mean_c = np.where(o, Y, mean_c)  # exactly as measured, not to round-off
+    cov_c = np.where(o[:, :, None] | o[:, None, :], 0.0, 0.5 * (cov_c + np.swapaxes(cov_c, 1, 2)))
+    joint = None
+    if joint_cov is not None:
+        J = np.asarray(joint_cov, float).reshape(T, N, T, N)
+        J = np.einsum("ita,aibj,jub->tiuj", G, J, G)
+        idx = np.arange(N)
+        J[:, idx, :, idx] += resid
+        J = J.reshape(N * T, N * T)
+        joint = 0.5 * (J + J.T)
+    return mean_c, cov_c, joint
 
 
 def condition_on_row_outputs(mean, cov, Sigma, Y_observed, include_noise=False):

@@ -36,7 +36,7 @@ from ..data import padded_size
 from ..distributions import MultiOutputPrediction
 from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
 from ..optim import minimize_host, perturbed_starts
-from .algebra import condition_on_row_outputs, make_predictor
+from .algebra import condition_on_own_row_noise, condition_on_row_outputs, make_predictor
 from .validation import (_warn_if_indexes_differ, check_fit_data, check_observed_outputs, check_outputs,
                          check_predict_inputs, feature_names)
 
@@ -375,7 +375,9 @@ class MultiOutputGP(Estimator):
         whose noise is held up by ``min_noise_variance``). Warns (a
         :class:`~mtgp.exceptions.DegenerateOutputsWarning`) when the noise
         collapses: the smallest eigenvalue below :data:`NOISE_COLLAPSE_RATIO`
-        or the floor binding. Intervals of new observations y* are then as
+        or the floor binding. Intervals of new observations y* and of the
+        training table's missing entries (:meth:`predict_missing`, which
+        conditions on the row's measured outputs through Sigma) are then as
         narrow as that noise allows, and are not to be trusted without a
         check on held-out data (e.g. their coverage)."""
         sd = np.sqrt(np.nanvar(self._Y_data, axis=0))  # observed entries (NaN: missing)
@@ -392,8 +394,9 @@ class MultiOutputGP(Estimator):
                        f"min_noise_variance={getattr(self, 'min_noise_variance', 0.0):g} (relative to each "
                        "output's variance; the fit would put less there, so its objective is not the "
                        f"unconstrained likelihood). The model explains {which} almost exactly on the training "
-                       "data; intervals of new observations (include_noise=True) there rest on the floor and "
-                       "may be overconfident: " + check)
+                       "data; intervals of new observations (include_noise=True) and of the missing entries "
+                       "of its rows (predict_missing) there rest on the floor and may be overconfident: "
+                       + check)
             else:
                 big = [j for j in np.argsort(-np.abs(V[:, 0]))[: min(3, len(sd))]  # named where they weigh
                        if abs(V[j, 0]) >= 0.05 * np.abs(V[:, 0]).max()]
@@ -401,8 +404,8 @@ class MultiOutputGP(Estimator):
                 msg = (f"{name}: the fitted noise covariance is collapsing: its smallest eigenvalue is "
                        f"{w[0]:.2g} of the outputs' variance, along {combo}. The model explains that combination "
                        "of outputs almost exactly on the training data; intervals of new observations "
-                       "(include_noise=True) along it are correspondingly narrow and may be overconfident: "
-                       + check)
+                       "(include_noise=True) and of missing entries (predict_missing) along it are "
+                       "correspondingly narrow and may be overconfident: " + check)
             warnings.warn(msg, DegenerateOutputsWarning, stacklevel=4)
         return out
 
@@ -447,6 +450,38 @@ class MultiOutputGP(Estimator):
             _warn_if_indexes_differ(X, Y_observed, "Y_observed", stacklevel=4)
             return self._predict_given_outputs(Xs, Y_observed, full_cov, include_noise)
         return self._predict_checked(Xs, full_cov, include_noise)
+
+    @config.float64
+    def predict_missing(self, full_cov: bool = False) -> MultiOutputPrediction:
+        """The training outputs that were not measured (NaN in the ``Y`` of
+        ``fit``), predicted from every observed entry: the Gaussian
+        conditional of y given y_O under the fitted joint model
+        ``vec(Y) ~ N(0, C (x) K + Sigma (x) I)`` (eqs. 4-5 restricted to the
+        observed entries).
+
+        Returns a :class:`MultiOutputPrediction` at the N training inputs,
+        of the noisy outputs y (``include_noise`` is True): ``.mean`` (N, T)
+        is ``Y`` with each missing entry replaced by E[y_m | y_O]; ``.cov``
+        (N, T, T) is each row's conditional covariance (zero in the rows and
+        columns of the entries that were measured); ``.interval(0.95)`` the
+        intervals of the missing entries. ``full_cov=True`` adds
+        ``.joint_cov`` (N T, N T, output-major), the joint conditional over
+        all training entries.
+
+        This is not ``predict(X_train, include_noise=True)`` when Sigma has
+        off-diagonal terms (CoolMTGP, StructuredNoiseMTGP): a missing entry
+        shares its row's noise with the outputs measured in that row, while
+        ``predict`` draws a new observation with new noise. For a diagonal
+        Sigma (ICM, IndependentGPs) the two agree at the missing entries.
+        Nor is it ``predict(X_train, Y_observed=Y)``, which would count
+        row i's measurements twice (once in the training data, once as new
+        observations). Algebra: :func:`~mtgp.multioutput.algebra.condition_on_own_row_noise`.
+        """
+        self._check_is_fitted()
+        latent = self._predict_checked(np.asarray(self._X), full_cov, False)
+        mean, cov, joint = condition_on_own_row_noise(latent.mean, latent.cov, self.noise_covariance_,
+                                                      self._Y_data, latent.joint_cov)
+        return MultiOutputPrediction(mean, cov, joint, True, list(self.output_names_))
 
     def _predict_checked(self, Xs, full_cov, include_noise):
         n, T = Xs.shape[0], self.n_outputs_

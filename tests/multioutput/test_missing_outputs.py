@@ -20,7 +20,7 @@ from mtgp import config
 from mtgp.exceptions import DataError
 from mtgp.multioutput import CoolMTGP, ICM, IndependentGPs, StructuredNoiseMTGP
 from mtgp.multioutput.algebra import (ComplementPredictor, EigenPredictor, MaskedPredictor, complement_masked_log_likelihood,
-                                      condition_on_row_outputs, coregional_masked_log_likelihood, make_predictor,
+                                      condition_on_own_row_noise, condition_on_row_outputs, coregional_masked_log_likelihood, make_predictor,
                                       masked_log_likelihood, observed_index, observed_values)
 from mtgp.multioutput.baselines import _JointMTGP
 from mtgp.testing import dense_masked_log_likelihood, dense_masked_predict
@@ -287,6 +287,52 @@ def test_row_conditioning_matches_dense():
     assert np.allclose(m[3], Yo[3]) and np.allclose(c[3], 0.0)  # y* of a measured entry: as measured
 
 
+def _dense_training_conditional(K, C, S, Y):
+    """numpy: y (all N T training entries, output-major) given the observed
+    ones under vec(Y) ~ N(0, C (x) K + S (x) I): mean (N, T), per-row
+    covariance (N, T, T), joint (N T, N T)."""
+    N, T = Y.shape
+    A = np.kron(np.asarray(C), np.asarray(K)) + np.kron(np.asarray(S), np.eye(N))
+    y = Y.T.ravel()
+    o = ~np.isnan(y)
+    W = np.linalg.solve(A[np.ix_(o, o)], A[o, :]).T  # A[:, o] A_oo^-1
+    mean = (W @ y[o]).reshape(T, N).T
+    joint = A - W @ A[o, :]
+    per_row = joint.reshape(T, N, T, N)[:, np.arange(N), :, np.arange(N)]  # (N, T, T)
+    return mean, per_row, joint
+
+
+@config.float64
+def test_condition_on_own_row_noise_matches_dense():
+    """The training entries given the observed ones, from the latent
+    predictive at the training inputs plus each row's own noise: equal to the
+    dense Gaussian conditional of y given y_O (per row and joint), measured
+    entries as measured with variance 0; with a diagonal Sigma the missing
+    entries are f plus new noise (what predict(include_noise=True) gives)."""
+    K_all, C, S, _, Ym, N = _random_model()
+    Ym[1] = np.arange(3.0)  # a row with everything observed
+    K = jnp.asarray(K_all[:N, :N])
+    for Sig in (S, np.diag(np.diag(S))):
+        P = MaskedPredictor(K, C, Sig, Ym)
+        mean0, cov0 = P.mean(K), P.point_cov(K, jnp.diagonal(K))
+        joint0 = P.joint_cov(K, K)
+        m, c, J = condition_on_own_row_noise(mean0, cov0, Sig, Ym, joint0)
+        dm, dc, dJ = _dense_training_conditional(K_all[:N, :N], C, Sig, Ym)
+        np.testing.assert_allclose(m, dm, atol=1e-10)
+        np.testing.assert_allclose(c, dc, atol=1e-10)
+        np.testing.assert_allclose(J, dJ, atol=1e-10)
+        obs = ~np.isnan(Ym)
+        assert np.array_equal(m[obs], Ym[obs])
+        assert np.all(np.diagonal(c, axis1=1, axis2=2)[obs] == 0.0)
+        np.testing.assert_allclose(c[0], cov0[0] + Sig, atol=1e-12)  # nothing observed in row 0
+    # diagonal Sigma (the last one): the missing entries are the noisy predictive
+    noisy = P.point_cov(K, jnp.diagonal(K), True)
+    miss = np.isnan(Ym)
+    np.testing.assert_allclose(m[miss], np.asarray(mean0)[miss], atol=1e-12)
+    np.testing.assert_allclose(np.diagonal(c, axis1=1, axis2=2)[miss],
+                               np.diagonal(np.asarray(noisy), axis1=1, axis2=2)[miss], atol=1e-12)
+
+
 MODELS = {
     "ICM": lambda: ICM(rank=2, max_iter=15),
     "SigmaMT": lambda: StructuredNoiseMTGP(max_iter=15, normalize_y=True),
@@ -333,6 +379,20 @@ def test_fitted_models_are_exact_on_observed_entries(name):
         m, c, _ = dense_masked_predict(K_all, C, S, Ym - mu, Yo - mu, include_noise=noise)
         np.testing.assert_allclose(pc.mean, m + mu, atol=1e-8)
         np.testing.assert_allclose(pc.cov, c, atol=1e-8)
+    # the training entries that were not measured, given every observed one
+    filled = model.predict_missing(full_cov=True)
+    dm, dc, dJ = _dense_training_conditional(K_all[:N, :N], C, S, Ym - mu)
+    np.testing.assert_allclose(filled.mean, dm + mu, atol=1e-8)
+    np.testing.assert_allclose(filled.cov, dc, atol=1e-8)
+    np.testing.assert_allclose(filled.joint_cov, dJ, atol=1e-8)
+    assert filled.include_noise and filled.output_names == model.output_names_
+    miss = np.isnan(Ym)
+    assert np.array_equal(filled.mean[~miss], Ym[~miss]) and np.all(filled.var[~miss] == 0.0)
+    gap = np.max(np.abs(filled.mean - model.predict(X, include_noise=True).mean)[miss])
+    if name == "ICM":  # diagonal Sigma: a new observation at x_i is the same Gaussian
+        assert gap < 1e-10
+    else:  # correlated noise: the measured outputs of the row inform its missing ones
+        assert gap > 1e-3
 
 
 def test_independent_gps_missing_outputs():
@@ -352,6 +412,11 @@ def test_independent_gps_missing_outputs():
         np.testing.assert_allclose(pred.cov[:, t, t], c[:, 0, 0], atol=1e-8)
         ll += dense_masked_log_likelihood(K_all[:N, :N], [[b]], [[s2]], Ym[:, t:t + 1])
     assert abs(model.log_marginal_likelihood_ - ll) < 1e-8
+    filled, noisy = model.predict_missing(), model.predict(X, include_noise=True)
+    miss = np.isnan(Ym)
+    np.testing.assert_allclose(filled.mean[miss], noisy.mean[miss], atol=1e-12)
+    np.testing.assert_allclose(filled.var[miss], noisy.var[miss], atol=1e-12)
+    assert np.array_equal(filled.mean[~miss], Ym[~miss]) and np.all(filled.var[~miss] == 0.0)
 
 
 @config.float64
@@ -503,3 +568,17 @@ def test_save_load_with_missing_outputs(tmp_path):
     Xs = X[:4]
     np.testing.assert_allclose(back.predict(Xs).cov, model.predict(Xs).cov, atol=1e-12)
     assert back.log_marginal_likelihood_ == pytest.approx(model.log_marginal_likelihood_, abs=1e-10)
+
+
+def test_predict_missing_with_nothing_missing_and_after_load(tmp_path):
+    """Nothing missing: Y back, variance 0. A loaded model gives the same
+    conditional of its missing entries."""
+    X, Y, Ym = _data(N=16)
+    full = CoolMTGP(max_iter=5).fit(X, Y).predict_missing()
+    assert np.array_equal(full.mean, Y) and np.all(full.cov == 0.0)
+    model = StructuredNoiseMTGP(max_iter=10).fit(X, Ym)
+    path = model.save(tmp_path / "sigma")
+    a, b = model.predict_missing(), StructuredNoiseMTGP.load(path).predict_missing()
+    np.testing.assert_allclose(b.mean, a.mean, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.cov, a.cov, rtol=0, atol=1e-12)
+    assert np.isnan(Ym).any() and np.all(b.var[np.isnan(Ym)] > 0)
