@@ -724,8 +724,9 @@ def condition_on_own_row_noise(mean, cov, Sigma, Y, joint_cov=None):
     so y_i = G_i f_i + H_i y_{i,o} + r with G_i = I - H_i (rows of observed
     outputs zero: they come back as measured, variance 0). A diagonal
     Sigma gives H_i = 0: the missing entries are f plus independent noise,
-    ``predict(include_noise=True)``. Batched over rows with masks;
-    O(N T^3), plus O(N^2 T^3) for the joint covariance.
+    ``predict(include_noise=True)``. Batched over rows, each row's missing
+    outputs padded to the most any row has (M): O(N T^3 + N M T^2), plus
+    O(N^2 T^3) for the joint covariance.
 
     Returns (mean (N, T), cov (N, T, T), joint (N T, N T) output-major or None).
     """
@@ -735,25 +736,46 @@ def condition_on_own_row_noise(mean, cov, Sigma, Y, joint_cov=None):
     Y = np.asarray(Y, float)
     o = ~np.isnan(Y)
     N, T = mean.shape
-    both = o[:, :, None] & o[:, None, :]
-    S_oo = np.where(both, Sigma[None], 0.0) + (~o)[:, :, None] * np.eye(T)[None]
-    S_to = np.where(o[:, None, :], Sigma[None], 0.0)  # Sigma[:, o], other columns zeroed
-    H = np.swapaxes(np.linalg.solve(S_oo, np.swapaxes(S_to, 1, 2)), 1, 2)  # (N, T, T)
-    G = np.eye(T)[None] - H
-    G = np.where(o[:, :, None], 0.0, G)  # observed outputs: as measured
+    # each row's missing outputs, padded to the most any row has with a dummy
+    # output T (zero noise, dropped at the end): the work is O(N (T^3 + M T^2))
+    # for at most M missing per row, not O(N T^3) products of T x T matrices
+    n_miss = (~o).sum(axis=1)
+    M = int(n_miss.max()) if N else 0
+    order = np.argsort(o, axis=1, kind="stable")[:, :M]  # missing outputs first, in output order
+    miss = np.where(np.arange(M)[None] < n_miss[:, None], order, T)  # (N, M)
+    rows = np.arange(N)[:, None]
+    S_ext = np.zeros((T + 1, T + 1))
+    S_ext[:T, :T] = Sigma
+    S_oo = np.where(o[:, :, None] & o[:, None, :], Sigma[None], 0.0)  # missing rows/columns: identity
+    S_oo[:, np.arange(T), np.arange(T)] += ~o
+    S_om = np.where(o[:, :, None], S_ext[:T][:, miss].transpose(1, 0, 2), 0.0)  # (N, T, M): Sigma_om
+    H = np.swapaxes(np.linalg.solve(S_oo, S_om), 1, 2)  # (N, M, T): Sigma_mo Sigma_oo^-1, zero at missing
+    G = -H
+    G[rows, np.arange(M)[None], np.minimum(miss, T - 1)] += miss < T  # rows of I - H at the missing outputs
     y0 = np.where(o, Y, 0.0)
-    mean_c = np.einsum("itu,iu->it", G, mean) + np.einsum("itu,iu->it", H, y0)
-    resid = Sigma[None] - np.einsum("itu,ivu->itv", H, S_to)
-    resid = np.where(o[:, :, None] | o[:, None, :], 0.0, resid)
-    cov_c = np.einsum("ita,iab,iub->itu", G, cov, G) + resid
-    mean_c = np.where(o, Y, mean_c)  # exactly as measured, not to round-off
-    cov_c = np.where(o[:, :, None] | o[:, None, :], 0.0, 0.5 * (cov_c + np.swapaxes(cov_c, 1, 2)))
+    mean_m = (G @ mean[:, :, None] + H @ y0[:, :, None])[:, :, 0]
+    resid = S_ext[miss[:, :, None], miss[:, None, :]] - H @ S_om  # Sigma_mm - H Sigma_om; dummies: 0
+    cov_m = G @ cov @ np.swapaxes(G, 1, 2) + resid
+    cov_m = 0.5 * (cov_m + np.swapaxes(cov_m, 1, 2))
+    mean_c = np.concatenate([Y, np.zeros((N, 1))], axis=1)  # observed entries exactly as measured
+    mean_c[rows, miss] = mean_m
+    cov_c = np.zeros((N, T + 1, T + 1))
+    cov_c[rows[:, :, None], miss[:, :, None], miss[:, None, :]] = cov_m
+    mean_c, cov_c = mean_c[:, :T], cov_c[:, :T, :T]
     joint = None
     if joint_cov is not None:
-        J = np.asarray(joint_cov, float).reshape(T, N, T, N)
-        J = np.einsum("ita,aibj,jub->tiuj", G, J, G)
+        G_full = np.zeros((N, T + 1, T))
+        G_full[rows, miss] = G
+        G_full = G_full[:, :T]
+        Gt = np.swapaxes(G_full, 1, 2)
+        # J[t, i, u, j] = sum_ab G[i, t, a] J0[a, i, b, j] G[j, u, b], as two batched products
+        J = np.asarray(joint_cov, float).reshape(T, N, T, N).transpose(1, 0, 2, 3).reshape(N, T, T * N)
+        J = (G_full @ J).reshape(N, T, T, N).transpose(3, 1, 0, 2).reshape(N, T * N, T)  # [j, (t, i), b]
+        J = (J @ Gt).reshape(N, T, N, T).transpose(1, 2, 3, 0)  # [t, i, u, j]
         idx = np.arange(N)
-        J[:, idx, :, idx] += resid
+        resid_full = np.zeros((N, T + 1, T + 1))
+        resid_full[rows[:, :, None], miss[:, :, None], miss[:, None, :]] = resid
+        J[:, idx, :, idx] += resid_full[:, :T, :T]
         J = J.reshape(N * T, N * T)
         joint = 0.5 * (J + J.T)
     return mean_c, cov_c, joint
