@@ -737,8 +737,8 @@ def condition_on_own_row_noise(mean, cov, Sigma, Y, joint_cov=None):
     o = ~np.isnan(Y)
     N, T = mean.shape
     # each row's missing outputs, padded to the most any row has with a dummy
-    # output T (zero noise, dropped at the end): the work is O(N (T^3 + M T^2))
-    # for at most M missing per row, not O(N T^3) products of T x T matrices
+    # output T (zero noise, dropped at the end): H, G and the covariance
+    # products are M x T per row, not T x T
     n_miss = (~o).sum(axis=1)
     M = int(n_miss.max()) if N else 0
     order = np.argsort(o, axis=1, kind="stable")[:, :M]  # missing outputs first, in output order
@@ -757,11 +757,15 @@ def condition_on_own_row_noise(mean, cov, Sigma, Y, joint_cov=None):
     resid = S_ext[miss[:, :, None], miss[:, None, :]] - H @ S_om  # Sigma_mm - H Sigma_om; dummies: 0
     cov_m = G @ cov @ np.swapaxes(G, 1, 2) + resid
     cov_m = 0.5 * (cov_m + np.swapaxes(cov_m, 1, 2))
+
+    def to_full(block):  # (N, M, M) on the missing outputs -> (N, T, T), zero elsewhere
+        full = np.zeros((N, T + 1, T + 1))
+        full[rows[:, :, None], miss[:, :, None], miss[:, None, :]] = block
+        return full[:, :T, :T]
+
     mean_c = np.concatenate([Y, np.zeros((N, 1))], axis=1)  # observed entries exactly as measured
     mean_c[rows, miss] = mean_m
-    cov_c = np.zeros((N, T + 1, T + 1))
-    cov_c[rows[:, :, None], miss[:, :, None], miss[:, None, :]] = cov_m
-    mean_c, cov_c = mean_c[:, :T], cov_c[:, :T, :T]
+    mean_c, cov_c = mean_c[:, :T], to_full(cov_m)
     joint = None
     if joint_cov is not None:
         G_full = np.zeros((N, T + 1, T))
@@ -773,9 +777,7 @@ def condition_on_own_row_noise(mean, cov, Sigma, Y, joint_cov=None):
         J = (G_full @ J).reshape(N, T, T, N).transpose(3, 1, 0, 2).reshape(N, T * N, T)  # [j, (t, i), b]
         J = (J @ Gt).reshape(N, T, N, T).transpose(1, 2, 3, 0)  # [t, i, u, j]
         idx = np.arange(N)
-        resid_full = np.zeros((N, T + 1, T + 1))
-        resid_full[rows[:, :, None], miss[:, :, None], miss[:, None, :]] = resid
-        J[:, idx, :, idx] += resid_full[:, :T, :T]
+        J[:, idx, :, idx] += to_full(resid)
         J = J.reshape(N * T, N * T)
         joint = 0.5 * (J + J.T)
     return mean_c, cov_c, joint

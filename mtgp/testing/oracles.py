@@ -176,3 +176,19 @@ def dense_masked_predict(K_all, C, Sigma, Y, Y_observed=None, include_noise=Fals
         vals = np.concatenate([v[obs_train], Yo[j, o]])
         mean[j], cov[j] = _condition(J, idx, cond, vals)
     return mean, cov, None
+
+
+def dense_training_conditional(K, C, Sigma, Y):
+    """Dense Gaussian conditional of every training entry given the observed
+    ones (NaN = missing) under vec(Y) ~ N(0, C (x) K + Sigma (x) I): the
+    reference for ``predict_missing``. Returns ``(mean (N, T), cov (N, T, T),
+    joint (NT, NT) output-major)``; observed entries come back as observed,
+    variance 0, to round-off."""
+    Y = np.asarray(Y, float)
+    N, T = Y.shape
+    A = np.kron(np.asarray(C, float), np.asarray(K, float)) + np.kron(np.asarray(Sigma, float), np.eye(N))
+    v = Y.T.reshape(-1)
+    obs = np.nonzero(~np.isnan(v))[0]
+    mean, joint = _condition(A, np.arange(N * T), obs, v[obs])
+    per_row = joint.reshape(T, N, T, N)[:, np.arange(N), :, np.arange(N)]  # (N, T, T)
+    return mean.reshape(T, N).T, per_row, joint

@@ -23,7 +23,7 @@ from mtgp.multioutput.algebra import (ComplementPredictor, EigenPredictor, Maske
                                       condition_on_own_row_noise, condition_on_row_outputs, coregional_masked_log_likelihood, make_predictor,
                                       masked_log_likelihood, observed_index, observed_values)
 from mtgp.multioutput.baselines import _JointMTGP
-from mtgp.testing import dense_masked_log_likelihood, dense_masked_predict
+from mtgp.testing import dense_masked_log_likelihood, dense_masked_predict, dense_training_conditional
 
 
 def _data(N=24, T=3, frac=0.3, seed=0):
@@ -287,21 +287,6 @@ def test_row_conditioning_matches_dense():
     assert np.allclose(m[3], Yo[3]) and np.allclose(c[3], 0.0)  # y* of a measured entry: as measured
 
 
-def _dense_training_conditional(K, C, S, Y):
-    """numpy: y (all N T training entries, output-major) given the observed
-    ones under vec(Y) ~ N(0, C (x) K + S (x) I): mean (N, T), per-row
-    covariance (N, T, T), joint (N T, N T)."""
-    N, T = Y.shape
-    A = np.kron(np.asarray(C), np.asarray(K)) + np.kron(np.asarray(S), np.eye(N))
-    y = Y.T.ravel()
-    o = ~np.isnan(y)
-    W = np.linalg.solve(A[np.ix_(o, o)], A[o, :]).T  # A[:, o] A_oo^-1
-    mean = (W @ y[o]).reshape(T, N).T
-    joint = A - W @ A[o, :]
-    per_row = joint.reshape(T, N, T, N)[:, np.arange(N), :, np.arange(N)]  # (N, T, T)
-    return mean, per_row, joint
-
-
 @config.float64
 def test_condition_on_own_row_noise_matches_dense():
     """The training entries given the observed ones, from the latent
@@ -317,7 +302,7 @@ def test_condition_on_own_row_noise_matches_dense():
         mean0, cov0 = P.mean(K), P.point_cov(K, jnp.diagonal(K))
         joint0 = P.joint_cov(K, K)
         m, c, J = condition_on_own_row_noise(mean0, cov0, Sig, Ym, joint0)
-        dm, dc, dJ = _dense_training_conditional(K_all[:N, :N], C, Sig, Ym)
+        dm, dc, dJ = dense_training_conditional(K_all[:N, :N], C, Sig, Ym)
         np.testing.assert_allclose(m, dm, atol=1e-10)
         np.testing.assert_allclose(c, dc, atol=1e-10)
         np.testing.assert_allclose(J, dJ, atol=1e-10)
@@ -381,7 +366,7 @@ def test_fitted_models_are_exact_on_observed_entries(name):
         np.testing.assert_allclose(pc.cov, c, atol=1e-8)
     # the training entries that were not measured, given every observed one
     filled = model.predict_missing(full_cov=True)
-    dm, dc, dJ = _dense_training_conditional(K_all[:N, :N], C, S, Ym - mu)
+    dm, dc, dJ = dense_training_conditional(K_all[:N, :N], C, S, Ym - mu)
     np.testing.assert_allclose(filled.mean, dm + mu, atol=1e-8)
     np.testing.assert_allclose(filled.cov, dc, atol=1e-8)
     np.testing.assert_allclose(filled.joint_cov, dJ, atol=1e-8)
