@@ -133,15 +133,22 @@ class MultiOutputPrediction(Gaussian):
 
     The object behaves as the array ``mean`` for numpy and scikit-learn
     metrics (``np.asarray(pred)``).
+
+    ``index``: the row labels of the inputs (a pandas Index, or None for
+    0..n-1): ``predict`` keeps a DataFrame's index, ``predict_missing`` the
+    training table's; :meth:`to_frame` labels its rows with it.
     """
 
     def __init__(self, mean, cov, joint_cov=None, include_noise: bool = False,
-                 output_names: Optional[List[str]] = None):
+                 output_names: Optional[List[str]] = None, index=None):
         self.mean = np.asarray(mean)
         self.cov = np.asarray(cov)
         self.joint_cov = None if joint_cov is None else np.asarray(joint_cov)
         self.include_noise = bool(include_noise)
         self.output_names = None if output_names is None else list(output_names)
+        if index is not None and len(index) != self.mean.shape[0]:
+            raise ValueError(f"index has {len(index)} labels for {self.mean.shape[0]} rows")
+        self.index = index
 
     @property
     def task_names(self):
@@ -166,16 +173,20 @@ class MultiOutputPrediction(Gaussian):
         n, T = self.mean.shape
         return self.joint_cov.reshape(T, n, T, n).transpose(1, 0, 3, 2).reshape(n * T, n * T)
 
-    def to_frame(self):
-        """Mean and standard deviation as a pandas DataFrame (columns
-        ``<output>`` and ``<output>_std``)."""
+    def to_frame(self, include_std: bool = True):
+        """Mean and standard deviation as a pandas DataFrame: columns
+        ``<output>`` and, with ``include_std``, ``<output>_std``; rows
+        labelled with :attr:`index` (the DataFrame given to ``predict``, the
+        training table for ``predict_missing``). ``include_std=False`` gives
+        the table of means alone, e.g. the training table filled in."""
         import pandas as pd
 
         names = self.output_names or [f"output {t}" for t in range(self.mean.shape[1])]
-        df = pd.DataFrame(self.mean, columns=names)
-        std = self.std
-        for t, name in enumerate(names):
-            df[f"{name}_std"] = std[:, t]
+        df = pd.DataFrame(self.mean, columns=names, index=self.index)
+        if include_std:
+            std = self.std
+            for t, name in enumerate(names):
+                df[f"{name}_std"] = std[:, t]
         return df
 
     def __repr__(self):

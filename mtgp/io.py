@@ -16,7 +16,7 @@ import numpy as np
 
 from .exceptions import ModelFileError
 
-__all__ = ["model_path", "write_model", "read_model"]
+__all__ = ["model_path", "write_model", "read_model", "pack_row_index", "unpack_row_index"]
 
 _HEADER = "__mtgp_header__"
 
@@ -73,3 +73,58 @@ def read_model(path, fmt: Optional[str]) -> Tuple[dict, Dict[str, np.ndarray]]:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise ModelFileError(f"{path}: holds {found!r}, expected a saved {fmt or 'mtgp model'}")
     return meta, arrays
+
+
+def _json_label(name):
+    """An index level's name as JSON can hold it (None, str, int, float), else its str."""
+    return name if name is None or isinstance(name, (str, int, float)) else str(name)
+
+
+def pack_row_index(index, key: str) -> Tuple[Optional[dict], Dict[str, np.ndarray], Optional[str]]:
+    """A pandas row index as (header entry, arrays, problem) for
+    :func:`write_model`, without pickle: each level an array of numbers,
+    booleans, datetimes or strings (a time-zone-aware datetime level as UTC
+    plus its zone). ``(None, {}, None)`` for no index or the default
+    0..N-1; ``(None, {}, reason)`` when a level holds other objects (mixed
+    types, tuples...), which the caller reports."""
+    import pandas as pd
+
+    if index is None or (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+        return None, {}, None
+    levels, arrays = [], {}
+    for i in range(index.nlevels):
+        values = index.get_level_values(i)
+        tz = getattr(values, "tz", None)
+        if tz is not None:
+            data = values.tz_convert("UTC").tz_localize(None).to_numpy()
+        else:
+            data = np.asarray(values)
+        if data.dtype == object:
+            if not all(isinstance(v, str) for v in data):
+                kinds = sorted({type(v).__name__ for v in data})
+                return None, {}, f"level {i} holds {', '.join(kinds)} values"
+            data = data.astype(str)
+        if data.dtype.kind not in "biufmMU":
+            return None, {}, f"level {i} has dtype {data.dtype}"
+        arrays[f"{key}_{i}"] = data
+        levels.append({"name": _json_label(values.name), "tz": None if tz is None else str(tz)})
+    return {"levels": levels}, arrays, None
+
+
+def unpack_row_index(entry: Optional[dict], arrays: Dict[str, np.ndarray], key: str):
+    """The pandas index packed by :func:`pack_row_index` (None for none)."""
+    import pandas as pd
+
+    if not entry:
+        return None
+    values = []
+    for i, level in enumerate(entry["levels"]):
+        data = arrays[f"{key}_{i}"]
+        if data.dtype.kind == "U":
+            data = data.astype(object)
+        if level["tz"] is not None:
+            data = pd.DatetimeIndex(data).tz_localize("UTC").tz_convert(level["tz"])
+        values.append(pd.Index(data, name=level["name"]))
+    if len(values) == 1:
+        return values[0]
+    return pd.MultiIndex.from_arrays(values, names=[level["name"] for level in entry["levels"]])

@@ -35,6 +35,7 @@ from ..compile import cached_jit
 from ..data import padded_size
 from ..distributions import MultiOutputPrediction
 from ..exceptions import DegenerateOutputsWarning, MtgpDeprecationWarning
+from ..io import pack_row_index, unpack_row_index
 from ..optim import minimize_host, perturbed_starts
 from .algebra import condition_on_own_row_noise, condition_on_row_outputs, make_predictor
 from .validation import (_warn_if_indexes_differ, check_fit_data, check_observed_outputs, check_outputs,
@@ -147,6 +148,17 @@ def minimize_from_starts(key, objective, x0, args, max_iter, tol, n_init, random
 
     res, best = best_of_starts(run, x0, n_init, random_state)
     return res, best, dict(run_info(res, max_iter), best_start=best)
+
+
+def _row_index(first, second=None):
+    """The pandas row index of ``first``, else of ``second`` (None when
+    neither is a DataFrame or Series): the labels predictions keep."""
+    import pandas as pd
+
+    for data in (first, second):
+        if isinstance(data, (pd.DataFrame, pd.Series)):
+            return data.index
+    return None
 
 
 def store_params(est, params: dict) -> None:
@@ -283,6 +295,7 @@ class MultiOutputGP(Estimator):
             raise ValueError("max_iter must be >= 1")
         self._set_data(kernel, Xa, Ya, names, bool(self.normalize_y))
         self._set_feature_names(feature_names(X))
+        self._row_index = _row_index(Y, X)
         info = self._fit_core(Xa, self._Y)
         self._finish(warn=True)
         noise = self._noise_diagnostics(warn=True)
@@ -443,13 +456,20 @@ class MultiOutputGP(Estimator):
         ``include_noise``, of y*: an observed entry is then returned as
         measured, with variance 0). ``full_cov=True`` is refused there (there
         is no joint conditioning set across rows).
+
+        ``.index`` is the row index of ``X`` when it is a DataFrame (else of
+        ``Y_observed``, else None), so :meth:`~mtgp.distributions.MultiOutputPrediction.to_frame`
+        labels rows as the caller did.
         """
         self._check_is_fitted()
         Xs = check_predict_inputs(X, self.n_features_in_, getattr(self, "feature_names_in_", None))
         if Y_observed is not None:
             _warn_if_indexes_differ(X, Y_observed, "Y_observed", stacklevel=4)
-            return self._predict_given_outputs(Xs, Y_observed, full_cov, include_noise)
-        return self._predict_checked(Xs, full_cov, include_noise)
+            pred = self._predict_given_outputs(Xs, Y_observed, full_cov, include_noise)
+        else:
+            pred = self._predict_checked(Xs, full_cov, include_noise)
+        pred.index = _row_index(X, Y_observed)
+        return pred
 
     @config.float64
     def predict_missing(self, full_cov: bool = False) -> MultiOutputPrediction:
@@ -464,7 +484,9 @@ class MultiOutputGP(Estimator):
         is ``Y`` with each missing entry replaced by E[y_m | y_O]; ``.cov``
         (N, T, T) is each row's conditional covariance (zero in the rows and
         columns of the entries that were measured); ``.interval(0.95)`` the
-        intervals of the missing entries. ``full_cov=True`` adds
+        intervals of the missing entries; ``.index`` the row labels of the
+        training table when it was a DataFrame, so ``.to_frame(False)`` is
+        that table filled in. ``full_cov=True`` adds
         ``.joint_cov`` (N T, N T, output-major), the joint conditional over
         all training entries.
 
@@ -481,7 +503,8 @@ class MultiOutputGP(Estimator):
         latent = self._predict_checked(np.asarray(self._X), full_cov, False)
         mean, cov, joint = condition_on_own_row_noise(latent.mean, latent.cov, self.noise_covariance_,
                                                       self._Y_data, latent.joint_cov)
-        return MultiOutputPrediction(mean, cov, joint, True, list(self.output_names_))
+        return MultiOutputPrediction(mean, cov, joint, True, list(self.output_names_),
+                                     index=getattr(self, "_row_index", None))
 
     def _predict_checked(self, Xs, full_cov, include_noise):
         n, T = Xs.shape[0], self.n_outputs_
@@ -571,6 +594,12 @@ class MultiOutputGP(Estimator):
         arrays = {"X": self._X, "Y": self._Y_data, "y_mean": self._y_mean, "y_std": self._y_std,
                   "theta": self._theta_flat(), "C": np.asarray(self._C), "Sigma": np.asarray(self._Sigma)}
         attrs = {name: _pack(f"attr:{name}", getattr(self, name), arrays) for name in self._saved_attributes}
+        row_index, index_arrays, problem = pack_row_index(getattr(self, "_row_index", None), "row_index")
+        if problem is not None:
+            warnings.warn(f"the training table's row index is not saved ({problem}; saved are numbers, "
+                          "booleans, datetimes and strings): after load, predict_missing() labels its rows "
+                          "0..N-1", UserWarning, stacklevel=3)
+        arrays.update(index_arrays)
         header = {"class": type(self).__name__,
                   "params": _to_json(self.get_params(deep=False)),
                   "kernel": self._kernel_struct.to_dict(),
@@ -578,6 +607,7 @@ class MultiOutputGP(Estimator):
                   "feature_names": (None if getattr(self, "feature_names_in_", None) is None
                                     else [str(c) for c in self.feature_names_in_]),
                   "fit_info": _to_json(self.fit_info_),
+                  "row_index": row_index,
                   "attributes": attrs}
         return write_model(path, self._format(), header, arrays)
 
@@ -595,6 +625,7 @@ class MultiOutputGP(Estimator):
         X, Y = arrays["X"], arrays["Y"]
         model._set_data(kernel, X, Y, meta["output_names"], bool(model.normalize_y))
         model._set_feature_names(meta.get("feature_names"))
+        model._row_index = unpack_row_index(meta.get("row_index"), arrays, "row_index")
         model._y_mean, model._y_std = arrays["y_mean"], arrays["y_std"]  # as fitted, to the bit
         model._Y = (Y - model._y_mean) / model._y_std
         model._C, model._Sigma = arrays["C"], arrays["Sigma"]

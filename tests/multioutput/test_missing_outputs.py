@@ -567,3 +567,47 @@ def test_predict_missing_with_nothing_missing_and_after_load(tmp_path):
     np.testing.assert_allclose(b.mean, a.mean, rtol=0, atol=1e-12)
     np.testing.assert_allclose(b.cov, a.cov, rtol=0, atol=1e-12)
     assert np.isnan(Ym).any() and np.all(b.var[np.isnan(Ym)] > 0)
+
+
+def test_predictions_keep_the_callers_row_labels(tmp_path):
+    """A DataFrame's index labels ``to_frame``'s rows: the training table's
+    for ``predict_missing`` (so ``to_frame(False)`` is that table filled in,
+    through save/load), X's for ``predict``; arrays give 0..n-1."""
+    X, _, Ym = _data(N=16)
+    labels = pd.Index([f"sample {i}" for i in range(16)], name="sample")
+    Xd = pd.DataFrame(X, columns=["p", "q"], index=labels)
+    Yd = pd.DataFrame(Ym, columns=["a", "b", "c"], index=labels)
+    model = StructuredNoiseMTGP(max_iter=5).fit(Xd, Yd)
+    filled = model.predict_missing().to_frame(include_std=False)
+    assert filled.index.equals(labels) and list(filled.columns) == ["a", "b", "c"]
+    observed = Yd.notna()
+    assert filled[observed].equals(Yd[observed]) and filled.notna().all().all()
+    back = StructuredNoiseMTGP.load(model.save(tmp_path / "m")).predict_missing().to_frame(False)
+    assert back.index.equals(labels)
+    pd.testing.assert_frame_equal(back, filled, check_exact=False, atol=1e-12, rtol=0, check_index_type=False)
+    rows = Xd.iloc[[5, 2, 9]]
+    assert model.predict(rows).to_frame().index.equals(rows.index)
+    assert model.predict(rows, Y_observed=Yd.iloc[[5, 2, 9]]).to_frame().index.equals(rows.index)
+    assert model.predict(rows.to_numpy()).to_frame().index.equals(pd.RangeIndex(3))
+
+
+@pytest.mark.parametrize("index", [
+    pd.date_range("2024-03-30", periods=12, freq="h", tz="Europe/Paris", name="when"),  # a DST change
+    pd.MultiIndex.from_arrays([np.repeat([1, 2, 3], 4), [f"r{i}" for i in range(12)]], names=["plate", "well"]),
+    pd.Index(np.arange(12) * 2.5), pd.RangeIndex(100, 112)], ids=["tz-datetime", "multi", "float", "range"])
+def test_saved_row_index_round_trips(tmp_path, index):
+    X, _, Ym = _data(N=12)
+    model = ICM(max_iter=3).fit(pd.DataFrame(X, index=index), pd.DataFrame(Ym, index=index))
+    back = ICM.load(model.save(tmp_path / "m")).predict_missing().index
+    assert back.equals(index) and list(back.names) == list(index.names)
+    assert getattr(back, "tz", None) == getattr(index, "tz", None)
+
+
+def test_unsaveable_row_index_is_reported_at_save(tmp_path):
+    X, _, Ym = _data(N=12)
+    index = pd.Index([1, "a"] * 6)
+    model = ICM(max_iter=3).fit(pd.DataFrame(X, index=index), pd.DataFrame(Ym, index=index))
+    with pytest.warns(UserWarning, match=r"row index is not saved \(level 0 holds int, str values") as caught:
+        path = model.save(tmp_path / "m")
+    assert caught[0].filename == __file__
+    assert ICM.load(path).predict_missing().index is None
