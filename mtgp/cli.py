@@ -138,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--fill-missing", action="store_true",
                    help="Cool-MTGP: the training table with its missing output cells predicted from every "
                    "measured value (measured values as measured, std 0); no NEW or --inputs")
+    q.add_argument("--check", type=float, default=None, metavar="FRACTION",
+                   help="with --fill-missing: first hold out FRACTION (e.g. 0.1) of the measured cells, "
+                   "refit without them (three times) and report how often the intervals cover them, "
+                   "per output (mtgp.multioutput.held_out_entry_coverage)")
 
     i = sub.add_parser("info", help="describe a saved model",
                        description="Print what a model file holds: model, data, fitted hyper-parameters.")
@@ -443,6 +447,9 @@ def cmd_predict(args) -> int:
     model, head, cli = load_model(args.model)
     if not 0 < args.level < 1:
         raise CliError(f"--level must be in (0, 1), got {args.level}", EXIT_USAGE)
+    if args.check is not None and not args.fill_missing:
+        raise CliError("--check goes with --fill-missing (it checks the intervals of the missing cells)",
+                       EXIT_USAGE)
     kind = cli.get("model") or {"Magma": "magma", "MagmaClust": "magmaclust"}.get(type(model).__name__, "cool")
     if kind == "cool":
         return _predict_cool(args, model, cli)
@@ -597,11 +604,50 @@ def _fill_missing_cool(args, model, inputs):
     if clash:
         raise CliError(f"--fill-missing predicts the training table's missing cells: drop {', '.join(clash)}",
                        EXIT_USAGE)
+    if args.check is not None:
+        _check_held_out(args, model, inputs)
     pred = model.predict_missing()
     n_missing = int(np.isnan(model._Y_data).sum())
     print(f"mtgp: {n_missing} missing output value(s) of the training table predicted", file=sys.stderr)
     X = pd.DataFrame(np.asarray(model._X), columns=inputs)
     return _write_cool_predictions(args, pred, X, inputs)
+
+
+def _check_held_out(args, model, inputs):
+    """``--check FRACTION``: :func:`~mtgp.multioutput.held_out_entry_coverage`
+    on the training table, reported on stderr with the range of coverage
+    honest intervals would give (binomial, 95%)."""
+    import numpy as np
+    import pandas as pd
+
+    from .multioutput import held_out_entry_coverage
+
+    if not 0.0 < args.check < 1.0:
+        raise CliError(f"--check takes a fraction in (0, 1), got {args.check}", EXIT_USAGE)
+    X = pd.DataFrame(np.asarray(model._X), columns=inputs)
+    Y = pd.DataFrame(model._Y_data, columns=list(model.output_names_))
+    try:
+        res = held_out_entry_coverage(model, X, Y, fraction=args.check, level=args.level, n_repeats=3,
+                                      random_state=0)
+    except ValueError as exc:
+        raise CliError(f"--check: {exc}", EXIT_USAGE) from None
+    table, level = res["table"], 100.0 * args.level
+    print(f"mtgp: held-out check: {args.check:g} of the measured cells held out, the model refitted without "
+          f"them, 3 times; coverage of the {level:g}% intervals (%), RMSE, mean std, RMS of (value - mean) / std:",
+          file=sys.stderr)
+    print(table.round(3).to_string(), file=sys.stderr)
+    n = int(table.loc["all", "held_out"])
+    p = args.level
+    low = 100.0 * (p - 1.96 * np.sqrt(p * (1.0 - p) / n))
+    cover = float(table.loc["all", "coverage"])
+    if cover < low:
+        print(f"mtgp: warning: the intervals of the held-out cells cover {cover:.1f}%, below the {low:.1f}% "
+              f"honest {level:g}% intervals would reach with {n} cells (binomial, 95%): the intervals of the "
+              "missing cells may be too narrow (see the outputs above; docs: multioutput.md, "
+              "\"The training table's missing entries\")", file=sys.stderr)
+    else:
+        print(f"mtgp: the held-out cells' coverage {cover:.1f}% is in the range of honest {level:g}% "
+              f"intervals (at least {low:.1f}% with {n} cells, binomial, 95%)", file=sys.stderr)
 
 
 def _write_cool_predictions(args, pred, X, inputs):

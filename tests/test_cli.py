@@ -14,6 +14,7 @@ import pytest
 
 import mtgp
 from mtgp.cli import EXIT_DATA, EXIT_MODEL_FILE, EXIT_OK, EXIT_USAGE, main
+from mtgp.multioutput import held_out_entry_coverage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -329,6 +330,19 @@ def test_cool_missing_outputs_and_conditional_prediction(tmp_path, capsys, magma
         assert main(["predict", out] + extra + ["--fill-missing"]) == EXIT_USAGE
         assert "--fill-missing predicts the training table's missing cells" in capsys.readouterr().err
     assert main(["predict", magma_file, "--fill-missing"]) == EXIT_USAGE
+    # --check: the held-out check of those intervals first, then the same table
+    res2 = tmp_path / "filled_checked.csv"
+    assert main(["predict", out, "--fill-missing", "--check", "0.2", "-o", str(res2)]) == EXIT_OK
+    err = capsys.readouterr().err
+    check = held_out_entry_coverage(model, data[["Slag", "Water"]], data[names], fraction=0.2,
+                                    random_state=0)["table"]
+    assert "held-out check: 0.2 of the measured cells held out" in err
+    assert f"{check.loc['all', 'coverage']:.1f}%" in err and str(int(check.loc["all", "held_out"])) in err
+    assert ("may be too narrow" in err) != ("is in the range of honest" in err)
+    pd.testing.assert_frame_equal(pd.read_csv(res2), t)
+    for bad in (["--check", "0.2"], ["--fill-missing", "--check", "1.5"]):
+        assert main(["predict", out] + bad) == EXIT_USAGE
+        assert "--check" in capsys.readouterr().err
 
 
 def test_real_process_exit_codes(files, tmp_path):

@@ -26,6 +26,8 @@ def test_benchmark_quick(tmp_path, script, page):
                    check=True, timeout=600, cwd=REPO)
     text = (tmp_path / page).read_text()
     assert "Produced by" in text and "--quick" in text
+    if script == "cool_missing_loo.py":  # both checks beside the removed entries' coverage
+        assert "| coverage_removed | coverage_loo | loo_mean_sq_z | coverage_check | check_z_rms |" in text
     if script not in ("cool_mulan_coverage.py", "cool_hcool_convergence.py", "cool_missing_loo.py"):  # no figure
         assert list(tmp_path.glob("*.png"))
 

@@ -6,7 +6,9 @@ a column of Y, the Cool-MTGP paper's "task").
   :class:`StructuredNoiseMTGP` (Sigma-MT);
 * the exact eigendecomposition predictive / likelihood of
   ``vec(Y) ~ N(0, C (x) K + Sigma (x) I)`` (output-major ``vec``), and the
-  exact ones of its observed entries when Y has missing outputs (NaN).
+  exact ones of its observed entries when Y has missing outputs (NaN);
+* :func:`held_out_entry_coverage`: the coverage of ``predict_missing``'s
+  intervals on entries held out on purpose.
 """
 
 from .baselines import ICM, IndependentGPs, StructuredNoiseMTGP
@@ -23,6 +25,7 @@ from .cool import (
     recover_task_covariance,
     task_order_sensitivity,
 )
+from .held_out import held_out_entry_coverage
 from .algebra import ComplementPredictor, EigenPredictor, MaskedPredictor, masked_log_likelihood, mtgp_log_likelihood
 
 __all__ = [
@@ -31,5 +34,5 @@ __all__ = [
     "approximate_log_likelihood",
     "hierarchical_log_likelihood", "map_previous_weights", "recover_noise_covariance",
     "noise_covariance_recursion", "recover_output_covariance", "output_order_sensitivity",
-    "recover_task_covariance", "task_order_sensitivity",
+    "recover_task_covariance", "task_order_sensitivity", "held_out_entry_coverage",
 ]

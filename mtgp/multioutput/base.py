@@ -392,7 +392,8 @@ class MultiOutputGP(Estimator):
         training table's missing entries (:meth:`predict_missing`, which
         conditions on the row's measured outputs through Sigma) are then as
         narrow as that noise allows, and are not to be trusted without a
-        check on held-out data (e.g. their coverage)."""
+        check on held-out data (their coverage; for the missing entries
+        :func:`~mtgp.multioutput.held_out_entry_coverage`)."""
         sd = np.sqrt(np.nanvar(self._Y_data, axis=0))  # observed entries (NaN: missing)
         R = self.noise_covariance_ / np.outer(sd, sd)
         w, V = np.linalg.eigh(0.5 * (R + R.T))
@@ -400,7 +401,8 @@ class MultiOutputGP(Estimator):
         out = dict(noise_min_eigenvalue=float(w[0]), noise_floor_outputs=floor)
         if warn and (w[0] < NOISE_COLLAPSE_RATIO or floor) and w[0] / max(w[-1], 1e-300) >= 1e-10:
             name = type(self).__name__
-            check = "check their coverage on held-out data, or raise min_noise_variance."
+            check = ("check their coverage on held-out data (for the missing entries: "
+                     "mtgp.multioutput.held_out_entry_coverage), or raise min_noise_variance.")
             if floor:  # Sigma's eigenvalues cannot fall below the floor: the floor is the signal
                 which = "that output" if len(floor) == 1 else "those outputs"
                 msg = (f"{name}: the fitted noise is collapsing: the noise of {floor} is held at the floor "
