@@ -633,13 +633,12 @@ def _check_held_out(args, model, inputs):
         raise CliError(f"--check: {exc}", EXIT_USAGE) from None
     table, level = res["table"], 100.0 * args.level
     print(f"mtgp: held-out check: {args.check:g} of the measured cells held out, the model refitted without "
-          f"them, 3 times; coverage of the {level:g}% intervals (%), RMSE, mean std, RMS of (value - mean) / std:",
+          f"them, 3 times; coverage of the {level:g}% intervals (%), the least coverage of honest intervals "
+          "(binomial, 95%), RMSE, mean std, RMS of (value - mean) / std:",
           file=sys.stderr)
     print(table.round(3).to_string(), file=sys.stderr)
-    n = int(table.loc["all", "held_out"])
-    p = args.level
-    low = 100.0 * (p - 1.96 * np.sqrt(p * (1.0 - p) / n))
-    cover = float(table.loc["all", "coverage"])
+    n, low, cover = (int(table.loc["all", "held_out"]), float(table.loc["all", "min_honest"]),
+                     float(table.loc["all", "coverage"]))
     if cover < low:
         print(f"mtgp: warning: the intervals of the held-out cells cover {cover:.1f}%, below the {low:.1f}% "
               f"honest {level:g}% intervals would reach with {n} cells (binomial, 95%): the intervals of the "

@@ -56,9 +56,13 @@ def held_out_entry_coverage(estimator, X, Y, fraction: float = 0.1, level: float
 
     * ``"table"``: one row per output and a last row ``"all"``:
       ``held_out`` (entries scored), ``coverage`` (% inside the central
-      ``level`` intervals), ``rmse``, ``mean_sd`` (mean predictive sd) and
-      ``z_rms`` (root mean square of (y - mean) / sd: 1 where the intervals
-      are honest, above 1 where they are too narrow);
+      ``level`` intervals), ``min_honest`` (the least coverage honest
+      intervals reach with that many entries, 95% binomial: 100 (level -
+      1.96 sqrt(level (1 - level) / held_out)); entries scored after one
+      refit share its errors, so below it is a sign, not a proof),
+      ``rmse``, ``mean_sd`` (mean predictive sd) and ``z_rms`` (root mean
+      square of (y - mean) / sd: 1 where the intervals are honest, above 1
+      where they are too narrow);
     * ``"entries"``: one row per scored entry: ``repeat``, ``row`` (position
       in ``Y``), ``label`` (``Y``'s index label when ``Y`` is a DataFrame),
       ``output``, ``value``, ``mean``, ``sd``, ``covered``;
@@ -104,7 +108,9 @@ def held_out_entry_coverage(estimator, X, Y, fraction: float = 0.1, level: float
         err = group["value"] - group["mean"]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(group["sd"] > 0, err / group["sd"], np.where(err == 0, 0.0, np.inf))
-        return pd.Series({"held_out": len(group), "coverage": 100.0 * group["covered"].mean(),
+        n = len(group)
+        return pd.Series({"held_out": n, "coverage": 100.0 * group["covered"].mean(),
+                          "min_honest": 100.0 * (level - 1.96 * np.sqrt(level * (1.0 - level) / n)),
                           "rmse": float(np.sqrt(np.mean(err ** 2))), "mean_sd": float(group["sd"].mean()),
                           "z_rms": float(np.sqrt(np.mean(z ** 2)))})
 

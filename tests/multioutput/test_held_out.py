@@ -71,6 +71,8 @@ def test_scores_a_refit_without_the_held_out_entries():
     assert table.loc["all", "held_out"] == len(entries) == round(0.2 * np.isfinite(Y).sum()) * 2
     assert table.loc["all", "coverage"] == pytest.approx(100 * np.mean(np.abs(z) <= q))
     assert table.loc["all", "z_rms"] == pytest.approx(np.sqrt(np.mean(z ** 2)))
+    n = table.loc["a", "held_out"]
+    assert table.loc["a", "min_honest"] == pytest.approx(100 * (0.95 - 1.96 * np.sqrt(0.95 * 0.05 / n)))
     b = entries["output"] == "b"
     assert table.loc["b", "rmse"] == pytest.approx(np.sqrt(np.mean((entries["value"] - entries["mean"])[b] ** 2)))
     assert list(table.index) == ["a", "b", "c", "all"]
@@ -84,6 +86,7 @@ def test_honest_intervals_where_the_model_holds():
     row = res["table"].loc["all"]
     assert row["held_out"] >= 250
     assert 90.0 <= row["coverage"] <= 99.0 and 0.8 <= row["z_rms"] <= 1.25, row
+    assert row["coverage"] >= row["min_honest"]
 
 
 def test_bad_arguments():
