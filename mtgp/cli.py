@@ -637,8 +637,8 @@ def _check_held_out(args, model, inputs):
           "(binomial, 95%), RMSE, mean std, RMS of (value - mean) / std:",
           file=sys.stderr)
     print(table.round(3).to_string(), file=sys.stderr)
-    n, low, cover = (int(table.loc["all", "held_out"]), float(table.loc["all", "min_honest"]),
-                     float(table.loc["all", "coverage"]))
+    total = table.iloc[-1]  # every output together
+    n, low, cover = int(total["held_out"]), float(total["min_honest"]), float(total["coverage"])
     if cover < low:
         print(f"mtgp: warning: the intervals of the held-out cells cover {cover:.1f}%, below the {low:.1f}% "
               f"honest {level:g}% intervals would reach with {n} cells (binomial, 95%): the intervals of the "

@@ -54,7 +54,8 @@ def held_out_entry_coverage(estimator, X, Y, fraction: float = 0.1, level: float
 
     Returns a dict:
 
-    * ``"table"``: one row per output and a last row ``"all"``:
+    * ``"table"``: one row per output and a last row ``"all"`` (``"all
+      outputs"`` when an output is named ``"all"``):
       ``held_out`` (entries scored), ``coverage`` (% inside the central
       ``level`` intervals), ``min_honest`` (the least coverage honest
       intervals reach with that many entries, 95% binomial: 100 (level -
@@ -116,7 +117,7 @@ def held_out_entry_coverage(estimator, X, Y, fraction: float = 0.1, level: float
 
     rows = {name: summary(entries[entries["output"] == name]) for name in names
             if (entries["output"] == name).any()}
-    rows["all"] = summary(entries)
+    rows["all" if "all" not in rows else "all outputs"] = summary(entries)
     table = pd.DataFrame(rows).T
     table.index.name = "output"
     table["held_out"] = table["held_out"].astype(int)

@@ -76,6 +76,10 @@ def test_scores_a_refit_without_the_held_out_entries():
     b = entries["output"] == "b"
     assert table.loc["b", "rmse"] == pytest.approx(np.sqrt(np.mean((entries["value"] - entries["mean"])[b] ** 2)))
     assert list(table.index) == ["a", "b", "c", "all"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        named_all = held_out_entry_coverage(model, X, Yd.rename(columns={"a": "all"}), fraction=0.2, n_repeats=1)
+    assert list(named_all["table"].index) == ["all", "b", "c", "all outputs"]
 
 
 def test_honest_intervals_where_the_model_holds():
