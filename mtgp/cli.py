@@ -604,27 +604,24 @@ def _fill_missing_cool(args, model, inputs):
     if clash:
         raise CliError(f"--fill-missing predicts the training table's missing cells: drop {', '.join(clash)}",
                        EXIT_USAGE)
+    X = pd.DataFrame(np.asarray(model._X), columns=inputs)
     if args.check is not None:
-        _check_held_out(args, model, inputs)
+        _check_held_out(args, model, X)
     pred = model.predict_missing()
     n_missing = int(np.isnan(model._Y_data).sum())
     print(f"mtgp: {n_missing} missing output value(s) of the training table predicted", file=sys.stderr)
-    X = pd.DataFrame(np.asarray(model._X), columns=inputs)
     return _write_cool_predictions(args, pred, X, inputs)
 
 
-def _check_held_out(args, model, inputs):
+def _check_held_out(args, model, X):
     """``--check FRACTION``: :func:`~mtgp.multioutput.held_out_entry_coverage`
-    on the training table, reported on stderr with the range of coverage
-    honest intervals would give (binomial, 95%)."""
-    import numpy as np
+    on the training table (inputs ``X``), reported on stderr with the least
+    coverage honest intervals reach (binomial, 95%). A fraction outside
+    (0, 1) is the function's ValueError, reported as a usage error."""
     import pandas as pd
 
     from .multioutput import held_out_entry_coverage
 
-    if not 0.0 < args.check < 1.0:
-        raise CliError(f"--check takes a fraction in (0, 1), got {args.check}", EXIT_USAGE)
-    X = pd.DataFrame(np.asarray(model._X), columns=inputs)
     Y = pd.DataFrame(model._Y_data, columns=list(model.output_names_))
     try:
         res = held_out_entry_coverage(model, X, Y, fraction=args.check, level=args.level, n_repeats=3,

@@ -115,8 +115,8 @@ def held_out_entry_coverage(estimator, X, Y, fraction: float = 0.1, level: float
                           "rmse": float(np.sqrt(np.mean(err ** 2))), "mean_sd": float(group["sd"].mean()),
                           "z_rms": float(np.sqrt(np.mean(z ** 2)))})
 
-    rows = {name: summary(entries[entries["output"] == name]) for name in names
-            if (entries["output"] == name).any()}
+    rows = {name: summary(group) for name, group in entries.groupby("output", sort=False)}
+    rows = {name: rows[name] for name in names if name in rows}  # Y's column order
     rows["all" if "all" not in rows else "all outputs"] = summary(entries)
     table = pd.DataFrame(rows).T
     table.index.name = "output"
